@@ -1,0 +1,3 @@
+module github.com/les-streams/les
+
+go 1.26

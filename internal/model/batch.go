@@ -1,0 +1,78 @@
+package model
+
+// Reject records one input item that was refused, with its reason.
+// Reason is a short constant string (it becomes the reason label of
+// les_ingest_rejected_total); Line aliases the decoder's input and is only
+// valid until that input is reused.
+type Reject struct {
+	Reason string
+	Line   []byte
+}
+
+// Batch is a reusable container that decoders append items to.
+//
+// Items appended by a decoder may alias that decoder's input; Reset keeps the
+// capacity of every slice so a warm Batch decodes without allocating. Tags of
+// items are sub-slices of Arena (and centroids of CentroidArena): growing an
+// arena never invalidates tags already handed out, because the old backing
+// array stays reachable through them.
+type Batch struct {
+	Metrics []Metric
+	Dists   []Distribution
+	Logs    []Log
+	Spans   []Span
+	Rejects []Reject
+
+	Arena         Tags
+	CentroidArena []Centroid
+}
+
+// Reset empties the batch and keeps its capacity.
+func (b *Batch) Reset() {
+	clear(b.Metrics) // drop references to old input
+	b.Metrics = b.Metrics[:0]
+	clear(b.Dists)
+	b.Dists = b.Dists[:0]
+	clear(b.Logs)
+	b.Logs = b.Logs[:0]
+	clear(b.Spans)
+	b.Spans = b.Spans[:0]
+	clear(b.Rejects)
+	b.Rejects = b.Rejects[:0]
+	clear(b.Arena)
+	b.Arena = b.Arena[:0]
+	b.CentroidArena = b.CentroidArena[:0]
+}
+
+// Len is the number of accepted items in the batch.
+func (b *Batch) Len() int {
+	return len(b.Metrics) + len(b.Dists) + len(b.Logs) + len(b.Spans)
+}
+
+// Reject appends a rejection with its reason.
+func (b *Batch) Reject(reason string, line []byte) {
+	b.Rejects = append(b.Rejects, Reject{Reason: reason, Line: line})
+}
+
+// TagMark returns the current end of the tag arena; pass it to TagsSince
+// after appending a list of tags with AddTag.
+func (b *Batch) TagMark() int { return len(b.Arena) }
+
+// AddTag appends one tag to the arena.
+func (b *Batch) AddTag(key, value string) { b.Arena = append(b.Arena, Tag{Key: key, Value: value}) }
+
+// TagsSince returns the tags appended since mark, with capacity clipped so
+// that appending to the result can never overwrite a neighbour.
+func (b *Batch) TagsSince(mark int) Tags {
+	if mark == len(b.Arena) {
+		return nil
+	}
+	return b.Arena[mark:len(b.Arena):len(b.Arena)]
+}
+
+// TruncateTags drops the tags appended since mark (used when a line that
+// already added tags is rejected).
+func (b *Batch) TruncateTags(mark int) {
+	clear(b.Arena[mark:])
+	b.Arena = b.Arena[:mark]
+}
