@@ -21,9 +21,14 @@ const (
 	Counter
 	// Sample is one observation to be rolled up into a distribution.
 	Sample
+	// GaugeDelta adds Value to the current gauge (StatsD "g" with +/-).
+	GaugeDelta
+	// Set is one member of a set whose distinct members are counted; Value
+	// holds a 53-bit hash of the member (an exactly representable integer).
+	Set
 )
 
-var kindNames = [...]string{Gauge: "gauge", Counter: "counter", Sample: "sample"}
+var kindNames = [...]string{Gauge: "gauge", Counter: "counter", Sample: "sample", GaugeDelta: "gauge_delta", Set: "set"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -135,6 +140,9 @@ type Metric struct {
 	Source    string
 	Tags      Tags
 	Kind      Kind
+	// Window is the roll-up granularity requested for a Sample (e.g. by the
+	// histogram port it arrived on); WindowNone leaves it to the rollup rules.
+	Window Window
 }
 
 // Centroid is a value and how many samples it stands for.
@@ -170,7 +178,8 @@ type Quantile struct {
 	Value float64
 }
 
-// Level is a log severity, kept as the producer's text (e.g. "INFO").
+// Log is one log record or event. Level is the producer's text (e.g.
+// "INFO"); Message is the raw line or message bytes.
 type Log struct {
 	Timestamp int64 // Unix nanoseconds
 	Source    string
