@@ -1,0 +1,268 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"unsafe"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// DefaultMaxBodySize bounds the decompressed body of one record.
+const DefaultMaxBodySize = 64 << 20
+
+// Decoder decodes records into a model.Batch. It keeps decompression
+// buffers between calls and is not safe for concurrent use.
+type Decoder struct {
+	// MaxBodySize bounds the decompressed body; 0 means DefaultMaxBodySize.
+	MaxBodySize int
+
+	buf  []byte
+	zstd *zstd.Decoder
+	gz   *gzip.Reader
+}
+
+// Decode appends the items of rec to dst and returns the record header.
+//
+// Strings and messages of the appended items alias either rec (for
+// uncompressed records) or the decoder's internal buffer; both are valid
+// only until the next call to Decode or until rec is reused. Items that must
+// live longer are copied by the caller.
+func (d *Decoder) Decode(dst *model.Batch, rec []byte) (Header, error) {
+	h, err := ParseHeader(rec)
+	if err != nil {
+		return h, err
+	}
+	body, err := d.body(&h, rec[HeaderSize:])
+	if err != nil {
+		return h, err
+	}
+	r := reader{b: body}
+	if err := r.items(dst, h.Signal, h.Count); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func (d *Decoder) limit() int {
+	if d.MaxBodySize > 0 {
+		return d.MaxBodySize
+	}
+	return DefaultMaxBodySize
+}
+
+func (d *Decoder) body(h *Header, raw []byte) ([]byte, error) {
+	switch h.Compression {
+	case CompressionNone:
+		if len(raw) > d.limit() {
+			return nil, ErrTooLarge
+		}
+		return raw, nil
+	case CompressionZstd:
+		if d.zstd == nil {
+			dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+				zstd.WithDecoderMaxMemory(uint64(d.limit())), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				return nil, fmt.Errorf("wire: zstd: %w", err)
+			}
+			d.zstd = dec
+		}
+		out, err := d.zstd.DecodeAll(raw, d.buf[:0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+		if len(out) > d.limit() {
+			return nil, ErrTooLarge
+		}
+		d.buf = out
+		return out, nil
+	case CompressionGzip:
+		var err error
+		if d.gz == nil {
+			d.gz, err = gzip.NewReader(bytes.NewReader(raw))
+		} else {
+			err = d.gz.Reset(bytes.NewReader(raw))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		w := bytes.NewBuffer(d.buf[:0])
+		n, err := io.Copy(w, io.LimitReader(d.gz, int64(d.limit())+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		if n > int64(d.limit()) {
+			return nil, ErrTooLarge
+		}
+		d.buf = w.Bytes()
+		return d.buf, nil
+	}
+	return nil, fmt.Errorf("%w: %d", ErrCompression, h.Compression)
+}
+
+// reader walks a body. Every read checks bounds; a short or malformed body
+// yields ErrCorrupt, never a panic.
+type reader struct {
+	b   []byte
+	off int
+	bad bool
+}
+
+func (r *reader) byte() byte {
+	if r.off >= len(r.b) {
+		r.bad = true
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b[r.off:])
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) float() float64 {
+	if len(r.b)-r.off < 8 {
+		r.bad = true
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b[r.off:]))
+	r.off += 8
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.b)-r.off) {
+		r.bad = true
+		return nil
+	}
+	s := r.b[r.off : r.off+int(n) : r.off+int(n)]
+	r.off += int(n)
+	return s
+}
+
+func (r *reader) string() string {
+	b := r.bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// count reads a list length and checks that at least min bytes per element
+// remain, so a corrupt length cannot make us allocate a huge slice.
+func (r *reader) count(min int) int {
+	n := r.uvarint()
+	if r.bad || n > uint64((len(r.b)-r.off)/min) {
+		r.bad = true
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) tags(dst *model.Batch) model.Tags {
+	n := r.count(2)
+	mark := dst.TagMark()
+	for i := 0; i < n && !r.bad; i++ {
+		k := r.string()
+		v := r.string()
+		dst.AddTag(k, v)
+	}
+	return dst.TagsSince(mark)
+}
+
+func (r *reader) items(dst *model.Batch, sig Signal, count uint32) error {
+	for i := uint32(0); i < count; i++ {
+		switch sig {
+		case SignalMetrics:
+			var m model.Metric
+			m.Kind = model.Kind(r.byte())
+			m.Window = model.Window(r.byte())
+			m.Name = r.string()
+			m.Source = r.string()
+			m.Timestamp = r.varint()
+			m.Value = r.float()
+			m.Tags = r.tags(dst)
+			dst.Metrics = append(dst.Metrics, m)
+		case SignalDistributions:
+			var d model.Distribution
+			d.Window = model.Window(r.byte())
+			d.Correction = uint32(r.uvarint())
+			d.Name = r.string()
+			d.Source = r.string()
+			d.Timestamp = r.varint()
+			d.Count = r.float()
+			d.Sum = r.float()
+			d.Min = r.float()
+			d.Max = r.float()
+			n := r.count(16)
+			start := len(dst.CentroidArena)
+			for j := 0; j < n && !r.bad; j++ {
+				dst.CentroidArena = append(dst.CentroidArena, model.Centroid{Value: r.float(), Count: r.float()})
+			}
+			if n > 0 {
+				end := len(dst.CentroidArena)
+				d.Centroids = dst.CentroidArena[start:end:end]
+			}
+			if nq := r.count(16); nq > 0 {
+				d.Quantiles = make([]model.Quantile, nq)
+				for j := range d.Quantiles {
+					d.Quantiles[j] = model.Quantile{Q: r.float(), Value: r.float()}
+				}
+			}
+			d.Tags = r.tags(dst)
+			dst.Dists = append(dst.Dists, d)
+		case SignalLogs:
+			var l model.Log
+			l.Timestamp = r.varint()
+			l.Source = r.string()
+			l.RequestID = r.string()
+			l.Level = r.string()
+			l.Message = r.bytes()
+			l.Attrs = r.tags(dst)
+			dst.Logs = append(dst.Logs, l)
+		case SignalSpans:
+			var s model.Span
+			s.Name = r.string()
+			s.TraceID = r.string()
+			s.SpanID = r.string()
+			s.ParentID = r.string()
+			s.Source = r.string()
+			s.Start = r.varint()
+			s.Duration = r.varint()
+			s.Tags = r.tags(dst)
+			dst.Spans = append(dst.Spans, s)
+		}
+		if r.bad {
+			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, i, count)
+		}
+	}
+	if r.off != len(r.b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
+	}
+	return nil
+}

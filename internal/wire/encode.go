@@ -1,0 +1,227 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// Encoder accumulates the items of one record. It is not safe for
+// concurrent use; Reset makes it reusable without allocating.
+type Encoder struct {
+	signal Signal
+	body   []byte
+	count  uint32
+	minT   int64
+	maxT   int64
+}
+
+// NewEncoder returns an encoder for records of signal s.
+func NewEncoder(s Signal) *Encoder { return &Encoder{signal: s} }
+
+// Signal returns the signal this encoder writes.
+func (e *Encoder) Signal() Signal { return e.signal }
+
+// Count is the number of items appended since the last Reset.
+func (e *Encoder) Count() int { return int(e.count) }
+
+// Size is the uncompressed body size in bytes.
+func (e *Encoder) Size() int { return len(e.body) }
+
+// Reset empties the encoder and keeps its buffer.
+func (e *Encoder) Reset() {
+	e.body = e.body[:0]
+	e.count = 0
+	e.minT, e.maxT = 0, 0
+}
+
+func (e *Encoder) seen(ts int64) {
+	if e.count == 0 || ts < e.minT {
+		e.minT = ts
+	}
+	if e.count == 0 || ts > e.maxT {
+		e.maxT = ts
+	}
+	e.count++
+}
+
+// AppendMetric appends m; the encoder copies what it needs.
+func (e *Encoder) AppendMetric(m *model.Metric) {
+	b := append(e.body, byte(m.Kind), byte(m.Window))
+	b = appendString(b, m.Name)
+	b = appendString(b, m.Source)
+	b = binary.AppendVarint(b, m.Timestamp)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(m.Value))
+	b = appendTags(b, m.Tags)
+	e.body = b
+	e.seen(m.Timestamp)
+}
+
+// AppendDistribution appends d.
+func (e *Encoder) AppendDistribution(d *model.Distribution) {
+	b := append(e.body, byte(d.Window))
+	b = binary.AppendUvarint(b, uint64(d.Correction))
+	b = appendString(b, d.Name)
+	b = appendString(b, d.Source)
+	b = binary.AppendVarint(b, d.Timestamp)
+	b = appendFloat(b, d.Count)
+	b = appendFloat(b, d.Sum)
+	b = appendFloat(b, d.Min)
+	b = appendFloat(b, d.Max)
+	b = binary.AppendUvarint(b, uint64(len(d.Centroids)))
+	for _, c := range d.Centroids {
+		b = appendFloat(b, c.Value)
+		b = appendFloat(b, c.Count)
+	}
+	b = binary.AppendUvarint(b, uint64(len(d.Quantiles)))
+	for _, q := range d.Quantiles {
+		b = appendFloat(b, q.Q)
+		b = appendFloat(b, q.Value)
+	}
+	b = appendTags(b, d.Tags)
+	e.body = b
+	e.seen(d.Timestamp)
+}
+
+// AppendLog appends l.
+func (e *Encoder) AppendLog(l *model.Log) {
+	b := binary.AppendVarint(e.body, l.Timestamp)
+	b = appendString(b, l.Source)
+	b = appendString(b, l.RequestID)
+	b = appendString(b, l.Level)
+	b = binary.AppendUvarint(b, uint64(len(l.Message)))
+	b = append(b, l.Message...)
+	b = appendTags(b, l.Attrs)
+	e.body = b
+	e.seen(l.Timestamp)
+}
+
+// AppendSpan appends s.
+func (e *Encoder) AppendSpan(s *model.Span) {
+	b := appendString(e.body, s.Name)
+	b = appendString(b, s.TraceID)
+	b = appendString(b, s.SpanID)
+	b = appendString(b, s.ParentID)
+	b = appendString(b, s.Source)
+	b = binary.AppendVarint(b, s.Start)
+	b = binary.AppendVarint(b, s.Duration)
+	b = appendTags(b, s.Tags)
+	e.body = b
+	e.seen(s.Start)
+}
+
+// AppendBatch appends every item of b that belongs to this encoder's signal
+// and returns how many it appended.
+func (e *Encoder) AppendBatch(b *model.Batch) int {
+	switch e.signal {
+	case SignalMetrics:
+		for i := range b.Metrics {
+			e.AppendMetric(&b.Metrics[i])
+		}
+		return len(b.Metrics)
+	case SignalDistributions:
+		for i := range b.Dists {
+			e.AppendDistribution(&b.Dists[i])
+		}
+		return len(b.Dists)
+	case SignalLogs:
+		for i := range b.Logs {
+			e.AppendLog(&b.Logs[i])
+		}
+		return len(b.Logs)
+	case SignalSpans:
+		for i := range b.Spans {
+			e.AppendSpan(&b.Spans[i])
+		}
+		return len(b.Spans)
+	}
+	return 0
+}
+
+// Finish appends the complete record (header and body, compressed with c)
+// to dst and returns it. The encoder is unchanged; call Reset to reuse it.
+func (e *Encoder) Finish(dst []byte, producer, seq uint64, c Compression) ([]byte, error) {
+	h := Header{
+		Version: Version, Signal: e.signal, Encoding: EncodingLES, Compression: c,
+		Producer: producer, Seq: seq, Count: e.count, MinTime: e.minT, MaxTime: e.maxT,
+	}
+	start := len(dst)
+	dst = AppendHeader(dst, &h)
+	var err error
+	switch c {
+	case CompressionNone:
+		dst = append(dst, e.body...)
+	case CompressionZstd:
+		dst = zstdEncoder().EncodeAll(e.body, dst)
+	case CompressionGzip:
+		dst, err = appendGzip(dst, e.body)
+	default:
+		return dst[:start], fmt.Errorf("%w: %d", ErrCompression, c)
+	}
+	if err != nil {
+		return dst[:start], err
+	}
+	bodyLen := len(dst) - start - HeaderSize
+	if bodyLen > math.MaxUint32 {
+		return dst[:start], ErrTooLarge
+	}
+	binary.LittleEndian.PutUint32(dst[start+44:], uint32(bodyLen))
+	return dst, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendFloat(b []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+}
+
+func appendTags(b []byte, t model.Tags) []byte {
+	b = binary.AppendUvarint(b, uint64(len(t)))
+	for _, tag := range t {
+		b = appendString(b, tag.Key)
+		b = appendString(b, tag.Value)
+	}
+	return b
+}
+
+// The zstd encoder is safe for concurrent EncodeAll calls and costly to
+// build, so one is shared (lazily, to keep start-up cheap).
+var zstdEnc = sync.OnceValue(func() *zstd.Encoder {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(err) // only on invalid options, which are constant
+	}
+	return enc
+})
+
+func zstdEncoder() *zstd.Encoder { return zstdEnc() }
+
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return w
+}}
+
+func appendGzip(dst, body []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(w)
+	w.Reset(buf)
+	if _, err := w.Write(body); err != nil {
+		return dst, fmt.Errorf("wire: gzip: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return dst, fmt.Errorf("wire: gzip: %w", err)
+	}
+	return buf.Bytes(), nil
+}
