@@ -1,0 +1,185 @@
+package statsd
+
+import (
+	"bytes"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// decodeEvent decodes a DogStatsD event
+//
+//	_e{<title_len>,<text_len>}:<title>|<text>|d:<ts>|h:<host>|p:<prio>|t:<alert_type>|k:<agg_key>|s:<source_type>|#<tags>
+//
+// into a model.Log: Message is the text, Level the alert type (default
+// "info"), Attrs hold "title", "priority", "aggregation_key",
+// "source_type_name" (when present) and the tags; h: (or a source tag) is the
+// Source.
+func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
+	rest := line[3:]
+	comma := bytes.IndexByte(rest, ',')
+	brace := bytes.IndexByte(rest, '}')
+	if comma < 0 || brace < comma || brace+1 >= len(rest) || rest[brace+1] != ':' {
+		dst.Reject(ReasonInvalidEvent, line)
+		return
+	}
+	tl, ok1 := parseLen(rest[:comma])
+	xl, ok2 := parseLen(rest[comma+1 : brace])
+	rest = rest[brace+2:]
+	if !ok1 || !ok2 || tl == 0 || tl+1+xl > len(rest) || rest[tl] != '|' {
+		dst.Reject(ReasonInvalidEvent, line)
+		return
+	}
+	title := rest[:tl]
+	text := rest[tl+1 : tl+1+xl]
+	rest = rest[tl+1+xl:]
+	if len(rest) > 0 {
+		if rest[0] != '|' {
+			dst.Reject(ReasonInvalidEvent, line)
+			return
+		}
+		rest = rest[1:]
+	}
+	l := model.Log{Timestamp: now, Source: d.defaultSource, Level: "info", Message: text}
+	mark := dst.TagMark()
+	dst.AddTag("title", str(title))
+	ntags, prio := 0, len(d.sourceTags)
+	for len(rest) > 0 {
+		var sec []byte
+		if i := bytes.IndexByte(rest, '|'); i >= 0 {
+			sec, rest = rest[:i], rest[i+1:]
+		} else {
+			sec, rest = rest, nil
+		}
+		if len(sec) == 0 {
+			continue
+		}
+		if sec[0] == '#' {
+			var reason string
+			ntags, l.Source, prio, reason = d.parseTags(dst, sec[1:], ntags, l.Source, prio)
+			if reason != "" {
+				d.reject(dst, reason, line, mark)
+				return
+			}
+			continue
+		}
+		if len(sec) < 2 || sec[1] != ':' {
+			continue // unknown field: ignored
+		}
+		v := sec[2:]
+		switch sec[0] {
+		case 'd':
+			t, ok := parseSeconds(v)
+			if !ok {
+				d.reject(dst, ReasonInvalidEvent, line, mark)
+				return
+			}
+			l.Timestamp = t
+		case 'h':
+			if len(v) > 0 {
+				l.Source, prio = str(v), -1 // h: wins over source tags
+			}
+		case 'p':
+			dst.AddTag("priority", str(v))
+		case 't':
+			if len(v) > 0 {
+				l.Level = str(v)
+			}
+		case 'k':
+			dst.AddTag("aggregation_key", str(v))
+		case 's':
+			dst.AddTag("source_type_name", str(v))
+		}
+	}
+	l.Attrs = d.finishTags(dst, mark)
+	dst.Logs = append(dst.Logs, l)
+}
+
+var checkLevels = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+
+// decodeServiceCheck decodes a DogStatsD service check
+//
+//	_sc|<name>|<status>|d:<ts>|h:<host>|#<tags>|m:<message>
+//
+// into a model.Log: Message is m: (which runs to the end of the line), Level
+// is OK, WARNING, CRITICAL or UNKNOWN for status 0..3, Attrs hold "check"
+// (the name) and the tags.
+func (d *Decoder) decodeServiceCheck(dst *model.Batch, line []byte, now int64) {
+	rest := line[4:]
+	i := bytes.IndexByte(rest, '|')
+	if i <= 0 {
+		dst.Reject(ReasonInvalidEvent, line)
+		return
+	}
+	name := rest[:i]
+	rest = rest[i+1:]
+	var status []byte
+	if j := bytes.IndexByte(rest, '|'); j >= 0 {
+		status, rest = rest[:j], rest[j+1:]
+	} else {
+		status, rest = rest, nil
+	}
+	if len(status) != 1 || status[0] < '0' || status[0] > '3' {
+		dst.Reject(ReasonInvalidEvent, line)
+		return
+	}
+	l := model.Log{Timestamp: now, Source: d.defaultSource, Level: checkLevels[status[0]-'0']}
+	mark := dst.TagMark()
+	dst.AddTag("check", str(name))
+	ntags, prio := 0, len(d.sourceTags)
+	for len(rest) > 0 {
+		if bytes.HasPrefix(rest, []byte("m:")) {
+			l.Message = rest[2:]
+			break
+		}
+		var sec []byte
+		if j := bytes.IndexByte(rest, '|'); j >= 0 {
+			sec, rest = rest[:j], rest[j+1:]
+		} else {
+			sec, rest = rest, nil
+		}
+		if len(sec) == 0 {
+			continue
+		}
+		if sec[0] == '#' {
+			var reason string
+			ntags, l.Source, prio, reason = d.parseTags(dst, sec[1:], ntags, l.Source, prio)
+			if reason != "" {
+				d.reject(dst, reason, line, mark)
+				return
+			}
+			continue
+		}
+		if len(sec) < 2 || sec[1] != ':' {
+			continue
+		}
+		switch sec[0] {
+		case 'd':
+			t, ok := parseSeconds(sec[2:])
+			if !ok {
+				d.reject(dst, ReasonInvalidEvent, line, mark)
+				return
+			}
+			l.Timestamp = t
+		case 'h':
+			if len(sec) > 2 {
+				l.Source, prio = str(sec[2:]), -1
+			}
+		}
+	}
+	l.Attrs = d.finishTags(dst, mark)
+	dst.Logs = append(dst.Logs, l)
+}
+
+func parseLen(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 6 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
