@@ -1,0 +1,26 @@
+package natsjs
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/streamtest"
+)
+
+func TestEmbeddedConformance(t *testing.T) {
+	dirs := map[string]string{}
+	streamtest.Run(t, func(t *testing.T) stream.Stream {
+		dir, ok := dirs[t.Name()]
+		if !ok {
+			dir = t.TempDir()
+			dirs[t.Name()] = dir
+		}
+		s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1"}, dir, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
