@@ -7,4 +7,5 @@ import (
 	_ "github.com/nats-io/nats-server/v2/server"
 	_ "github.com/nats-io/nats.go/jetstream"
 	_ "gopkg.in/yaml.v3"
+	_ "github.com/VictoriaMetrics/metrics"
 )
