@@ -1,0 +1,347 @@
+// Package ingest holds the agent's transports (UDP, TCP, HTTP, unix
+// datagram) and the batcher that turns decoded items into stream records.
+// Decoding is done by the pure decoders in internal/format.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// BatchConfig bounds batches and the publish queue. Memory held by the
+// agent is at most about (QueueBatches + 2×open encoders) × MaxBatchBytes.
+type BatchConfig struct {
+	// FlushInterval is the longest an item waits in an open batch.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxBatchBytes closes a batch when its uncompressed body reaches it.
+	MaxBatchBytes int `yaml:"max_batch_bytes"`
+	// QueueBatches is how many closed batches may wait for the stream;
+	// when full, TCP and HTTP intake wait and UDP readers stop reading (the
+	// kernel then drops datagrams, counted in les_ingest_udp_dropped_total).
+	QueueBatches int `yaml:"queue_batches"`
+	// Publishers is the number of concurrent publishing goroutines.
+	Publishers int `yaml:"publishers"`
+	// Compression of record bodies: none, gzip or zstd.
+	Compression string `yaml:"compression"`
+	// Partitions spreads records over subjects by series (metrics) or
+	// source (logs, spans).
+	Partitions int `yaml:"partitions"`
+}
+
+// Validate fills defaults and checks values.
+func (c *BatchConfig) Validate() error {
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 200 * time.Millisecond
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 1 << 20
+	}
+	if c.QueueBatches == 0 {
+		c.QueueBatches = 64
+	}
+	if c.Publishers == 0 {
+		c.Publishers = 2
+	}
+	if c.Compression == "" {
+		c.Compression = "zstd"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+	if _, err := wire.ParseCompression(c.Compression); err != nil {
+		return err
+	}
+	if c.FlushInterval < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 || c.Partitions < 1 {
+		return errors.New("batch: flush_interval must be positive, max_batch_bytes ≥ 1024, queue_batches, publishers and partitions ≥ 1")
+	}
+	if c.MaxBatchBytes > 4<<20 {
+		return errors.New("batch: max_batch_bytes must be at most 4 MiB (stream message size)")
+	}
+	return nil
+}
+
+// sealed is a closed batch waiting to be published.
+type sealed struct {
+	enc       *wire.Encoder
+	partition int
+	opened    time.Time
+}
+
+// Batcher collects items into per-signal, per-partition encoders and hands
+// closed batches to its publishers. It is safe for concurrent use.
+type Batcher struct {
+	cfg      BatchConfig
+	comp     wire.Compression
+	st       stream.Stream
+	log      *slog.Logger
+	producer uint64
+	seq      atomic.Uint64
+	seed     maphash.Seed
+
+	mu     sync.Mutex
+	open   map[openKey]*openBatch
+	queue  chan sealed
+	pool   sync.Pool
+	closed bool
+
+	publishedRecords *metrics.Counter
+	publishedBytes   *metrics.Counter
+	publishedItems   *metrics.Counter
+	publishErrors    *metrics.Counter
+	queued           atomic.Int64
+}
+
+type openKey struct {
+	sig       wire.Signal
+	partition int
+}
+
+type openBatch struct {
+	enc       *wire.Encoder
+	partition int
+	opened    time.Time
+}
+
+// NewBatcher returns a batcher publishing to st. Call Run to start it.
+func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log *slog.Logger) (*Batcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	comp, _ := wire.ParseCompression(cfg.Compression)
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	b := &Batcher{
+		cfg: cfg, comp: comp, st: st, log: log,
+		producer: binary.LittleEndian.Uint64(id[:]),
+		seed:     maphash.MakeSeed(),
+		open:     map[openKey]*openBatch{},
+		queue:    make(chan sealed, cfg.QueueBatches),
+
+		publishedRecords: reg.Counter("les_stream_published_records_total"),
+		publishedBytes:   reg.Counter("les_stream_published_bytes_total"),
+		publishedItems:   reg.Counter("les_stream_published_items_total"),
+		publishErrors:    reg.Counter("les_stream_publish_errors_total"),
+	}
+	reg.Gauge("les_ingest_queued_batches", func() float64 { return float64(b.queued.Load()) })
+	return b, nil
+}
+
+// Producer is the id written into every record header.
+func (b *Batcher) Producer() uint64 { return b.producer }
+
+// NextSeq reserves a batch sequence number.
+func (b *Batcher) NextSeq() uint64 { return b.seq.Add(1) }
+
+// Compression is the configured record compression.
+func (b *Batcher) Compression() wire.Compression { return b.comp }
+
+func (b *Batcher) partition(s1, s2 string) int {
+	if b.cfg.Partitions == 1 {
+		return 0
+	}
+	var h maphash.Hash
+	h.SetSeed(b.seed)
+	h.WriteString(s1)
+	h.WriteByte(0)
+	h.WriteString(s2)
+	return int(h.Sum64() % uint64(b.cfg.Partitions))
+}
+
+// Add encodes every accepted item of batch. It may block while the publish
+// queue is full. The batch is not kept.
+func (b *Batcher) Add(batch *model.Batch) {
+	if batch.Len() == 0 {
+		return
+	}
+	var full []sealed
+	b.mu.Lock()
+	for i := range batch.Metrics {
+		m := &batch.Metrics[i]
+		ob := b.get(wire.SignalMetrics, b.partition(m.Name, m.Source))
+		ob.enc.AppendMetric(m)
+		full = b.cutIfFull(full, ob)
+	}
+	for i := range batch.Dists {
+		d := &batch.Dists[i]
+		ob := b.get(wire.SignalDistributions, b.partition(d.Name, d.Source))
+		ob.enc.AppendDistribution(d)
+		full = b.cutIfFull(full, ob)
+	}
+	for i := range batch.Logs {
+		l := &batch.Logs[i]
+		ob := b.get(wire.SignalLogs, b.partition(l.Source, ""))
+		ob.enc.AppendLog(l)
+		full = b.cutIfFull(full, ob)
+	}
+	for i := range batch.Spans {
+		s := &batch.Spans[i]
+		ob := b.get(wire.SignalSpans, b.partition(s.Source, ""))
+		ob.enc.AppendSpan(s)
+		full = b.cutIfFull(full, ob)
+	}
+	b.mu.Unlock()
+	for _, s := range full {
+		b.enqueue(s)
+	}
+}
+
+// get returns the open batch for (sig, partition), creating it. b.mu held.
+func (b *Batcher) get(sig wire.Signal, p int) *openBatch {
+	k := openKey{sig, p}
+	ob := b.open[k]
+	if ob == nil {
+		ob = &openBatch{partition: p}
+		b.open[k] = ob
+	}
+	if ob.enc == nil {
+		if e, _ := b.pool.Get().(*wire.Encoder); e != nil && e.Signal() == sig {
+			ob.enc = e
+		} else {
+			if e != nil {
+				b.pool.Put(e)
+			}
+			ob.enc = wire.NewEncoder(sig)
+		}
+		ob.opened = time.Now()
+	}
+	return ob
+}
+
+func (b *Batcher) cutIfFull(full []sealed, ob *openBatch) []sealed {
+	if ob.enc.Size() < b.cfg.MaxBatchBytes {
+		return full
+	}
+	full = append(full, sealed{enc: ob.enc, partition: ob.partition, opened: ob.opened})
+	ob.enc = nil
+	return full
+}
+
+func (b *Batcher) enqueue(s sealed) {
+	b.queued.Add(1)
+	b.queue <- s
+}
+
+// Flush closes every open batch older than age (0: all of them).
+func (b *Batcher) Flush(age time.Duration) {
+	now := time.Now()
+	var full []sealed
+	b.mu.Lock()
+	for _, ob := range b.open {
+		if ob.enc != nil && ob.enc.Count() > 0 && now.Sub(ob.opened) >= age {
+			full = append(full, sealed{enc: ob.enc, partition: ob.partition, opened: ob.opened})
+			ob.enc = nil
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range full {
+		b.enqueue(s)
+	}
+}
+
+// Run flushes batches on time and publishes them until ctx is cancelled;
+// then it flushes and publishes everything still open, with drainTimeout
+// as the limit, and returns.
+func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
+	pubCtx, cancelPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPub()
+	var wg sync.WaitGroup
+	for range b.cfg.Publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.publishLoop(pubCtx)
+		}()
+	}
+	tick := time.NewTicker(max(b.cfg.FlushInterval/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			b.Flush(b.cfg.FlushInterval)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	// Drain: flush what is open, close the queue, let publishers finish.
+	b.Flush(0)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	close(b.queue)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(drainTimeout):
+		cancelPub()
+		<-done
+		return errors.New("ingest: drain timed out; unpublished batches were lost")
+	}
+}
+
+func (b *Batcher) publishLoop(ctx context.Context) {
+	var buf []byte
+	for s := range b.queue {
+		b.queued.Add(-1)
+		var err error
+		buf, err = b.publish(ctx, buf[:0], s)
+		if err != nil {
+			b.publishErrors.Inc()
+			b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
+		}
+		s.enc.Reset()
+		b.pool.Put(s.enc)
+	}
+}
+
+// PublishNow encodes and publishes one signal's items of batch synchronously
+// (used by HTTP intake, whose 2xx promises durability).
+func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
+	for _, sig := range wire.Signals {
+		enc := wire.NewEncoder(sig)
+		if enc.AppendBatch(batch) == 0 {
+			continue
+		}
+		if _, err := b.publish(ctx, nil, sealed{enc: enc}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, error) {
+	seq := b.NextSeq()
+	buf, err := s.enc.Finish(buf, b.producer, seq, b.comp)
+	if err != nil {
+		return buf, err
+	}
+	h, _ := wire.ParseHeader(buf)
+	rec := stream.Record{
+		Subject: stream.Subject(stream.OriginIngest, s.enc.Signal(), s.partition),
+		ID:      h.ID(),
+		Data:    buf,
+	}
+	if err := b.st.Publish(ctx, rec); err != nil {
+		return buf, err
+	}
+	b.publishedRecords.Inc()
+	b.publishedBytes.Add(len(buf))
+	b.publishedItems.Add(s.enc.Count())
+	return buf, nil
+}

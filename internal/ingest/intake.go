@@ -1,0 +1,54 @@
+package ingest
+
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
+)
+
+// Decoder is what every format decoder in internal/format provides: it
+// appends accepted items and rejections to dst. Items may alias payload.
+type Decoder interface {
+	Decode(dst *model.Batch, payload []byte, now int64)
+}
+
+// Intake counts what one listener received and rejected and hands accepted
+// items to the batcher.
+type Intake struct {
+	Format    string
+	Transport string
+	batcher   *Batcher
+	received  *metrics.Counter
+	rejected  *selfmetric.ReasonCounters
+}
+
+// NewIntake returns an intake for one (format, transport) pair.
+func NewIntake(format, transport string, b *Batcher, reg *selfmetric.Registry) *Intake {
+	return &Intake{
+		Format: format, Transport: transport, batcher: b,
+		received: reg.Counter("les_ingest_received_total", "format", format, "transport", transport),
+		rejected: reg.NewReasonCounters("les_ingest_rejected_total", "format", format),
+	}
+}
+
+// Account counts batch's items and rejections.
+func (in *Intake) Account(batch *model.Batch) {
+	in.received.Add(batch.Len() + len(batch.Rejects))
+	for i := range batch.Rejects {
+		in.rejected.Inc(batch.Rejects[i].Reason)
+	}
+}
+
+// Reject counts one received item rejected before decoding (for example an
+// oversized datagram).
+func (in *Intake) Reject(reason string) {
+	in.received.Inc()
+	in.rejected.Inc(reason)
+}
+
+// Deliver accounts batch and queues its items for publishing.
+func (in *Intake) Deliver(batch *model.Batch) {
+	in.Account(batch)
+	in.batcher.Add(batch)
+}
