@@ -1,0 +1,541 @@
+package rollup
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// Rule rolls gauges and counters whose name matches Match (path.Match
+// syntax) up as Samples at Window, in addition to their own aggregation.
+type Rule struct {
+	Match  string
+	Window model.Window
+}
+
+// Config configures a Rollup. Validate fills in defaults.
+type Config struct {
+	// Windows are the windows counters, gauges and sets are aggregated at
+	// (default [minute]); each point is aggregated at every one of them.
+	Windows []model.Window
+	// DefaultWindow is the window of Samples and Distributions whose Window
+	// is WindowNone (default minute).
+	DefaultWindow model.Window
+	// Grace: a window [start,end) closes at the first Advance with
+	// now >= end+Grace (default 30s).
+	Grace time.Duration
+	// MaxSeriesPerWindow bounds the series of one window (or correction);
+	// points of further series are refused and counted in
+	// Stats.SeriesRejected (default 100000).
+	MaxSeriesPerWindow int
+	// Percentiles are precomputed into Distribution.Quantiles (default
+	// 0.5, 0.9, 0.95, 0.99, 0.999).
+	Percentiles []float64
+	// Rules: matching gauges/counters are also rolled up as Samples.
+	Rules []Rule
+	// RecentPerSeries is how many closed windows (and corrections) per
+	// series and window Query keeps (default 60).
+	RecentPerSeries int
+}
+
+// Validate checks c and fills in defaults.
+func (c *Config) Validate() error {
+	if len(c.Windows) == 0 {
+		c.Windows = []model.Window{model.WindowMinute}
+	}
+	for _, w := range c.Windows {
+		if w.Nanos() == 0 {
+			return fmt.Errorf("rollup: invalid window %v in windows", w)
+		}
+	}
+	c.Windows = slices.Compact(slices.Sorted(slices.Values(c.Windows)))
+	if c.DefaultWindow == model.WindowNone {
+		c.DefaultWindow = model.WindowMinute
+	}
+	if c.DefaultWindow.Nanos() == 0 {
+		return fmt.Errorf("rollup: invalid default window %v", c.DefaultWindow)
+	}
+	if c.Grace == 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.Grace < 0 {
+		return fmt.Errorf("rollup: negative grace %v", c.Grace)
+	}
+	if c.MaxSeriesPerWindow == 0 {
+		c.MaxSeriesPerWindow = 100_000
+	}
+	if c.MaxSeriesPerWindow < 0 {
+		return errors.New("rollup: negative max series per window")
+	}
+	if c.Percentiles == nil {
+		c.Percentiles = []float64{0.5, 0.9, 0.95, 0.99, 0.999}
+	}
+	for _, q := range c.Percentiles {
+		if !(q >= 0 && q <= 1) {
+			return fmt.Errorf("rollup: percentile %v outside [0,1]", q)
+		}
+	}
+	for _, r := range c.Rules {
+		if _, err := path.Match(r.Match, ""); err != nil {
+			return fmt.Errorf("rollup: rule %q: %w", r.Match, err)
+		}
+		if r.Window.Nanos() == 0 {
+			return fmt.Errorf("rollup: rule %q: invalid window %v", r.Match, r.Window)
+		}
+	}
+	if c.RecentPerSeries == 0 {
+		c.RecentPerSeries = 60
+	}
+	if c.RecentPerSeries < 0 {
+		return errors.New("rollup: negative recent per series")
+	}
+	return nil
+}
+
+// Stats counts what a Rollup did. Every point handed to Add is either
+// aggregated, counted late (and still aggregated into a correction), or
+// counted in SeriesRejected or Invalid.
+type Stats struct {
+	SamplesIn          uint64 // Sample points and rule-matched points aggregated (per window)
+	DistsIn            uint64 // Distributions merged
+	LateSamples        uint64 // points and distributions that went into a correction
+	SeriesRejected     uint64 // points refused by MaxSeriesPerWindow
+	WindowsEmitted     uint64 // (series, window) items emitted on first close
+	CorrectionsEmitted uint64 // (series, window) items emitted by corrections
+	Invalid            uint64 // non-finite values, distributions without valid centroids
+	SetsApproximated   uint64 // set windows that exceeded MaxExactSetMembers
+}
+
+type aggKind uint8
+
+const (
+	aggDist aggKind = iota
+	aggCounter
+	aggGauge
+	aggSet
+)
+
+type winKey struct {
+	w     model.Window
+	start int64
+}
+
+type bucket struct {
+	winKey
+	corr     uint32 // 0: the window itself; 1..: a correction
+	deadline int64  // Advance closes the bucket when now >= deadline
+	series   map[string]*entry
+}
+
+type entry struct {
+	kind   aggKind
+	name   string
+	source string
+	tags   model.Tags
+	sketch *Sketch
+	value  float64 // counter sum, gauge value
+	ts     int64   // gauge timestamp
+	hasVal bool    // gauge: an absolute value was seen
+	set    *distinct
+}
+
+type recentSeries struct {
+	dists []model.Distribution // oldest first, at most RecentPerSeries
+}
+
+type queryKey struct {
+	name, source string
+	w            model.Window
+}
+
+// Rollup aggregates points into windows. It is not safe for concurrent use.
+type Rollup struct {
+	cfg      Config
+	grace    int64
+	open     map[winKey]*bucket
+	corr     map[winKey]*bucket // the open correction of a closed window
+	lastCorr map[winKey]uint32  // last correction number assigned per closed window
+	closed   int64              // windows with end+grace <= closed are closed
+	recent   map[queryKey]map[string]*recentSeries
+	stats    Stats
+	key      []byte // reused series-key buffer
+}
+
+// New validates cfg (filling defaults) and returns an empty Rollup.
+func New(cfg Config) (*Rollup, error) {
+	cfg.Windows = slices.Clone(cfg.Windows)
+	cfg.Percentiles = slices.Clone(cfg.Percentiles)
+	cfg.Rules = slices.Clone(cfg.Rules)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Rollup{
+		cfg:      cfg,
+		grace:    int64(cfg.Grace),
+		open:     make(map[winKey]*bucket),
+		corr:     make(map[winKey]*bucket),
+		lastCorr: make(map[winKey]uint32),
+		closed:   math.MinInt64,
+		recent:   make(map[queryKey]map[string]*recentSeries),
+	}, nil
+}
+
+// Stats returns the counters so far.
+func (r *Rollup) Stats() Stats { return r.stats }
+
+func windowStart(ts int64, w model.Window) int64 {
+	n := w.Nanos()
+	s := ts - ts%n
+	if ts%n < 0 {
+		s -= n
+	}
+	return s
+}
+
+// Add folds b's Metrics and Dists in, by event time (Timestamp). It keeps no
+// reference to b: names, sources and tags of new series are cloned; existing
+// series are found without allocating. Logs and Spans are ignored.
+func (r *Rollup) Add(b *model.Batch, now int64) {
+	for i := range b.Metrics {
+		m := &b.Metrics[i]
+		if !model.IsFinite(m.Value) {
+			r.stats.Invalid++
+			continue
+		}
+		switch m.Kind {
+		case model.Sample:
+			w := m.Window
+			if w.Nanos() == 0 {
+				w = r.cfg.DefaultWindow
+			}
+			if e := r.entry(aggDist, m.Name, m.Source, m.Tags, w, m.Timestamp, now, 1); e != nil {
+				e.sketch.Add(m.Value)
+				r.stats.SamplesIn++
+			}
+		case model.Counter, model.Gauge, model.GaugeDelta, model.Set:
+			kind := aggCounter
+			switch m.Kind {
+			case model.Gauge, model.GaugeDelta:
+				kind = aggGauge
+			case model.Set:
+				kind = aggSet
+			}
+			for _, w := range r.cfg.Windows {
+				e := r.entry(kind, m.Name, m.Source, m.Tags, w, m.Timestamp, now, 1)
+				if e == nil {
+					continue
+				}
+				switch m.Kind {
+				case model.Counter:
+					e.value += m.Value
+				case model.Gauge:
+					if !e.hasVal || m.Timestamp >= e.ts {
+						e.value, e.ts, e.hasVal = m.Value, m.Timestamp, true
+					}
+				case model.GaugeDelta:
+					e.value += m.Value
+				case model.Set:
+					if e.set.add(uint64(m.Value) & (1<<53 - 1)) {
+						r.stats.SetsApproximated++
+					}
+				}
+			}
+			if m.Kind == model.Set {
+				continue
+			}
+			r.applyRules(m, now)
+		default:
+			r.stats.Invalid++
+		}
+	}
+	for i := range b.Dists {
+		d := &b.Dists[i]
+		w := d.Window
+		if w.Nanos() == 0 {
+			w = r.cfg.DefaultWindow
+		}
+		var n float64
+		for _, c := range d.Centroids {
+			if c.Count > 0 && model.IsFinite(c.Count) && model.IsFinite(c.Value) {
+				n += c.Count
+			}
+		}
+		if n == 0 {
+			r.stats.Invalid++
+			continue
+		}
+		if e := r.entry(aggDist, d.Name, d.Source, d.Tags, w, d.Timestamp, now, n); e != nil {
+			mn, mx := d.Min, d.Max
+			if d.Count == 0 { // no summary: derive from centroids
+				mn, mx = math.NaN(), math.NaN()
+			}
+			e.sketch.mergeCentroids(d.Centroids, d.Sum, mn, mx)
+			r.stats.DistsIn++
+		}
+	}
+}
+
+func (r *Rollup) applyRules(m *model.Metric, now int64) {
+	var done [4]bool
+	for _, rule := range r.cfg.Rules {
+		if done[rule.Window] {
+			continue
+		}
+		if ok, _ := path.Match(rule.Match, m.Name); !ok {
+			continue
+		}
+		done[rule.Window] = true
+		if e := r.entry(aggDist, m.Name, m.Source, m.Tags, rule.Window, m.Timestamp, now, 1); e != nil {
+			e.sketch.Add(m.Value)
+			r.stats.SamplesIn++
+		}
+	}
+}
+
+// appendKey encodes a series identity unambiguously (length-prefixed).
+func appendKey(b []byte, kind aggKind, name, source string, tags model.Tags) []byte {
+	b = append(b, byte(kind))
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
+	b = binary.AppendUvarint(b, uint64(len(source)))
+	b = append(b, source...)
+	for _, t := range tags {
+		b = binary.AppendUvarint(b, uint64(len(t.Key)))
+		b = append(b, t.Key...)
+		b = binary.AppendUvarint(b, uint64(len(t.Value)))
+		b = append(b, t.Value...)
+	}
+	return b
+}
+
+// entry finds or creates the aggregate of a series in the window holding
+// ts, or in that window's correction if it is closed. weight is the number
+// of samples the caller is about to add (for LateSamples). It returns nil if
+// the series cap refused a new series.
+func (r *Rollup) entry(kind aggKind, name, source string, tags model.Tags, w model.Window, ts, now int64, weight float64) *entry {
+	wk := winKey{w: w, start: windowStart(ts, w)}
+	var bk *bucket
+	if wk.start+w.Nanos()+r.grace <= r.closed {
+		bk = r.corr[wk]
+		if bk == nil {
+			c := r.lastCorr[wk] + 1
+			r.lastCorr[wk] = c
+			bk = &bucket{winKey: wk, corr: c, deadline: now + r.grace, series: make(map[string]*entry)}
+			r.corr[wk] = bk
+		}
+		r.stats.LateSamples += uint64(weight)
+	} else {
+		bk = r.open[wk]
+		if bk == nil {
+			bk = &bucket{winKey: wk, deadline: wk.start + w.Nanos() + r.grace, series: make(map[string]*entry)}
+			r.open[wk] = bk
+		}
+	}
+	r.key = appendKey(r.key[:0], kind, name, source, tags)
+	if e := bk.series[string(r.key)]; e != nil {
+		return e
+	}
+	if len(bk.series) >= r.cfg.MaxSeriesPerWindow {
+		if bk.corr > 0 {
+			r.stats.LateSamples -= uint64(weight)
+		}
+		r.stats.SeriesRejected++
+		return nil
+	}
+	e := &entry{kind: kind, name: strings.Clone(name), source: strings.Clone(source), tags: tags.Clone()}
+	r.initEntry(e)
+	bk.series[string(r.key)] = e
+	return e
+}
+
+func (r *Rollup) initEntry(e *entry) {
+	switch e.kind {
+	case aggDist:
+		e.sketch = NewSketch()
+	case aggSet:
+		e.set = &distinct{}
+	}
+}
+
+// Advance closes every window with end+Grace <= now and every correction
+// whose first late arrival is at least Grace before now, and appends their
+// items to out: a model.Distribution per (series, window) of samples and
+// distributions, and model.Metric points (Timestamp = window start, Window =
+// the window) for counters (Kind Counter, the sum), gauges (Kind Gauge, the
+// last value) and sets (Kind Gauge, the distinct count). Names, sources and
+// Quantiles are owned by the Rollup's former state and safe to keep; tags
+// and centroids are appended to out.Arena and out.CentroidArena.
+func (r *Rollup) Advance(now int64, out *model.Batch) {
+	r.closed = max(r.closed, now)
+	var ready []*bucket
+	for k, bk := range r.open {
+		if bk.deadline <= now {
+			ready = append(ready, bk)
+			delete(r.open, k)
+		}
+	}
+	for k, bk := range r.corr {
+		if bk.deadline <= now {
+			ready = append(ready, bk)
+			delete(r.corr, k)
+		}
+	}
+	r.emit(ready, out)
+	r.prune(now)
+}
+
+// Flush closes every open window and correction regardless of time and
+// appends them to out as Advance does. Later points for those windows go
+// into corrections.
+func (r *Rollup) Flush(out *model.Batch) {
+	var ready []*bucket
+	for k, bk := range r.open {
+		ready = append(ready, bk)
+		r.closed = max(r.closed, bk.start+bk.w.Nanos()+r.grace)
+		delete(r.open, k)
+	}
+	for k, bk := range r.corr {
+		ready = append(ready, bk)
+		delete(r.corr, k)
+	}
+	r.emit(ready, out)
+}
+
+func (r *Rollup) emit(ready []*bucket, out *model.Batch) {
+	slices.SortFunc(ready, func(a, b *bucket) int {
+		return cmp.Or(cmp.Compare(a.w, b.w), cmp.Compare(a.start, b.start), cmp.Compare(a.corr, b.corr))
+	})
+	var keys []string
+	for _, bk := range ready {
+		keys = keys[:0]
+		for k := range bk.series {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			r.emitEntry(bk, k, bk.series[k], out)
+			if bk.corr > 0 {
+				r.stats.CorrectionsEmitted++
+			} else {
+				r.stats.WindowsEmitted++
+			}
+		}
+	}
+}
+
+func (r *Rollup) emitEntry(bk *bucket, key string, e *entry, out *model.Batch) {
+	mark := out.TagMark()
+	for _, t := range e.tags {
+		out.AddTag(t.Key, t.Value)
+	}
+	tags := out.TagsSince(mark)
+	if e.kind != aggDist {
+		m := model.Metric{Name: e.name, Timestamp: bk.start, Source: e.source, Tags: tags, Window: bk.w, Value: e.value}
+		switch e.kind {
+		case aggCounter:
+			m.Kind = model.Counter
+		case aggGauge:
+			m.Kind = model.Gauge
+		case aggSet:
+			m.Kind = model.Gauge
+			m.Value = e.set.count()
+		}
+		out.Metrics = append(out.Metrics, m)
+		return
+	}
+	s := e.sketch
+	cm := len(out.CentroidArena)
+	out.CentroidArena = s.Centroids(out.CentroidArena)
+	d := model.Distribution{
+		Name: e.name, Timestamp: bk.start, Window: bk.w, Source: e.source, Tags: tags,
+		Count: s.Count(), Sum: s.Sum(), Min: s.Min(), Max: s.Max(),
+		Centroids:  out.CentroidArena[cm:len(out.CentroidArena):len(out.CentroidArena)],
+		Correction: bk.corr,
+	}
+	if len(r.cfg.Percentiles) > 0 {
+		d.Quantiles = make([]model.Quantile, len(r.cfg.Percentiles))
+		for i, q := range r.cfg.Percentiles {
+			d.Quantiles[i] = model.Quantile{Q: q, Value: s.Quantile(q)}
+		}
+	}
+	out.Dists = append(out.Dists, d)
+	r.remember(key, e, d)
+}
+
+// remember keeps a copy of d (owning its centroids and tags) for Query.
+func (r *Rollup) remember(key string, e *entry, d model.Distribution) {
+	if r.cfg.RecentPerSeries == 0 {
+		return
+	}
+	d.Tags = e.tags
+	d.Centroids = slices.Clone(d.Centroids)
+	qk := queryKey{name: e.name, source: e.source, w: d.Window}
+	bySeries := r.recent[qk]
+	if bySeries == nil {
+		bySeries = make(map[string]*recentSeries)
+		r.recent[qk] = bySeries
+	}
+	rs := bySeries[key]
+	if rs == nil {
+		rs = &recentSeries{}
+		bySeries[key] = rs
+	}
+	rs.add(d, r.cfg.RecentPerSeries)
+}
+
+func (rs *recentSeries) add(d model.Distribution, limit int) {
+	i, _ := slices.BinarySearchFunc(rs.dists, d, cmpDist)
+	rs.dists = slices.Insert(rs.dists, i, d)
+	if n := len(rs.dists) - limit; n > 0 {
+		rs.dists = slices.Delete(rs.dists, 0, n)
+	}
+}
+
+func cmpDist(a, b model.Distribution) int {
+	return cmp.Or(cmp.Compare(a.Timestamp, b.Timestamp), cmp.Compare(a.Correction, b.Correction))
+}
+
+// prune forgets correction numbers and recent windows older than
+// RecentPerSeries windows (at least one day) before now.
+func (r *Rollup) prune(now int64) {
+	horizon := func(w model.Window) int64 {
+		return max(int64(r.cfg.RecentPerSeries)*w.Nanos(), model.WindowDay.Nanos()) + r.grace
+	}
+	for wk := range r.lastCorr {
+		if _, open := r.corr[wk]; !open && wk.start+wk.w.Nanos() < now-horizon(wk.w) {
+			delete(r.lastCorr, wk)
+		}
+	}
+	for qk, bySeries := range r.recent {
+		for k, rs := range bySeries {
+			if rs.dists[len(rs.dists)-1].Timestamp+qk.w.Nanos() < now-horizon(qk.w) {
+				delete(bySeries, k)
+			}
+		}
+		if len(bySeries) == 0 {
+			delete(r.recent, qk)
+		}
+	}
+}
+
+// Query returns the recent closed windows (and corrections, as separate
+// items with Correction > 0) of the distributions named name from source at
+// window w, across all tag sets, oldest first (newest last). The returned
+// slice is the caller's; its Tags and Centroids are shared with the Rollup
+// and must not be modified.
+func (r *Rollup) Query(name, source string, w model.Window) []model.Distribution {
+	var out []model.Distribution
+	for _, rs := range r.recent[queryKey{name: name, source: source, w: w}] {
+		out = append(out, rs.dists...)
+	}
+	slices.SortStableFunc(out, cmpDist)
+	return out
+}
