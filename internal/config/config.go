@@ -1,0 +1,147 @@
+// Package config loads les.yaml: strict YAML (unknown keys are errors),
+// ${ENV} expansion, defaults, and validation errors that name the key and
+// its line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is a configuration problem at a location in the file.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Path string // e.g. sinks[0].file.path
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteByte(':')
+	}
+	if e.Line > 0 {
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteByte(':')
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${NAME} and ${NAME:-default}. Only the braced form is
+// expanded, so `$.field` and `$1` in filter patterns stay as written.
+func expandEnv(src []byte, file string) ([]byte, error) {
+	var errs []error
+	out := envRef.ReplaceAllFunc(src, func(m []byte) []byte {
+		sub := envRef.FindSubmatch(m)
+		name := string(sub[1])
+		if v, ok := os.LookupEnv(name); ok {
+			return []byte(v)
+		}
+		if len(sub[2]) > 0 {
+			return sub[3]
+		}
+		line := bytes.Count(src[:bytes.Index(src, m)], []byte("\n")) + 1
+		errs = append(errs, &Error{File: file, Line: line, Msg: "environment variable " + name + " is not set (use ${" + name + ":-default} for a default)"})
+		return m
+	})
+	return out, errors.Join(errs...)
+}
+
+// Decode strictly decodes YAML src into v (a pointer to a struct with yaml
+// tags) after ${ENV} expansion. It returns the document node for Locate.
+func Decode(src []byte, file string, v any) (*yaml.Node, error) {
+	src, err := expandEnv(src, file)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, yamlError(err, file)
+	}
+	if len(bytes.TrimSpace(src)) == 0 {
+		return &doc, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return nil, yamlError(err, file)
+	}
+	return &doc, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+func yamlError(err error, file string) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var errs []error
+		for _, e := range te.Errors {
+			errs = append(errs, lineError(e, file))
+		}
+		return errors.Join(errs...)
+	}
+	return lineError(err.Error(), file)
+}
+
+func lineError(msg, file string) error {
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: n, Msg: m[2]}
+	}
+	return &Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// Locate returns the line of the node at path (keys and list indexes, e.g.
+// "sinks", 0, "file", "path"), or of the deepest ancestor that exists.
+func Locate(doc *yaml.Node, path ...any) int {
+	n := doc
+	if n == nil {
+		return 0
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch k := p.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == k {
+						line = n.Content[i].Line
+						next = n.Content[i+1]
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				next = n.Content[k]
+				line = next.Line
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
+}
