@@ -905,6 +905,9 @@ func (d *Decoder) span(dst *model.Batch, now int64) string {
 			host, hasHost = t.Value, true
 			continue
 		case "parent":
+			if isBlank(t.Value) {
+				continue // an empty parent means none
+			}
 			if !hasParent {
 				parent, hasParent = t.Value, true
 				continue

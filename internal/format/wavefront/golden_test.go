@@ -297,6 +297,8 @@ func goldenCases() []golden {
 		{name: "span quoted", opts: trace, in: `"op" "spanId"="s1" traceId = "t1" "k"="a b" ` + strconv.Itoa(baseSec) + " 1", span: span("op", "t1", "s1", "", base, 1e9, "unknown", "k", "a b")},
 		{name: "span repeated parent", opts: trace, in: "op spanId=s1 traceId=t1 parent=p1 parent=p2 followsFrom=f " + strconv.Itoa(baseSec) + " 1",
 			span: span("op", "t1", "s1", "p1", base, 1e9, "unknown", "followsFrom", "f", "parent", "p2")},
+		{name: "span empty parent ignored", opts: trace, in: `op spanId=s1 traceId=t1 parent="" parent=p2 ` + strconv.Itoa(baseSec) + " 1",
+			span: span("op", "t1", "s1", "p2", base, 1e9, "unknown")},
 		{name: "span duplicate keys kept", opts: trace, in: "op spanId=s1 traceId=t1 k=2 k=1 " + strconv.Itoa(baseSec) + " 1",
 			span: span("op", "t1", "s1", "", base, 1e9, "unknown", "k", "1", "k", "2")},
 		{name: "span host", opts: trace, in: "op spanId=s1 traceId=t1 host=h " + strconv.Itoa(baseSec) + " 1", span: span("op", "t1", "s1", "", base, 1e9, "h")},
