@@ -14,9 +14,9 @@ import (
 )
 
 const (
-	sec = int64(time.Second)
+	sec    = int64(time.Second)
 	minute = 60 * sec
-	t0  = int64(1_700_000_040) * sec // a minute boundary
+	t0     = int64(1_700_000_040) * sec // a minute boundary
 )
 
 func newRollup(t testing.TB, cfg Config) *Rollup {
