@@ -186,7 +186,10 @@ async function main() {
   const limit = a.limit === undefined ? Infinity : Number(a.limit);
   if (limit !== Infinity && !(Number.isInteger(limit) && limit > 0)) throw new Error("--limit wants a positive integer");
 
-  const nc = await connect({ servers: process.env.NATS_URL || "nats://127.0.0.1:4222", name: "les-node-example" });
+  const url = process.env.NATS_URL || "nats://127.0.0.1:4222";
+  const nc = await connect({ servers: url, name: "les-node-example" }).catch((e) => {
+    throw new Error(`cannot connect to ${url} (is les up running? set NATS_URL otherwise): ${e.message}`);
+  });
   const consumer = await openConsumer(nc, { durable: a.durable, subject: a.subject, fromStart: a["from-start"] });
   const messages = await consumer.consume({ max_messages: 64 });
   process.once("SIGINT", () => messages.stop());
