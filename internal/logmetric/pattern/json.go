@@ -1,6 +1,7 @@
 package pattern
 
 import (
+	"bytes"
 	"strconv"
 	"unicode/utf8"
 )
@@ -121,16 +122,25 @@ func jsonWS(b []byte, i int) int {
 // starts at b[i] == '"' and whether it contains escapes, or -1.
 func scanString(b []byte, i int) (int, bool) {
 	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j + 1, esc
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1, esc
 		}
+		q := j + k
+		if !esc && bytes.IndexByte(b[j:q], '\\') >= 0 {
+			esc = true
+		}
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, esc
+		}
+		j = q + 1
 	}
-	return -1, esc
 }
 
 // skipValue returns the index after the value starting at b[i] (after
