@@ -575,3 +575,11 @@ func (it *ElemIter) Next() bool {
 
 // Err reports whether the array was malformed.
 func (it *ElemIter) Err() bool { return it.err }
+
+// UnescapeInPlace unescapes the validated string body raw over itself and
+// returns the shortened slice. Unescaping never grows a string, so the
+// caller's bytes after the returned slice (up to len(raw)) are left stale;
+// use it only on a buffer the caller owns and has finished scanning.
+func UnescapeInPlace(raw []byte) []byte {
+	return Unescape(raw[:0], raw)
+}
