@@ -51,6 +51,9 @@ type ConsumeOptions struct {
 	MaxWait time.Duration
 	// FromStart makes an ephemeral consumer start at the first record.
 	FromStart bool
+	// StartSeq makes an ephemeral consumer start at this stream sequence
+	// (for consumers that keep their cursor in their own checkpoint).
+	StartSeq uint64
 	// AckWait is how long a delivery may stay unacknowledged before the
 	// stream redelivers it (default 2m).
 	AckWait time.Duration
@@ -67,6 +70,8 @@ type Stream interface {
 	// Lag reports how many records the durable consumer has not yet
 	// acknowledged (pending plus in flight).
 	Lag(ctx context.Context, durable string) (uint64, error)
+	// LastSeq is the sequence of the newest record in the stream.
+	LastSeq(ctx context.Context) (uint64, error)
 	// Close releases connections (and stops an embedded server).
 	Close() error
 }

@@ -95,6 +95,19 @@ type Stream struct {
 // Open starts the embedded server (when cfg.URL is empty, storing under
 // dataDir) or connects to cfg.URL, and creates or updates the stream.
 func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*Stream, error) {
+	return open(ctx, cfg, dataDir, log, true)
+}
+
+// Dial connects to the stream of a running les (or any server holding it)
+// at cfg.URL without changing the stream's configuration.
+func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Stream, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("stream: dial needs a URL")
+	}
+	return open(ctx, cfg, "", log, false)
+}
+
+func open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger, create bool) (*Stream, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,6 +146,13 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		return nil, fmt.Errorf("stream: jetstream: %w", err)
 	}
 	s.js = js
+	if !create {
+		if _, err := js.Stream(ctx, cfg.Name); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("stream: %s at %s: %w (is les running?)", cfg.Name, cfg.URL, err)
+		}
+		return s, nil
+	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       cfg.Name,
 		Subjects:   []string{stream.Prefix + ".>"},
@@ -281,8 +301,11 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		if o.FromStart {
 			policy = jetstream.DeliverAllPolicy
 		}
+		if o.StartSeq > 0 {
+			policy = jetstream.DeliverByStartSequencePolicy
+		}
 		cons, err = s.js.OrderedConsumer(ctx, s.cfg.Name, jetstream.OrderedConsumerConfig{
-			FilterSubjects: o.Subjects, DeliverPolicy: policy,
+			FilterSubjects: o.Subjects, DeliverPolicy: policy, OptStartSeq: o.StartSeq,
 		})
 	} else {
 		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.cfg.Name, jetstream.ConsumerConfig{
@@ -372,6 +395,19 @@ func (s *Stream) Lag(ctx context.Context, durable string) (uint64, error) {
 		return 0, err
 	}
 	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// LastSeq implements stream.Stream.
+func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.cfg.Name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }
 
 // Close implements stream.Stream: it drains the connection and shuts the

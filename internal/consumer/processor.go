@@ -1,0 +1,275 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// Processor is a stateful transform (rollup, logmetric). It never sees the
+// stream: the runner feeds it batches, asks it for what is ready, and
+// checkpoints its state together with the stream position.
+type Processor interface {
+	// Add folds the items of b in. b and its strings are only valid during
+	// the call.
+	Add(b *model.Batch, now int64)
+	// Advance appends to out whatever is ready to be emitted at now.
+	Advance(now int64, out *model.Batch)
+	MarshalState() ([]byte, error)
+	UnmarshalState([]byte) error
+}
+
+// ProcConfig configures a processor consumer.
+type ProcConfig struct {
+	// Name identifies the consumer and its checkpoint file.
+	Name string
+	// Subjects the processor reads.
+	Subjects []string
+	// Origin of the records it publishes (e.g. stream.OriginRollup).
+	Origin string
+	// CheckpointPath is the checkpoint file.
+	CheckpointPath string
+	// Tick is how often Advance runs (default 1s); a checkpoint is written
+	// at most this often while records arrive.
+	Tick time.Duration
+	// Compression of emitted records.
+	Compression wire.Compression
+	// Batch is the most records per fetch (default 64).
+	Batch int
+	// Now is the clock (default time.Now().UnixNano).
+	Now func() int64
+}
+
+// ProcRunner runs one Processor with exactly-once effects: its cursor is
+// the stream sequence stored in its own checkpoint, next to the processor
+// state and an outbox of emitted records not yet confirmed published.
+// Emitted records carry ids derived from a persisted counter, so a
+// re-publish after a crash is de-duplicated by the stream and by
+// id-aware sinks.
+type ProcRunner struct {
+	cfg      ProcConfig
+	st       stream.Stream
+	p        Processor
+	log      *slog.Logger
+	producer uint64
+
+	mu        sync.Mutex
+	ck        checkpoint
+	dirty     bool
+	lastCkpt  time.Time
+	dec       wire.Decoder
+	in        model.Batch
+	out       model.Batch
+	lastSeqIn atomic.Uint64
+
+	consumed  *metrics.Counter
+	emitted   *metrics.Counter
+	ckpts     *metrics.Counter
+	corrupt   *metrics.Counter
+	lag       atomic.Int64
+}
+
+// NewProcRunner returns a runner; it does no I/O until Run.
+func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetric.Registry, log *slog.Logger) (*ProcRunner, error) {
+	if cfg.Name == "" || cfg.CheckpointPath == "" || cfg.Origin == "" {
+		return nil, errors.New("consumer: processor needs a name, origin and checkpoint path")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.Now == nil {
+		cfg.Now = func() int64 { return time.Now().UnixNano() }
+	}
+	h := fnv.New64a()
+	h.Write([]byte("les-processor/" + cfg.Name))
+	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), producer: h.Sum64(),
+		consumed: reg.Counter("les_consumer_records_total", "consumer", cfg.Name),
+		emitted:  reg.Counter("les_processor_emitted_items_total", "consumer", cfg.Name),
+		ckpts:    reg.Counter("les_processor_checkpoints_total", "consumer", cfg.Name),
+		corrupt:  reg.Counter("les_consumer_corrupt_records_total", "consumer", cfg.Name),
+	}
+	r.lag.Store(-1)
+	reg.Gauge("les_consumer_lag_records", func() float64 { return float64(r.lag.Load()) }, "consumer", cfg.Name)
+	return r, nil
+}
+
+// Run restores the checkpoint, re-publishes its outbox, then consumes from
+// the checkpointed position until ctx is cancelled; it writes a final
+// checkpoint on the way out.
+func (r *ProcRunner) Run(ctx context.Context) error {
+	ck, err := loadCheckpoint(r.cfg.CheckpointPath)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", r.cfg.Name, err)
+	}
+	if ck.state != nil {
+		if err := r.p.UnmarshalState(ck.state); err != nil {
+			return fmt.Errorf("consumer %s: restore state: %w", r.cfg.Name, err)
+		}
+	}
+	r.ck = ck
+	r.log.Info("processor starting", "from_seq", ck.lastSeq+1, "outbox", len(ck.outbox))
+	if err := r.publishOutbox(ctx); err != nil {
+		return err
+	}
+	tickCtx, stopTick := context.WithCancel(ctx)
+	tickDone := make(chan struct{})
+	go func() {
+		defer close(tickDone)
+		t := time.NewTicker(r.cfg.Tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-tickCtx.Done():
+				return
+			case <-t.C:
+				if err := r.advance(tickCtx); err != nil && tickCtx.Err() == nil {
+					r.log.Error("advance", "err", err)
+				}
+				r.updateLag(tickCtx)
+			}
+		}
+	}()
+	err = r.st.Consume(ctx, stream.ConsumeOptions{Subjects: r.cfg.Subjects, StartSeq: ck.lastSeq + 1,
+		FromStart: true, Batch: r.cfg.Batch}, r.handle)
+	stopTick()
+	<-tickDone
+	// Final checkpoint so a clean restart replays nothing.
+	r.mu.Lock()
+	if r.dirty {
+		if cerr := r.checkpointLocked(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	r.mu.Unlock()
+	return err
+}
+
+func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.cfg.Now()
+	for _, d := range ds {
+		if d.Seq <= r.ck.lastSeq {
+			continue // already folded into the checkpointed state
+		}
+		r.in.Reset()
+		if _, err := r.dec.Decode(&r.in, d.Data); err != nil {
+			r.corrupt.Inc()
+			r.log.Warn("skipping undecodable record", "seq", d.Seq, "err", err)
+		} else {
+			r.p.Add(&r.in, now)
+		}
+		r.ck.lastSeq = d.Seq
+		r.dirty = true
+		r.consumed.Inc()
+	}
+	r.lastSeqIn.Store(r.ck.lastSeq)
+	return nil
+}
+
+// advance asks the processor for what is ready, checkpoints state, position
+// and outbox together, then publishes the outbox.
+func (r *ProcRunner) advance(ctx context.Context) error {
+	r.mu.Lock()
+	r.out.Reset()
+	r.p.Advance(r.cfg.Now(), &r.out)
+	if r.out.Len() > 0 {
+		if err := r.encodeOutbox(); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		r.dirty = true
+	}
+	if r.dirty {
+		if err := r.checkpointLocked(); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+	}
+	r.mu.Unlock()
+	return r.publishOutbox(ctx)
+}
+
+func (r *ProcRunner) encodeOutbox() error {
+	for _, sig := range wire.Signals {
+		enc := wire.NewEncoder(sig)
+		n := enc.AppendBatch(&r.out)
+		if n == 0 {
+			continue
+		}
+		r.ck.emitSeq++
+		data, err := enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
+		if err != nil {
+			return err
+		}
+		h, _ := wire.ParseHeader(data)
+		r.ck.outbox = append(r.ck.outbox, stream.Record{
+			Subject: stream.Subject(r.cfg.Origin, sig, 0), ID: h.ID(), Data: data,
+		})
+		r.emitted.Add(n)
+	}
+	return nil
+}
+
+func (r *ProcRunner) checkpointLocked() error {
+	state, err := r.p.MarshalState()
+	if err != nil {
+		return fmt.Errorf("consumer %s: marshal state: %w", r.cfg.Name, err)
+	}
+	r.ck.state = state
+	if err := r.ck.save(r.cfg.CheckpointPath); err != nil {
+		return fmt.Errorf("consumer %s: checkpoint: %w", r.cfg.Name, err)
+	}
+	r.ckpts.Inc()
+	r.dirty = false
+	r.lastCkpt = time.Now()
+	return nil
+}
+
+// publishOutbox publishes the checkpointed outbox, then forgets it (the
+// next checkpoint records that).
+func (r *ProcRunner) publishOutbox(ctx context.Context) error {
+	r.mu.Lock()
+	out := r.ck.outbox
+	r.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	if err := r.st.Publish(ctx, out...); err != nil {
+		return fmt.Errorf("consumer %s: publish: %w", r.cfg.Name, err)
+	}
+	r.mu.Lock()
+	// Only drop what we published; encodeOutbox may have appended more.
+	r.ck.outbox = r.ck.outbox[len(out):]
+	r.dirty = true
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *ProcRunner) updateLag(ctx context.Context) {
+	last, err := r.st.LastSeq(ctx)
+	if err != nil {
+		return
+	}
+	pos := r.lastSeqIn.Load()
+	if last >= pos {
+		// Counts every record in the stream after our position, including
+		// subjects we do not read: an upper bound.
+		r.lag.Store(int64(last - pos))
+	}
+}
