@@ -41,6 +41,7 @@ package wavefront
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -276,9 +277,20 @@ type token struct {
 
 // isSpace reports Java Character.isWhitespace for ASCII: TAB, LF, VT, FF,
 // CR, FS, GS, RS, US and space.
-func isSpace(c byte) bool {
-	const mask = 1<<'\t' | 1<<'\n' | 1<<'\v' | 1<<'\f' | 1<<'\r' | 1<<0x1c | 1<<0x1d | 1<<0x1e | 1<<0x1f | 1<<' '
-	return c <= ' ' && (uint64(1)<<c)&mask != 0
+func isSpace(c byte) bool { return charClass[c]&cSpace != 0 }
+
+// Character classes for the tokenizer (a constant table).
+const (
+	cSpace   = 1 << iota // whitespace
+	cWordEnd             // ends an unquoted token: whitespace or '='
+	cName                // allowed in names and tag keys: [A-Za-z0-9._,/-]
+)
+
+var charClass = [256]uint8{
+	'\t': cSpace | cWordEnd, '\n': cSpace | cWordEnd, '\v': cSpace | cWordEnd, '\f': cSpace | cWordEnd, '\r': cSpace | cWordEnd,
+	0x1c: cSpace | cWordEnd, 0x1d: cSpace | cWordEnd, 0x1e: cSpace | cWordEnd, 0x1f: cSpace | cWordEnd, ' ': cSpace | cWordEnd,
+	'=': cWordEnd,
+	',': cName, '-': cName, '.': cName, '/': cName, '0': cName, '1': cName, '2': cName, '3': cName, '4': cName, '5': cName, '6': cName, '7': cName, '8': cName, '9': cName, 'A': cName, 'B': cName, 'C': cName, 'D': cName, 'E': cName, 'F': cName, 'G': cName, 'H': cName, 'I': cName, 'J': cName, 'K': cName, 'L': cName, 'M': cName, 'N': cName, 'O': cName, 'P': cName, 'Q': cName, 'R': cName, 'S': cName, 'T': cName, 'U': cName, 'V': cName, 'W': cName, 'X': cName, 'Y': cName, 'Z': cName, '_': cName, 'a': cName, 'b': cName, 'c': cName, 'd': cName, 'e': cName, 'f': cName, 'g': cName, 'h': cName, 'i': cName, 'j': cName, 'k': cName, 'l': cName, 'm': cName, 'n': cName, 'o': cName, 'p': cName, 'q': cName, 'r': cName, 's': cName, 't': cName, 'u': cName, 'v': cName, 'w': cName, 'x': cName, 'y': cName, 'z': cName,
 }
 
 // tokenize splits line into d.toks the way StringParser does. It reports
@@ -326,20 +338,45 @@ func (d *Decoder) tokenize(line string) bool {
 			toks = append(toks, token{s: line[i : i+1], kind: tHash})
 			i++
 		default:
-			j := i + 1
-			for j < n {
-				c := line[j]
-				if c == '=' || isSpace(c) {
-					break
-				}
-				j++
-			}
+			j := wordEnd(line, i+1)
 			toks = append(toks, token{s: line[i:j], kind: tWord})
 			i = j
 		}
 	}
 	d.toks = toks
 	return true
+}
+
+// wordEnd returns the index of the first whitespace or '=' at or after j,
+// or len(line). It scans eight bytes at a time: any byte < 0x21 or '=' is a
+// candidate, confirmed with charClass.
+func wordEnd(line string, j int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+		eqs   = '=' * ones
+	)
+	for j+8 <= len(line) {
+		x := uint64(line[j]) | uint64(line[j+1])<<8 | uint64(line[j+2])<<16 | uint64(line[j+3])<<24 |
+			uint64(line[j+4])<<32 | uint64(line[j+5])<<40 | uint64(line[j+6])<<48 | uint64(line[j+7])<<56
+		e := x ^ eqs
+		m := ((x-0x21*ones) & ^x | (e-ones) & ^e) & highs
+		if m == 0 {
+			j += 8
+			continue
+		}
+		k := j + bits.TrailingZeros64(m)/8
+		for ; k < j+8; k++ {
+			if charClass[line[k]]&cWordEnd != 0 {
+				return k
+			}
+		}
+		j += 8
+	}
+	for j < len(line) && charClass[line[j]]&cWordEnd == 0 {
+		j++
+	}
+	return j
 }
 
 // unescape replaces \q with q (q is the quote character); other backslashes
@@ -516,6 +553,28 @@ func cmpCentroid(a, b model.Centroid) int { return cmp.Compare(a.Value, b.Value)
 
 func cmpTagKey(a, b model.Tag) int { return strings.Compare(a.Key, b.Key) }
 
+// keyLess is a < b with the first byte compared inline.
+func keyLess(a, b string) bool {
+	if a != "" && b != "" && a[0] != b[0] {
+		return a[0] < b[0]
+	}
+	return a < b
+}
+
+// sortTagKeys sorts tags by key only, stably, so that among equal keys the
+// last one written stays last.
+func sortTagKeys(t model.Tags) {
+	if len(t) > 24 {
+		slices.SortStableFunc(t, cmpTagKey)
+		return
+	}
+	for i := 1; i < len(t); i++ {
+		for j := i; j > 0 && keyLess(t[j].Key, t[j-1].Key); j-- {
+			t[j], t[j-1] = t[j-1], t[j]
+		}
+	}
+}
+
 // parseTags appends the key=value pairs of toks to dst.Arena.
 func parseTags(dst *model.Batch, toks []token) string {
 	for i := 0; i < len(toks); i += 3 {
@@ -542,9 +601,7 @@ func parseTags(dst *model.Batch, toks []token) string {
 func (d *Decoder) finishTags(dst *model.Batch, mark int) (string, string) {
 	tags := dst.Arena[mark:]
 	if len(tags) > 1 {
-		if !slices.IsSortedFunc(tags, cmpTagKey) {
-			slices.SortStableFunc(tags, cmpTagKey)
-		}
+		sortTagKeys(tags)
 		w := 0
 		for r := range tags {
 			if r+1 < len(tags) && tags[r+1].Key == tags[r].Key {
@@ -645,9 +702,7 @@ func isBlank(s string) bool {
 	return true
 }
 
-func validNameChar(c byte) bool {
-	return (c >= ',' && c <= '9') || (c|0x20 >= 'a' && c|0x20 <= 'z') || c == '_'
-}
+func validNameChar(c byte) bool { return charClass[c]&cName != 0 }
 
 const (
 	deltaInc   = "∆" // U+2206 INCREMENT
@@ -688,9 +743,50 @@ func checkName(s, invalid string, max int) string {
 	return ""
 }
 
+// pow10 holds the powers of ten that float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseSimpleFloat parses [-]digits[.digits] with at most 15 significant
+// digits exactly (mantissa and power of ten are both exact, so one division
+// rounds correctly). ok is false for anything else.
+func parseSimpleFloat(s string) (f float64, ok bool) {
+	i, neg := 0, false
+	if s != "" && s[0] == '-' {
+		neg, i = true, 1
+	}
+	var mant uint64
+	digits, frac, dot := 0, 0, false
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	f = float64(mant) / pow10[frac]
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
 func parseValue(s string) (float64, string) {
 	if s == "" {
 		return 0, ReasonInvalidValue
+	}
+	if f, ok := parseSimpleFloat(s); ok {
+		return f, ""
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
