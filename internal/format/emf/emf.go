@@ -310,7 +310,7 @@ func (d *Decoder) metric(dst *model.Batch, def []byte, ns string, dims []byte, t
 // emitSet appends the points of one metric for one validated dimension set.
 func (d *Decoder) emitSet(dst *model.Batch, set, target []byte, name, ns, unit string, ts int64) {
 	mark := dst.TagMark()
-	source := d.DefaultSource
+	var fn, svc string
 	hasNS, hasUnit := false, false
 	keys := jsonscan.Elems(set)
 	for set != nil && keys.Next() {
@@ -320,10 +320,10 @@ func (d *Decoder) emitSet(dst *model.Batch, set, target []byte, name, ns, unit s
 		key := jsonscan.Alias(k)
 		dst.AddTag(key, val)
 		switch key {
-		case "FunctionName", "ServiceName":
-			if val != "" {
-				source = val
-			}
+		case "FunctionName":
+			fn = val
+		case "ServiceName":
+			svc = val
 		case TagNamespace:
 			hasNS = true
 		case TagUnit:
@@ -335,6 +335,12 @@ func (d *Decoder) emitSet(dst *model.Batch, set, target []byte, name, ns, unit s
 	}
 	if unit != "" && !hasUnit {
 		dst.AddTag(TagUnit, unit)
+	}
+	source := d.DefaultSource
+	if fn != "" {
+		source = fn
+	} else if svc != "" {
+		source = svc
 	}
 	tags := dedupe(dst, mark)
 	emitValues(dst, target, model.Metric{Name: name, Timestamp: ts, Source: source, Tags: tags, Kind: model.Sample})

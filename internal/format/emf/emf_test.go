@@ -48,7 +48,7 @@ func TestDecodeDoc(t *testing.T) {
 		{"empty dimensions list", doc(`[{"Name":"C","Unit":"Count"}]`, `[]`, `,"C":1`),
 			[]string{"C@def sample 1 t=1574109732004 namespace=MyApp unit=Count"}, ""},
 		{"function name source", doc(`[{"Name":"C"}]`, `[["FunctionName","ServiceName"]]`, `,"FunctionName":"orders","ServiceName":"svc","C":2`),
-			[]string{"C@svc sample 2 t=1574109732004 FunctionName=orders ServiceName=svc namespace=MyApp"}, ""},
+			[]string{"C@orders sample 2 t=1574109732004 FunctionName=orders ServiceName=svc namespace=MyApp"}, ""},
 		{"values and counts", doc(`[{"Name":"H"}]`, `[[]]`, `,"H":{"Values":[1.5,3],"Counts":[2,1],"Max":3,"Min":1.5,"Count":3,"Sum":6}`),
 			[]string{"H@def sample 1.5 t=1574109732004 namespace=MyApp", "H@def sample 1.5 t=1574109732004 namespace=MyApp", "H@def sample 3 t=1574109732004 namespace=MyApp"}, ""},
 		{"dimension named namespace wins", doc(`[{"Name":"C"}]`, `[["namespace","namespace"]]`, `,"namespace":"mine","C":1`),
