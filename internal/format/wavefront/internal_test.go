@@ -1,0 +1,67 @@
+package wavefront
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+func TestParseSimpleFloatMatchesStrconv(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "0123456789.-"
+	for range 200000 {
+		b := make([]byte, 1+r.IntN(18))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		s := string(b)
+		got, ok := parseSimpleFloat(s)
+		if !ok {
+			continue
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || got != want {
+			t.Fatalf("parseSimpleFloat(%q) = %v, strconv: %v, %v", s, got, want, err)
+		}
+	}
+}
+
+func TestWordEndMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("ab=\t \x01\x1f!~\x80\xff.,\x00")
+	for range 100000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		s := string(b)
+		for j := 0; j <= len(s); j++ {
+			want := j
+			for want < len(s) && !(s[want] == '=' || isSpace(s[want])) {
+				want++
+			}
+			if got := wordEnd(s, j); got != want {
+				t.Fatalf("wordEnd(%q, %d) = %d, want %d", s, j, got, want)
+			}
+		}
+	}
+}
+
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"1", "-0.5", "1e3", "123456789012345", ".5", "5.", "-", "0x1p3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, r := parseValue(s)
+		want, err := strconv.ParseFloat(s, 64)
+		if r == "" && (err != nil || got != want) {
+			t.Fatalf("parseValue(%q) = %v, strconv %v %v", s, got, want, err)
+		}
+		if r == "" || r == ReasonNonFiniteValue {
+			return
+		}
+		if err == nil {
+			t.Fatalf("parseValue(%q) rejected %s, strconv accepts %v", s, r, want)
+		}
+	})
+}
