@@ -50,7 +50,7 @@ const (
 
 // Extractor derives metrics and logs from Lambda platform output. The zero
 // value is ready to use. It remembers the function name announced by
-// platform.initStart / platform.restoreStart (or INIT_START has none) and
+// platform.initStart / platform.restoreStart (INIT_START lines carry none) and
 // uses it as Source when the caller passes an empty source. An Extractor is
 // not safe for concurrent use.
 type Extractor struct {

@@ -399,7 +399,7 @@ func Int(v []byte) (int64, bool) {
 	return int64(f), true
 }
 
-// Members iterates over the members of a JSON object:
+// MemberIter iterates over the members of a JSON object:
 //
 //	it := jsonscan.Members(v)
 //	for it.Next() { use(it.Key, it.Val) }
