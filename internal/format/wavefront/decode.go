@@ -128,7 +128,8 @@ const (
 // Options configure a Decoder. Zero values select the defaults.
 type Options struct {
 	Mode Mode
-	// Window is the port granularity of ModeSample; WindowNone means minute.
+	// Window is the port granularity of ModeSample; WindowNone (or an
+	// unknown value) means minute.
 	Window model.Window
 	// DefaultSource is used when a line has no source or host tag; "" means
 	// "unknown".
@@ -167,7 +168,7 @@ func NewDecoder(o Options) *Decoder {
 	if o.PrefillCutoff <= 0 {
 		o.PrefillCutoff = DefaultPrefillCutoff
 	}
-	if o.Mode == ModeSample && o.Window == model.WindowNone {
+	if o.Mode == ModeSample && (o.Window == model.WindowNone || o.Window > model.WindowDay) {
 		o.Window = model.WindowMinute
 	}
 	return &Decoder{o: o, toks: make([]token, 0, 64)}

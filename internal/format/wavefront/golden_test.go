@@ -247,6 +247,7 @@ func goldenCases() []golden {
 		{name: "histogram mode metric", opts: Options{Mode: ModeHistogram}, in: "m 1", metric: gauge("m", 1, now, "unknown")},
 		{name: "dist port scalar", opts: Options{Mode: ModeDistOnly}, in: "m 1", reject: ReasonScalarOnDistributionPort},
 		{name: "sample default window", opts: Options{Mode: ModeSample}, in: "m 1", metric: sample("m", 1, now, model.WindowMinute)},
+		{name: "sample unknown window", opts: Options{Mode: ModeSample, Window: 9}, in: "!M #1 5 d", dist: dist("d", now, model.WindowMinute, "unknown", cents(5, 1))},
 		{name: "sample hour", opts: Options{Mode: ModeSample, Window: model.WindowHour}, in: "m 1 k=v", metric: sample("m", 1, now, model.WindowHour, "k", "v")},
 
 		// Distributions.

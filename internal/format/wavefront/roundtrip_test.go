@@ -231,7 +231,7 @@ func fuzzSeeds(f *testing.F) {
 func FuzzDecode(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, in string, mode uint8) {
-		o := Options{Mode: allModes[int(mode)%len(allModes)], Window: model.Window(mode / 8 % 4)}
+		o := Options{Mode: allModes[int(mode)%len(allModes)], Window: model.Window(mode / 8 % 6)}
 		var b model.Batch
 		NewDecoder(o).Decode(&b, []byte(in), now)
 		validate(t, &b, o)
@@ -271,7 +271,7 @@ func tagStrings(ts model.Tags) []string {
 func FuzzRoundTrip(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, in string, mode uint8) {
-		o := Options{Mode: allModes[int(mode)%len(allModes)], Window: model.Window(mode / 8 % 4)}
+		o := Options{Mode: allModes[int(mode)%len(allModes)], Window: model.Window(mode / 8 % 6)}
 		d := NewDecoder(o)
 		var b model.Batch
 		d.Decode(&b, []byte(in), now)
