@@ -1,0 +1,278 @@
+// Package wavefront is a sink that forwards metrics, distributions and spans
+// in the Wavefront proxy line format over TCP (optionally TLS) to a
+// Wavefront proxy or to another les listening for that format. Logs have no
+// Wavefront line form and are skipped (counted).
+package wavefront
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/les-streams/les/internal/format/wavefront"
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/sink"
+)
+
+// Config is what users write under `wavefront:`.
+type Config struct {
+	// Address is the proxy's host:port (required), e.g. "proxy:2878".
+	Address string `yaml:"address"`
+	// TLS connects with TLS, verifying the server against the system roots
+	// or, if set, the PEM certificates in TLSCAFile.
+	TLS       bool   `yaml:"tls"`
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// DialTimeout bounds connecting (default 5s); WriteTimeout bounds
+	// writing one batch (default 10s). The Send context's deadline, if
+	// sooner, applies too.
+	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// Validate fills defaults and checks values.
+func (c *Config) Validate() error {
+	if c.Address == "" {
+		return errors.New("wavefront.address: required")
+	}
+	host, port, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		return fmt.Errorf("wavefront.address: %w", err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("wavefront.address: bad port %q", port)
+	}
+	if c.TLSCAFile != "" && !c.TLS {
+		return errors.New("wavefront.tls_ca_file: set without tls: true")
+	}
+	if c.TLS && host == "" {
+		return errors.New("wavefront.address: tls needs a host name")
+	}
+	if c.DialTimeout < 0 || c.WriteTimeout < 0 {
+		return errors.New("wavefront: dial_timeout and write_timeout must not be negative")
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// Counts are totals since New.
+type Counts struct {
+	Batches     uint64 // Sends that wrote their lines
+	Items       uint64 // lines written
+	SkippedLogs uint64 // logs dropped: the format has no logs
+	Invalid     uint64 // items dropped: non-finite metric value, distribution without centroids, or a line break in a string
+	Dials       uint64 // connections opened
+	WriteErrors uint64 // failed writes (the connection was then closed)
+}
+
+// Sink forwards to one proxy over one connection. It is safe for
+// concurrent use; Sends are serialised.
+type Sink struct {
+	cfg Config
+
+	mu     sync.Mutex
+	conn   net.Conn // nil until needed, and after a failure
+	tlsCfg *tls.Config
+	buf    []byte
+	closed bool
+	counts Counts
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+// New validates cfg and returns a sink. It does no I/O: the connection is
+// made (and TLSCAFile read) on the first Send with something to send.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: cfg}, nil
+}
+
+// Send encodes the metrics, distributions and spans of b into one buffer
+// and writes it to the connection, connecting first if needed (or if the
+// proxy closed the previous connection). On a failure the connection is
+// closed and a retryable error returned; the next Send reconnects. Lines of
+// a failed write may have been partly received, so a retry can duplicate
+// points (the proxy and Wavefront treat a repeated point as the same
+// point). It does not keep b.
+func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("wavefront: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("wavefront: sink is closed")
+	}
+	buf, n := s.encode(s.buf[:0], b)
+	s.buf = buf
+	if n == 0 {
+		return nil
+	}
+	if s.conn != nil && peerGone(s.conn) {
+		s.drop()
+	}
+	if s.conn == nil {
+		if err := s.dial(ctx); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(s.cfg.WriteTimeout)
+	ctxDeadline := false
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline, ctxDeadline = d, true
+	}
+	conn := s.conn
+	if err := conn.SetWriteDeadline(deadline); err != nil {
+		s.drop()
+		return fmt.Errorf("wavefront: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err := conn.Write(buf)
+	stop()
+	if err != nil {
+		s.counts.WriteErrors++
+		s.drop()
+		cerr := ctx.Err()
+		if cerr == nil && ctxDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+			cerr = context.DeadlineExceeded // the conn's timer fired first
+		}
+		if cerr != nil {
+			return fmt.Errorf("wavefront: write: %w (%v)", cerr, err)
+		}
+		return fmt.Errorf("wavefront: write: %w", err)
+	}
+	s.counts.Batches++
+	s.counts.Items += uint64(n)
+	if cap(s.buf) > 16<<20 {
+		s.buf = nil // do not pin one huge batch's buffer
+	}
+	return nil
+}
+
+// encode appends the lines for b to dst and returns it with the number of
+// lines.
+func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
+	n := 0
+	for i := range b.Metrics {
+		if !model.IsFinite(b.Metrics[i].Value) {
+			s.counts.Invalid++
+			continue
+		}
+		dst = s.keep(wavefront.AppendMetric(dst, &b.Metrics[i]), len(dst), &n)
+	}
+	for i := range b.Dists {
+		if len(b.Dists[i].Centroids) == 0 {
+			s.counts.Invalid++
+			continue
+		}
+		dst = s.keep(wavefront.AppendDistribution(dst, &b.Dists[i]), len(dst), &n)
+	}
+	for i := range b.Spans {
+		dst = s.keep(wavefront.AppendSpan(dst, &b.Spans[i]), len(dst), &n)
+	}
+	s.counts.SkippedLogs += uint64(len(b.Logs))
+	return dst, n
+}
+
+// keep keeps the line appended at out[start:] unless a string in it held a
+// line break (which would split it, letting one field inject a line).
+// Callers pass len(dst) as start: the append returns a new slice header
+// and leaves their dst variable unchanged.
+func (s *Sink) keep(out []byte, start int, n *int) []byte {
+	if bytes.IndexByte(out[start:len(out)-1], '\n') >= 0 {
+		s.counts.Invalid++
+		return out[:start]
+	}
+	*n++
+	return out
+}
+
+func (s *Sink) dial(ctx context.Context) error {
+	d := &net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	var (
+		conn net.Conn
+		err  error
+	)
+	if s.cfg.TLS {
+		if s.tlsCfg == nil {
+			if s.tlsCfg, err = s.loadTLS(); err != nil {
+				return fmt.Errorf("wavefront: %w", err)
+			}
+		}
+		conn, err = (&tls.Dialer{NetDialer: d, Config: s.tlsCfg}).DialContext(ctx, "tcp", s.cfg.Address)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", s.cfg.Address)
+	}
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("wavefront: dial: %w (%v)", cerr, err)
+		}
+		return fmt.Errorf("wavefront: %w", err)
+	}
+	s.counts.Dials++
+	s.conn = conn
+	return nil
+}
+
+func (s *Sink) loadTLS() (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(s.cfg.Address)
+	c := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if s.cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(s.cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls_ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls_ca_file %s: no PEM certificates", s.cfg.TLSCAFile)
+		}
+	}
+	return c, nil
+}
+
+func (s *Sink) drop() {
+	if s.conn != nil {
+		_ = s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// Counts returns totals since New.
+func (s *Sink) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
+// Close closes the connection. Later Sends fail; a second Close returns nil.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	if err != nil {
+		return fmt.Errorf("wavefront: close: %w", err)
+	}
+	return nil
+}
