@@ -601,22 +601,17 @@ func parseTags(dst *model.Batch, toks []token) string {
 // renames tag to _tag, sorts and validates the tags added since mark.
 func (d *Decoder) finishTags(dst *model.Batch, mark int) (string, string) {
 	tags := dst.Arena[mark:]
-	if len(tags) > 1 {
-		sortTagKeys(tags)
-		w := 0
-		for r := range tags {
-			if r+1 < len(tags) && tags[r+1].Key == tags[r].Key {
-				continue
-			}
-			tags[w] = tags[r]
-			w++
-		}
-		tags = tags[:w]
-	}
+	sortTagKeys(tags)
+	// One pass: drop all but the last of equal keys, take out source, host
+	// and tag, validate the rest (_host and _tag later: they may be replaced).
 	var src, host, tagv string
-	var hasSrc, hasHost, hasTag bool
+	var hasSrc, hasHost, hasTag, hasUnder bool
 	w := 0
-	for _, t := range tags {
+	for r := range tags {
+		t := tags[r]
+		if r+1 < len(tags) && tags[r+1].Key == t.Key {
+			continue
+		}
 		switch t.Key {
 		case "source":
 			src, hasSrc = t.Value, true
@@ -627,52 +622,50 @@ func (d *Decoder) finishTags(dst *model.Batch, mark int) (string, string) {
 		case "tag":
 			tagv, hasTag = t.Value, true
 			continue
+		case "_host", "_tag":
+			hasUnder = true
+		default:
+			if r := checkTag(t); r != "" {
+				return "", r
+			}
 		}
 		tags[w] = t
 		w++
 	}
-	tags = tags[:w]
 	moveHost := hasSrc && hasHost
-	if moveHost || hasTag {
+	if hasUnder || moveHost || hasTag {
+		tags = tags[:w]
 		w = 0
 		for _, t := range tags {
 			if (moveHost && t.Key == "_host") || (hasTag && t.Key == "_tag") {
 				continue
+			}
+			if t.Key == "_host" || t.Key == "_tag" {
+				if r := checkTag(t); r != "" {
+					return "", r
+				}
 			}
 			tags[w] = t
 			w++
 		}
 	}
 	dst.TruncateTags(mark + w)
-	if moveHost {
-		dst.AddTag("_host", host)
-	}
-	if hasTag {
-		dst.AddTag("_tag", tagv)
-	}
-	tags = dst.Arena[mark:]
 	if moveHost || hasTag {
-		model.SortTags(tags)
-	}
-	if len(tags) > d.o.MaxTags {
-		return "", ReasonTooManyTags
-	}
-	for _, t := range tags {
-		if r := checkName(t.Key, ReasonInvalidTagKey, MaxTagKeyLen); r != "" {
-			if r == ReasonInvalidTagKey {
+		if moveHost {
+			dst.AddTag("_host", host)
+		}
+		if hasTag {
+			dst.AddTag("_tag", tagv)
+		}
+		for _, t := range dst.Arena[mark+w:] {
+			if r := checkTag(t); r != "" {
 				return "", r
 			}
-			return "", ReasonTagTooLong
 		}
-		if isBlank(t.Value) {
-			return "", ReasonEmptyTagValue
-		}
-		if len(t.Key)+len(t.Value) >= MaxTagLen {
-			kl, vl := utf8.RuneCountInString(t.Key), utf8.RuneCountInString(t.Value)
-			if kl+vl >= MaxTagLen || vl > MaxTagValueLen {
-				return "", ReasonTagTooLong
-			}
-		}
+		model.SortTags(dst.Arena[mark:])
+	}
+	if len(dst.Arena)-mark > d.o.MaxTags {
+		return "", ReasonTooManyTags
 	}
 	switch {
 	case hasSrc:
@@ -682,6 +675,26 @@ func (d *Decoder) finishTags(dst *model.Batch, mark int) (string, string) {
 		return d.o.DefaultSource, ""
 	}
 	return src, checkSource(src)
+}
+
+// checkTag validates one metric or distribution tag.
+func checkTag(t model.Tag) string {
+	if r := checkName(t.Key, ReasonInvalidTagKey, MaxTagKeyLen); r != "" {
+		if r == ReasonInvalidTagKey {
+			return r
+		}
+		return ReasonTagTooLong
+	}
+	if isBlank(t.Value) {
+		return ReasonEmptyTagValue
+	}
+	if len(t.Key)+len(t.Value) >= MaxTagLen {
+		kl, vl := utf8.RuneCountInString(t.Key), utf8.RuneCountInString(t.Value)
+		if kl+vl >= MaxTagLen || vl > MaxTagValueLen {
+			return ReasonTagTooLong
+		}
+	}
+	return ""
 }
 
 func checkSource(src string) string {
