@@ -140,7 +140,10 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 		s.drop()
 		return fmt.Errorf("wavefront: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := func() bool { return false }
+	if ctx.Done() != nil { // cancellation interrupts the write
+		stop = context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	}
 	_, err := conn.Write(buf)
 	stop()
 	if err != nil {
