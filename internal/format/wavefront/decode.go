@@ -41,7 +41,6 @@ package wavefront
 import (
 	"cmp"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,6 +273,7 @@ const (
 type token struct {
 	s    string
 	kind uint8
+	name bool // unquoted and every byte in [A-Za-z0-9._,/-]
 }
 
 // isSpace reports Java Character.isWhitespace for ASCII: TAB, LF, VT, FF,
@@ -339,45 +339,21 @@ func (d *Decoder) tokenize(line string) bool {
 			toks = append(toks, token{s: line[i : i+1], kind: tHash})
 			i++
 		default:
-			j := wordEnd(line, i+1)
-			toks = append(toks, token{s: line[i:j], kind: tWord})
+			j, cls := i, uint8(cName)
+			for j < len(line) {
+				c := charClass[line[j]]
+				if c&cWordEnd != 0 {
+					break
+				}
+				cls &= c
+				j++
+			}
+			toks = append(toks, token{s: line[i:j], kind: tWord, name: cls != 0})
 			i = j
 		}
 	}
 	d.toks = toks
 	return true
-}
-
-// wordEnd returns the index of the first whitespace or '=' at or after j,
-// or len(line). It scans eight bytes at a time: any byte < 0x21 or '=' is a
-// candidate, confirmed with charClass.
-func wordEnd(line string, j int) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-		eqs   = '=' * ones
-	)
-	for j+8 <= len(line) {
-		x := uint64(line[j]) | uint64(line[j+1])<<8 | uint64(line[j+2])<<16 | uint64(line[j+3])<<24 |
-			uint64(line[j+4])<<32 | uint64(line[j+5])<<40 | uint64(line[j+6])<<48 | uint64(line[j+7])<<56
-		e := x ^ eqs
-		m := ((x-0x21*ones) & ^x | (e-ones) & ^e) & highs
-		if m == 0 {
-			j += 8
-			continue
-		}
-		k := j + bits.TrailingZeros64(m)/8
-		for ; k < j+8; k++ {
-			if charClass[line[k]]&cWordEnd != 0 {
-				return k
-			}
-		}
-		j += 8
-	}
-	for j < len(line) && charClass[line[j]]&cWordEnd == 0 {
-		j++
-	}
-	return j
 }
 
 // unescape replaces \q with q (q is the quote character); other backslashes
@@ -422,7 +398,7 @@ func (d *Decoder) metric(dst *model.Batch, now int64) string {
 	if r = parseTags(dst, toks[i:]); r != "" {
 		return r
 	}
-	if r = checkName(name, ReasonInvalidName, MaxNameLen); r != "" {
+	if r = checkNameTok(toks[0], ReasonInvalidName, MaxNameLen); r != "" {
 		return r
 	}
 	src, r := d.finishTags(dst, mark)
@@ -498,13 +474,14 @@ func (d *Decoder) dist(dst *model.Batch, now int64) string {
 	if i >= len(toks) {
 		return ReasonMissingName
 	}
-	name := toks[i].s
+	nameTok := toks[i]
+	name := nameTok.s
 	i++
 	mark := dst.TagMark()
 	if r = parseTags(dst, toks[i:]); r != "" {
 		return r
 	}
-	if r = checkName(name, ReasonInvalidName, MaxNameLen); r != "" {
+	if r = checkNameTok(nameTok, ReasonInvalidName, MaxNameLen); r != "" {
 		return r
 	}
 	src, r := d.finishTags(dst, mark)
@@ -592,9 +569,26 @@ func parseTags(dst *model.Batch, toks []token) string {
 		if i+2 >= len(toks) {
 			return ReasonInvalidTag
 		}
+		if r := checkNameTok(k, ReasonInvalidTagKey, MaxTagKeyLen); r != "" {
+			if r == ReasonNameTooLong {
+				r = ReasonTagTooLong
+			}
+			return r
+		}
 		dst.AddTag(k.s, toks[i+2].s)
 	}
 	return ""
+}
+
+// checkNameTok is checkName with a fast path for plain unquoted tokens.
+func checkNameTok(t token, invalid string, max int) string {
+	if t.name {
+		if len(t.s) > max {
+			return ReasonNameTooLong
+		}
+		return ""
+	}
+	return checkName(t.s, invalid, max)
 }
 
 // finishTags resolves duplicate keys (last wins), extracts source/host,
@@ -677,14 +671,9 @@ func (d *Decoder) finishTags(dst *model.Batch, mark int) (string, string) {
 	return src, checkSource(src)
 }
 
-// checkTag validates one metric or distribution tag.
+// checkTag validates one metric or distribution tag whose key charset and
+// key length parseTags already checked.
 func checkTag(t model.Tag) string {
-	if r := checkName(t.Key, ReasonInvalidTagKey, MaxTagKeyLen); r != "" {
-		if r == ReasonInvalidTagKey {
-			return r
-		}
-		return ReasonTagTooLong
-	}
 	if isBlank(t.Value) {
 		return ReasonEmptyTagValue
 	}

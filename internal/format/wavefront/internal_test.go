@@ -26,27 +26,6 @@ func TestParseSimpleFloatMatchesStrconv(t *testing.T) {
 	}
 }
 
-func TestWordEndMatchesNaive(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	alphabet := []byte("ab=\t \x01\x1f!~\x80\xff.,\x00")
-	for range 100000 {
-		b := make([]byte, r.IntN(40))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		s := string(b)
-		for j := 0; j <= len(s); j++ {
-			want := j
-			for want < len(s) && !(s[want] == '=' || isSpace(s[want])) {
-				want++
-			}
-			if got := wordEnd(s, j); got != want {
-				t.Fatalf("wordEnd(%q, %d) = %d, want %d", s, j, got, want)
-			}
-		}
-	}
-}
-
 func FuzzParseValue(f *testing.F) {
 	for _, s := range []string{"1", "-0.5", "1e3", "123456789012345", ".5", "5.", "-", "0x1p3"} {
 		f.Add(s)
