@@ -948,6 +948,12 @@ func (d *Decoder) span(dst *model.Batch, now int64) string {
 		if i+2 >= len(toks) || toks[i+1].kind != tEq {
 			return ReasonInvalidTag
 		}
+		if r := checkNameTok(t, ReasonInvalidTagKey, MaxSpanTagKeyLen); r != "" {
+			if r == ReasonNameTooLong {
+				r = ReasonTagTooLong
+			}
+			return r
+		}
 		dst.AddTag(t.s, toks[i+2].s)
 		i += 3
 	}
@@ -1030,12 +1036,6 @@ func (d *Decoder) span(dst *model.Batch, now int64) string {
 		return ReasonTooManyTags
 	}
 	for _, t := range tags {
-		if r := checkName(t.Key, ReasonInvalidTagKey, MaxSpanTagKeyLen); r != "" {
-			if r == ReasonInvalidTagKey {
-				return r
-			}
-			return ReasonTagTooLong
-		}
 		if isBlank(t.Value) {
 			return ReasonEmptyTagValue
 		}

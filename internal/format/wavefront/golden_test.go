@@ -314,6 +314,9 @@ func goldenCases() []golden {
 		{name: "span star name", opts: trace, in: "op* spanId=s1 traceId=t1 " + strconv.Itoa(baseSec) + " 1", reject: ReasonInvalidName},
 		{name: "span name 129", opts: trace, in: rep("o", 129) + " spanId=s1 traceId=t1 " + strconv.Itoa(baseSec) + " 1", reject: ReasonNameTooLong},
 		{name: "span bad key", opts: trace, in: "op spanId=s1 traceId=t1 k$=v " + strconv.Itoa(baseSec) + " 1", reject: ReasonInvalidTagKey},
+		{name: "span key 129", opts: trace, in: "op spanId=s1 traceId=t1 " + rep("k", 129) + "=v " + strconv.Itoa(baseSec) + " 1", reject: ReasonTagTooLong},
+		{name: "span empty value", opts: trace, in: `op spanId=s1 traceId=t1 k="" ` + strconv.Itoa(baseSec) + " 1", reject: ReasonEmptyTagValue},
+		{name: "span too many tags", opts: Options{Mode: ModeTrace, MaxTags: 1}, in: "op spanId=s1 traceId=t1 a=1 b=2 " + strconv.Itoa(baseSec) + " 1", reject: ReasonTooManyTags},
 		{name: "span old", opts: trace, in: "op spanId=s1 traceId=t1 " + strconv.Itoa(nowSec-2*365*86400) + " 1", reject: ReasonTimestampOutOfRange},
 		{name: "span logs json", opts: trace, in: `{"traceId":"t","spanId":"s","logs":[]}`, reject: ReasonUnsupportedLine},
 	}
