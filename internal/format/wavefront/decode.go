@@ -291,7 +291,13 @@ var charClass = [256]uint8{
 	'\t': cSpace | cWordEnd, '\n': cSpace | cWordEnd, '\v': cSpace | cWordEnd, '\f': cSpace | cWordEnd, '\r': cSpace | cWordEnd,
 	0x1c: cSpace | cWordEnd, 0x1d: cSpace | cWordEnd, 0x1e: cSpace | cWordEnd, 0x1f: cSpace | cWordEnd, ' ': cSpace | cWordEnd,
 	'=': cWordEnd,
-	',': cName, '-': cName, '.': cName, '/': cName, '0': cName, '1': cName, '2': cName, '3': cName, '4': cName, '5': cName, '6': cName, '7': cName, '8': cName, '9': cName, 'A': cName, 'B': cName, 'C': cName, 'D': cName, 'E': cName, 'F': cName, 'G': cName, 'H': cName, 'I': cName, 'J': cName, 'K': cName, 'L': cName, 'M': cName, 'N': cName, 'O': cName, 'P': cName, 'Q': cName, 'R': cName, 'S': cName, 'T': cName, 'U': cName, 'V': cName, 'W': cName, 'X': cName, 'Y': cName, 'Z': cName, '_': cName, 'a': cName, 'b': cName, 'c': cName, 'd': cName, 'e': cName, 'f': cName, 'g': cName, 'h': cName, 'i': cName, 'j': cName, 'k': cName, 'l': cName, 'm': cName, 'n': cName, 'o': cName, 'p': cName, 'q': cName, 'r': cName, 's': cName, 't': cName, 'u': cName, 'v': cName, 'w': cName, 'x': cName, 'y': cName, 'z': cName,
+	',': cName, '-': cName, '.': cName, '/': cName,
+	'0': cName, '1': cName, '2': cName, '3': cName, '4': cName, '5': cName, '6': cName, '7': cName, '8': cName, '9': cName,
+	'A': cName, 'B': cName, 'C': cName, 'D': cName, 'E': cName, 'F': cName, 'G': cName, 'H': cName, 'I': cName, 'J': cName, 'K': cName, 'L': cName, 'M': cName,
+	'N': cName, 'O': cName, 'P': cName, 'Q': cName, 'R': cName, 'S': cName, 'T': cName, 'U': cName, 'V': cName, 'W': cName, 'X': cName, 'Y': cName, 'Z': cName,
+	'_': cName,
+	'a': cName, 'b': cName, 'c': cName, 'd': cName, 'e': cName, 'f': cName, 'g': cName, 'h': cName, 'i': cName, 'j': cName, 'k': cName, 'l': cName, 'm': cName,
+	'n': cName, 'o': cName, 'p': cName, 'q': cName, 'r': cName, 's': cName, 't': cName, 'u': cName, 'v': cName, 'w': cName, 'x': cName, 'y': cName, 'z': cName,
 }
 
 // tokenize splits line into d.toks the way StringParser does. It reports

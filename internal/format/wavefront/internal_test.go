@@ -44,3 +44,14 @@ func FuzzParseValue(f *testing.F) {
 		}
 	})
 }
+
+func TestCharClass(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		name := b == ',' || b == '-' || b == '.' || b == '/' || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || b == '_' || (b >= 'a' && b <= 'z')
+		space := b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r' || (b >= 0x1c && b <= 0x1f) || b == ' '
+		if validNameChar(b) != name || isSpace(b) != space || (charClass[b]&cWordEnd != 0) != (space || b == '=') {
+			t.Errorf("charClass[%#x] = %b", b, charClass[b])
+		}
+	}
+}
