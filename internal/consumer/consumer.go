@@ -30,17 +30,20 @@ type SinkConfig struct {
 	Retry    sink.RetryConfig
 	// Batch is the most records per fetch (default 16).
 	Batch int
+	// Filter, when set, may remove items of a decoded record before
+	// delivery (the app drops raw items the rollup delivers aggregated).
+	Filter func(subject string, b *model.Batch)
 }
 
 // SinkRunner delivers every record on its subjects to one sink.
 type SinkRunner struct {
-	cfg  SinkConfig
-	st   stream.Stream
-	sk   sink.Sink
-	log  *slog.Logger
-	dec  wire.Decoder
-	b    model.Batch
-	lag  atomic.Int64
+	cfg SinkConfig
+	st  stream.Stream
+	sk  sink.Sink
+	log *slog.Logger
+	dec wire.Decoder
+	b   model.Batch
+	lag atomic.Int64
 
 	consumed   *metrics.Counter
 	delivered  *metrics.Counter
@@ -91,6 +94,13 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 			if err := r.deadLetterRecord(ctx, d, err); err != nil {
 				return err
 			}
+			continue
+		}
+		if r.cfg.Filter != nil {
+			r.cfg.Filter(d.Subject, &r.b)
+		}
+		if r.b.Len() == 0 {
+			r.consumed.Inc()
 			continue
 		}
 		err = sink.Deliver(ctx, r.sk, &r.b, sink.Meta{RecordID: h.ID(), Seq: d.Seq}, r.cfg.Retry,

@@ -74,11 +74,11 @@ type ProcRunner struct {
 	out       model.Batch
 	lastSeqIn atomic.Uint64
 
-	consumed  *metrics.Counter
-	emitted   *metrics.Counter
-	ckpts     *metrics.Counter
-	corrupt   *metrics.Counter
-	lag       atomic.Int64
+	consumed *metrics.Counter
+	emitted  *metrics.Counter
+	ckpts    *metrics.Counter
+	corrupt  *metrics.Counter
+	lag      atomic.Int64
 }
 
 // NewProcRunner returns a runner; it does no I/O until Run.
@@ -272,4 +272,12 @@ func (r *ProcRunner) updateLag(ctx context.Context) {
 		// subjects we do not read: an upper bound.
 		r.lag.Store(int64(last - pos))
 	}
+}
+
+// Locked runs f while the processor is not being fed, so f may read its
+// state (for example to answer a query).
+func (r *ProcRunner) Locked(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f()
 }

@@ -1,0 +1,70 @@
+// Command les runs Lambda Event Streams: `les up` starts the agent, the
+// embedded stream and the consumers; the other subcommands are tools
+// around a running les (tail, send, query, bench) and its config.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand. run returns the process exit code.
+type command struct {
+	about string
+	run   func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+// commands is the explicit table of subcommands.
+var commands = map[string]command{
+	"up":      {"run the agent, the embedded stream and the consumers", cmdUp},
+	"tail":    {"print what is on the stream, one JSON object per item", cmdTail},
+	"send":    {"send Wavefront lines (arguments or stdin) to a running les", cmdSend},
+	"config":  {"print an example config (config example) or check one (config check FILE)", cmdConfig},
+	"version": {"print the version", cmdVersion},
+}
+
+var version = "dev"
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "les — Lambda Event Streams: telemetry from functions to a stream you own.")
+	fmt.Fprintln(w, "\nUsage: les <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].about)
+	}
+	fmt.Fprintln(w, "\nRun 'les <command> -h' for a command's flags.")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "les: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.run(ctx, args[1:], stdin, stdout, stderr)
+}
+
+func cmdVersion(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) int {
+	fmt.Fprintln(stdout, "les", version)
+	return 0
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/les-streams/les/internal/app"
+)
+
+func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("les up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config file (default: built-in defaults; see 'les config example')")
+	dataDir := fs.String("data-dir", "", "directory for the embedded stream and checkpoints (default ./les-data)")
+	httpAddr := fs.String("http", "", "les API address (default 127.0.0.1:2880)")
+	wfAddr := fs.String("wavefront", "", "Wavefront TCP+UDP listener address (default 127.0.0.1:2878)")
+	natsAddr := fs.String("stream-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
+	streamURL := fs.String("stream-url", "", "use an external NATS JetStream server instead of the embedded one")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := app.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "les: %v\n", err)
+		return 2
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *httpAddr != "" {
+		cfg.Agent.HTTP.Listen = *httpAddr
+	}
+	if *natsAddr != "" {
+		cfg.Stream.Listen = *natsAddr
+	}
+	if *streamURL != "" {
+		cfg.Stream.URL = *streamURL
+	}
+	if *wfAddr != "" {
+		for i := range cfg.Agent.Listeners {
+			if cfg.Agent.Listeners[i].Format == "wavefront" {
+				cfg.Agent.Listeners[i].Address = *wfAddr
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "les: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.Log)
+	a := app.New(cfg, log)
+	err = a.Run(ctx, func(info app.Info) {
+		fmt.Fprintf(stdout, "les %s is up\n", version)
+		fmt.Fprintf(stdout, "  data:     %s\n", info.DataDir)
+		fmt.Fprintf(stdout, "  stream:   %s (les tail --url %s)\n", info.StreamURL, info.StreamURL)
+		fmt.Fprintf(stdout, "  http:     http://%s  (/report, /metrics, /healthz)\n", info.HTTP)
+		fmt.Fprintln(stdout, "  listeners:")
+		for _, l := range info.Listeners {
+			fmt.Fprintf(stdout, "    %s\n", l)
+		}
+		if len(info.Sinks) > 0 {
+			fmt.Fprintln(stdout, "  sinks:")
+			for _, s := range info.Sinks {
+				fmt.Fprintf(stdout, "    %s\n", s)
+			}
+		}
+		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "les: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, c app.LogConfig) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(orDefault(c.Level, "info"))))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

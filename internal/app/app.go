@@ -1,0 +1,309 @@
+// Package app builds les' component graph from a Config, runs it, and owns
+// the shutdown order: intake stops first, open batches are published, the
+// consumers catch up for a moment, then the stream closes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/les-streams/les/internal/consumer"
+	"github.com/les-streams/les/internal/format/wavefront"
+	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/rollup"
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// Info describes a running les, for the start-up banner.
+type Info struct {
+	DataDir   string
+	StreamURL string
+	HTTP      string
+	Listeners []string
+	Sinks     []string
+}
+
+// App is one les process: agent, stream and consumers.
+type App struct {
+	cfg *Config
+	log *slog.Logger
+	reg *selfmetric.Registry
+}
+
+// New returns an app for cfg (already validated by Load). It does no I/O.
+func New(cfg *Config, log *slog.Logger) *App {
+	return &App{cfg: cfg, log: log, reg: selfmetric.New()}
+}
+
+// Registry exposes the self-metrics (for tests and benchmarks).
+func (a *App) Registry() *selfmetric.Registry { return a.reg }
+
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// Run starts everything, calls ready once all listeners are bound, and
+// blocks until ctx is cancelled; then it shuts down in order.
+func (a *App) Run(ctx context.Context, ready func(Info)) error {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := natsjs.Open(ctx, cfg.Stream, cfg.DataDir, a.log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	info := Info{DataDir: cfg.DataDir, StreamURL: st.ClientURL()}
+
+	batcher, err := ingest.NewBatcher(cfg.Agent.Batch, st, a.reg, a.log)
+	if err != nil {
+		return err
+	}
+
+	// Bind every socket before starting anything, so conflicts fail fast.
+	var listeners []runner
+	closeAll := func() {}
+	for _, l := range cfg.Agent.Listeners {
+		r, addr, err := a.bind(l, batcher)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, r)
+		info.Listeners = append(info.Listeners, fmt.Sprintf("%-16s %-8s %s", l.Format, l.Transport, addr))
+	}
+	httpLn, err := net.Listen("tcp", cfg.Agent.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", cfg.Agent.HTTP.Listen, err)
+	}
+	info.HTTP = httpLn.Addr().String()
+
+	var procs []runner
+	var rollupRun *consumer.ProcRunner
+	var rollupP *rollupProc
+	if !cfg.Rollup.Disabled {
+		rc, _ := cfg.Rollup.engineConfig()
+		eng, err := rollup.New(rc)
+		if err != nil {
+			return err
+		}
+		rollupP = &rollupProc{Rollup: eng, rules: rc.Rules}
+		rollupRun, err = consumer.NewProcRunner(consumer.ProcConfig{
+			Name:           "rollup",
+			Subjects:       stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginDerived}, []wire.Signal{wire.SignalMetrics, wire.SignalDistributions}),
+			Origin:         stream.OriginRollup,
+			CheckpointPath: filepath.Join(cfg.DataDir, "consumers", "rollup.ckpt"),
+			Tick:           cfg.Rollup.Tick,
+			Compression:    batcher.Compression(),
+		}, st, rollupP, a.reg, a.log)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, rollupRun)
+		a.reg.Gauge("les_rollup_series_rejected_total", func() float64 {
+			var n uint64
+			rollupRun.Locked(func() { n = rollupP.Stats().SeriesRejected })
+			return float64(n)
+		})
+		a.reg.Gauge("les_rollup_late_samples_total", func() float64 {
+			var n uint64
+			rollupRun.Locked(func() { n = rollupP.Stats().LateSamples })
+			return float64(n)
+		})
+	}
+
+	var sinks []*consumer.SinkRunner
+	var sinkNames []string
+	for i := range cfg.Sinks {
+		sc := &cfg.Sinks[i]
+		sk, err := a.newSink(sc)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		var filter func(subject string, b *model.Batch)
+		if rollupRun != nil {
+			filter = func(subject string, b *model.Batch) {
+				if strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginIngest+".") {
+					dropAggregated(b)
+				}
+			}
+		}
+		var sigs []wire.Signal
+		for _, s := range sc.Signals {
+			sig, _ := wire.ParseSignal(s)
+			sigs = append(sigs, sig)
+		}
+		r, err := consumer.NewSinkRunner(consumer.SinkConfig{
+			Name:     sc.Name,
+			Subjects: stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginRollup, stream.OriginDerived}, sigs),
+			Retry:    sc.Retry,
+			Filter:   filter,
+		}, st, sk, a.reg, a.log)
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, r)
+		sinkNames = append(sinkNames, sc.Name)
+		info.Sinks = append(info.Sinks, fmt.Sprintf("%-16s %s", sc.Name, sc.Type))
+	}
+
+	// Start: consumers, batcher, then intake.
+	consCtx, cancelCons := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCons()
+	var consWG sync.WaitGroup
+	errc := make(chan error, len(sinks)+len(procs)+len(listeners)+2)
+	for _, r := range procs {
+		consWG.Add(1)
+		go func() {
+			defer consWG.Done()
+			if err := r.Run(consCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	for _, r := range sinks {
+		consWG.Add(1)
+		go func() {
+			defer consWG.Done()
+			if err := r.Run(consCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	batchCtx, cancelBatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBatch()
+	batchDone := make(chan error, 1)
+	go func() { batchDone <- batcher.Run(batchCtx, 10*time.Second) }()
+
+	inCtx, cancelIn := context.WithCancel(ctx)
+	defer cancelIn()
+	var inWG sync.WaitGroup
+	for _, r := range listeners {
+		inWG.Add(1)
+		go func() {
+			defer inWG.Done()
+			if err := r.Run(inCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	mux := a.mux(batcher)
+	if rollupRun != nil {
+		mux.Handle("/query", queryHandler(rollupRun, rollupP))
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	if ready != nil {
+		ready(info)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		a.log.Error("component failed; shutting down", "err", runErr)
+	}
+
+	// Shutdown in order.
+	a.log.Info("shutting down: stopping intake")
+	shCtx, cancelSh := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(shCtx)
+	cancelSh()
+	cancelIn()
+	inWG.Wait()
+	a.log.Info("publishing open batches")
+	cancelBatch()
+	if err := <-batchDone; err != nil {
+		a.log.Error("drain", "err", err)
+	}
+	a.catchUp(st, sinkNames, 3*time.Second)
+	cancelCons()
+	consWG.Wait()
+	a.log.Info("stopped")
+	return runErr
+}
+
+// catchUp gives consumers a moment to deliver what was just published.
+func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for _, n := range names {
+		for time.Now().Before(deadline) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			lag, err := st.Lag(ctx, n)
+			cancel()
+			if err != nil || lag == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) {
+	spec := formats[l.Format]
+	newDec := func() ingest.Decoder { return spec.newDecoder(l) }
+	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)
+	switch l.Transport {
+	case "tcp":
+		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine}, in, newDec, a.log)
+		if err != nil {
+			return nil, "", err
+		}
+		return t, t.Addr().String(), nil
+	default: // udp, unixgram
+		u, err := ingest.ListenUDP(ingest.UDPConfig{Address: l.Address, Network: l.Transport,
+			Readers: l.Readers, MaxDatagram: l.MaxDatagram}, in, newDec, a.reg, a.log)
+		if err != nil {
+			return nil, "", err
+		}
+		return u, u.Addr().String(), nil
+	}
+}
+
+func (a *App) mux(b *ingest.Batcher) *http.ServeMux {
+	cfg := a.cfg.Agent.HTTP
+	mux := http.NewServeMux()
+	wf := func(mode wavefront.Mode, f string) *ingest.HTTPFormat {
+		return &ingest.HTTPFormat{
+			Intake: ingest.NewIntake(f, "http", b, a.reg),
+			NewDecoder: func() ingest.Decoder {
+				return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: model.WindowNone})
+			},
+		}
+	}
+	mux.Handle("/report", &ingest.LineHandler{
+		Formats: map[string]*ingest.HTTPFormat{
+			"wavefront":   wf(wavefront.ModeMetrics, "wavefront"),
+			"graphite_v2": wf(wavefront.ModeMetrics, "wavefront"),
+			"histogram":   wf(wavefront.ModeHistogram, "histogram"),
+			"trace":       wf(wavefront.ModeTrace, "trace"),
+		},
+		Default: "wavefront", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		a.reg.WritePrometheus(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,0 +1,208 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/les-streams/les/internal/config"
+	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/sink"
+	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// Config is les.yaml.
+type Config struct {
+	// DataDir holds the embedded stream and consumer checkpoints.
+	DataDir string        `yaml:"data_dir"`
+	Agent   AgentConfig   `yaml:"agent"`
+	Stream  natsjs.Config `yaml:"stream"`
+	Sinks   []SinkConfig  `yaml:"sinks"`
+	Rollup  RollupConfig  `yaml:"rollup"`
+	Log     LogConfig     `yaml:"log"`
+
+	doc  *yaml.Node
+	file string
+}
+
+// LogConfig configures les' own log.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// AgentConfig is the front half: listeners, HTTP API and batching.
+type AgentConfig struct {
+	// Listeners replaces the default listeners when set.
+	Listeners []ListenerConfig   `yaml:"listeners"`
+	HTTP      HTTPConfig         `yaml:"http"`
+	Batch     ingest.BatchConfig `yaml:"batch"`
+}
+
+// HTTPConfig is the les API on 2880.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as a Bearer token on intake endpoints.
+	Token string `yaml:"token"`
+	// MaxBody bounds a request body in bytes (default 16 MiB).
+	MaxBody int64 `yaml:"max_body"`
+}
+
+// ListenerConfig is one socket.
+type ListenerConfig struct {
+	// Format: see the formats table in listeners.go.
+	Format string `yaml:"format"`
+	// Transport: tcp, udp or unixgram.
+	Transport string `yaml:"transport"`
+	// Address: host:port, or a path for unixgram.
+	Address string `yaml:"address"`
+	// MaxLine (tcp) and MaxDatagram (udp) bound input sizes.
+	MaxLine     int `yaml:"max_line"`
+	MaxDatagram int `yaml:"max_datagram"`
+	// Readers is the number of goroutines reading a datagram socket.
+	Readers int `yaml:"readers"`
+}
+
+// SinkConfig is one entry of `sinks:`: a durable consumer delivering to
+// one backend. The backend's settings live under a key named like its type.
+type SinkConfig struct {
+	Name    string           `yaml:"name"`
+	Type    string           `yaml:"type"`
+	Signals []string         `yaml:"signals"`
+	Retry   sink.RetryConfig `yaml:"retry"`
+	// Backend settings, one per type (see sinks.go).
+	File      *fileSinkConfig      `yaml:"file"`
+	Wavefront *wavefrontSinkConfig `yaml:"wavefront"`
+	Discard   *discardSinkConfig   `yaml:"discard"`
+}
+
+// Load reads and validates a config file; path "" gives the defaults.
+func Load(path string) (*Config, error) {
+	var c Config
+	if path != "" {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		doc, err := config.Decode(src, path, &c)
+		if err != nil {
+			return nil, err
+		}
+		c.doc = doc
+		c.file = path
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// errAt builds a located error for the key at path.
+func (c *Config) errAt(msg string, path ...any) error {
+	var b strings.Builder
+	for i, p := range path {
+		switch v := p.(type) {
+		case string:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(v)
+		case int:
+			fmt.Fprintf(&b, "[%d]", v)
+		}
+	}
+	return &config.Error{File: c.file, Line: config.Locate(c.doc, path...), Path: b.String(), Msg: msg}
+}
+
+// Validate fills defaults and checks everything, reporting every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		c.DataDir = "./les-data"
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.Agent.HTTP.Listen == "" {
+		c.Agent.HTTP.Listen = "127.0.0.1:2880"
+	}
+	if err := c.Agent.Batch.Validate(); err != nil {
+		errs = append(errs, c.errAt(err.Error(), "agent", "batch"))
+	}
+	if err := c.Stream.Validate(); err != nil {
+		errs = append(errs, c.errAt(err.Error(), "stream"))
+	}
+	if c.Agent.Listeners == nil {
+		c.Agent.Listeners = DefaultListeners()
+	}
+	for i := range c.Agent.Listeners {
+		if err := c.Agent.Listeners[i].validate(); err != nil {
+			errs = append(errs, c.errAt(err.Error(), "agent", "listeners", i))
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, c.errAt(fmt.Sprintf("level %q is not one of debug, info, warn, error", c.Log.Level), "log", "level"))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, c.errAt(fmt.Sprintf("format %q is not one of text, json", c.Log.Format), "log", "format"))
+	}
+	errs = append(errs, c.validateRollup()...)
+	names := map[string]bool{"rollup": true}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if s.Name == "" {
+			errs = append(errs, c.errAt("name is required", "sinks", i))
+		} else if names[s.Name] {
+			errs = append(errs, c.errAt(fmt.Sprintf("duplicate sink name %q (\"rollup\" is reserved)", s.Name), "sinks", i, "name"))
+		} else if !validName(s.Name) {
+			errs = append(errs, c.errAt(fmt.Sprintf("name %q may only contain letters, digits, '-' and '_'", s.Name), "sinks", i, "name"))
+		}
+		names[s.Name] = true
+		if len(s.Signals) == 0 {
+			s.Signals = []string{"metrics", "distributions", "logs", "spans"}
+		}
+		for j, sig := range s.Signals {
+			if _, err := wire.ParseSignal(sig); err != nil {
+				errs = append(errs, c.errAt(err.Error(), "sinks", i, "signals", j))
+			}
+		}
+		if err := s.Retry.Validate(); err != nil {
+			errs = append(errs, c.errAt(err.Error(), "sinks", i, "retry"))
+		}
+		errs = append(errs, c.validateSink(i)...)
+	}
+	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *ListenerConfig) validate() error {
+	if _, ok := formats[l.Format]; !ok {
+		return fmt.Errorf("format %q is not one of %s", l.Format, strings.Join(formatNames(), ", "))
+	}
+	f := formats[l.Format]
+	if !slices.Contains(f.transports, l.Transport) {
+		return fmt.Errorf("format %s does not support transport %q (use %s)", l.Format, l.Transport, strings.Join(f.transports, ", "))
+	}
+	if l.Address == "" {
+		return errors.New("address is required")
+	}
+	return nil
+}

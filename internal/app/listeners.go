@@ -1,0 +1,72 @@
+package app
+
+import (
+	"slices"
+
+	"github.com/les-streams/les/internal/format/statsd"
+	"github.com/les-streams/les/internal/format/wavefront"
+	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/model"
+)
+
+// formatSpec says which transports a listener format supports and how to
+// make one decoder (one per reading goroutine).
+type formatSpec struct {
+	transports []string
+	about      string
+	newDecoder func(l ListenerConfig) ingest.Decoder
+}
+
+func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) ingest.Decoder {
+	return func(l ListenerConfig) ingest.Decoder {
+		o := wavefront.Options{Mode: mode, Window: w}
+		if l.MaxLine > 0 {
+			o.MaxLineLen = l.MaxLine
+		}
+		return wavefront.NewDecoder(o)
+	}
+}
+
+// formats is the explicit table of listener formats; adding a format is one
+// line here plus its package under internal/format.
+var formats = map[string]formatSpec{
+	"wavefront":        {[]string{"tcp", "udp"}, "Wavefront metric, !M/!H/!D distribution lines", wavefrontDecoder(wavefront.ModeMetrics, model.WindowNone)},
+	"histogram_minute": {[]string{"tcp", "udp"}, "Wavefront lines rolled up into minute distributions", wavefrontDecoder(wavefront.ModeSample, model.WindowMinute)},
+	"histogram_hour":   {[]string{"tcp", "udp"}, "Wavefront lines rolled up into hour distributions", wavefrontDecoder(wavefront.ModeSample, model.WindowHour)},
+	"histogram_day":    {[]string{"tcp", "udp"}, "Wavefront lines rolled up into day distributions", wavefrontDecoder(wavefront.ModeSample, model.WindowDay)},
+	"distribution":     {[]string{"tcp", "udp"}, "Wavefront !M/!H/!D distribution lines only", wavefrontDecoder(wavefront.ModeDistOnly, model.WindowNone)},
+	"trace":            {[]string{"tcp", "udp"}, "Wavefront span lines", wavefrontDecoder(wavefront.ModeTrace, model.WindowNone)},
+	"statsd": {[]string{"udp", "unixgram"}, "StatsD and DogStatsD", func(l ListenerConfig) ingest.Decoder {
+		o := statsd.Options{}
+		if l.MaxLine > 0 {
+			o.MaxLineLen = l.MaxLine
+		}
+		return statsd.NewDecoder(o)
+	}},
+}
+
+func formatNames() []string {
+	var out []string
+	for k := range formats {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DefaultListeners are the sockets `les up` opens without a config: all on
+// loopback.
+func DefaultListeners() []ListenerConfig {
+	var ls []ListenerConfig
+	both := func(format, addr string) {
+		ls = append(ls, ListenerConfig{Format: format, Transport: "tcp", Address: addr},
+			ListenerConfig{Format: format, Transport: "udp", Address: addr})
+	}
+	both("wavefront", "127.0.0.1:2878")
+	both("distribution", "127.0.0.1:40000")
+	both("histogram_minute", "127.0.0.1:40001")
+	both("histogram_hour", "127.0.0.1:40002")
+	both("histogram_day", "127.0.0.1:40003")
+	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
+	return ls
+}

@@ -1,0 +1,174 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/les-streams/les/internal/consumer"
+	"github.com/les-streams/les/internal/format/jsonl"
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/rollup"
+)
+
+// RollupConfig is the `rollup:` section: the built-in consumer that rolls
+// samples, StatsD aggregates and distributions up into windows.
+type RollupConfig struct {
+	// Disabled turns the rollup consumer off (raw samples then reach sinks).
+	Disabled bool `yaml:"disabled"`
+	// Windows for counters, gauges (from rules) and sets (default [minute]).
+	Windows []string `yaml:"windows"`
+	// DefaultWindow for samples without one (StatsD timers; default minute).
+	DefaultWindow string `yaml:"default_window"`
+	// Grace after a window's end before it closes (default 30s).
+	Grace time.Duration `yaml:"grace"`
+	// MaxSeriesPerWindow caps active series per window; more are rejected
+	// and counted in les_rollup_series_rejected_total (default 100000).
+	MaxSeriesPerWindow int `yaml:"max_series_per_window"`
+	// Percentiles emitted with each distribution (default 0.5 … 0.999).
+	Percentiles []float64 `yaml:"percentiles"`
+	// Rules roll any metric whose name matches a glob into distributions.
+	Rules []RollupRule `yaml:"rules"`
+	// Tick is how often windows are checked for closing (default 1s).
+	Tick time.Duration `yaml:"tick"`
+}
+
+// RollupRule rolls metrics named like Match up at Window.
+type RollupRule struct {
+	Match  string `yaml:"match"`
+	Window string `yaml:"window"`
+}
+
+func (c *Config) validateRollup() []error {
+	r := &c.Rollup
+	var errs []error
+	if r.Tick == 0 {
+		r.Tick = time.Second
+	}
+	if _, err := r.engineConfig(); err != nil {
+		errs = append(errs, c.errAt(err.Error(), "rollup"))
+	}
+	for i, rule := range r.Rules {
+		if _, err := path.Match(rule.Match, ""); err != nil {
+			errs = append(errs, c.errAt(fmt.Sprintf("bad glob %q: %v", rule.Match, err), "rollup", "rules", i, "match"))
+		}
+		if _, ok := model.ParseWindow(rule.Window); !ok {
+			errs = append(errs, c.errAt(fmt.Sprintf("window %q is not one of minute, hour, day", rule.Window), "rollup", "rules", i, "window"))
+		}
+	}
+	return errs
+}
+
+func (r *RollupConfig) engineConfig() (rollup.Config, error) {
+	rc := rollup.Config{Grace: r.Grace, MaxSeriesPerWindow: r.MaxSeriesPerWindow, Percentiles: r.Percentiles}
+	for _, w := range r.Windows {
+		win, ok := model.ParseWindow(w)
+		if !ok {
+			return rc, fmt.Errorf("windows: %q is not one of minute, hour, day", w)
+		}
+		rc.Windows = append(rc.Windows, win)
+	}
+	if r.DefaultWindow != "" {
+		win, ok := model.ParseWindow(r.DefaultWindow)
+		if !ok {
+			return rc, fmt.Errorf("default_window: %q is not one of minute, hour, day", r.DefaultWindow)
+		}
+		rc.DefaultWindow = win
+	}
+	for _, rule := range r.Rules {
+		win, _ := model.ParseWindow(rule.Window)
+		rc.Rules = append(rc.Rules, rollup.Rule{Match: rule.Match, Window: win})
+	}
+	for _, q := range r.Percentiles {
+		if q <= 0 || q >= 1 {
+			return rc, fmt.Errorf("percentiles: %v is not in (0,1)", q)
+		}
+	}
+	err := rc.Validate()
+	return rc, err
+}
+
+// rollupProc adapts the rollup engine to the processor runner: plain gauges
+// pass through to sinks untouched unless a rule asks for their
+// distribution, so only they are dropped before the engine sees the batch.
+type rollupProc struct {
+	*rollup.Rollup
+	rules   []rollup.Rule
+	scratch model.Batch
+}
+
+func (p *rollupProc) Add(b *model.Batch, now int64) {
+	p.scratch.Metrics = p.scratch.Metrics[:0]
+	for i := range b.Metrics {
+		m := &b.Metrics[i]
+		if m.Kind == model.Gauge && !p.ruleMatches(m.Name) {
+			continue
+		}
+		p.scratch.Metrics = append(p.scratch.Metrics, *m)
+	}
+	p.scratch.Dists = b.Dists
+	p.Rollup.Add(&p.scratch, now)
+	clear(p.scratch.Metrics)
+	p.scratch.Dists = nil
+}
+
+func (p *rollupProc) ruleMatches(name string) bool {
+	for _, r := range p.rules {
+		if ok, _ := path.Match(r.Match, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// aggregatedRaw reports whether a raw item of this kind reaches sinks only
+// through the rollup (so sinks must not also receive it raw).
+func aggregatedRaw(k model.Kind) bool {
+	return k == model.Sample || k == model.Counter || k == model.GaugeDelta || k == model.Set
+}
+
+// dropAggregated removes from a raw batch what the rollup delivers rolled
+// up: samples, counters, gauge deltas, set members and raw distributions.
+func dropAggregated(b *model.Batch) {
+	ms := b.Metrics[:0]
+	for _, m := range b.Metrics {
+		if !aggregatedRaw(m.Kind) {
+			ms = append(ms, m)
+		}
+	}
+	clear(b.Metrics[len(ms):])
+	b.Metrics = ms
+	b.Dists = b.Dists[:0]
+}
+
+// queryHandler serves /query?name=N[&source=S][&window=minute].
+func queryHandler(run *consumer.ProcRunner, p *rollupProc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		name := q.Get("name")
+		if name == "" {
+			http.Error(w, "name is required", http.StatusBadRequest)
+			return
+		}
+		win := model.WindowMinute
+		if s := q.Get("window"); s != "" {
+			var ok bool
+			if win, ok = model.ParseWindow(s); !ok {
+				http.Error(w, "window must be minute, hour or day", http.StatusBadRequest)
+				return
+			}
+		}
+		var buf []byte
+		run.Locked(func() {
+			for _, d := range p.Query(name, q.Get("source"), win) {
+				buf = jsonl.AppendDistribution(buf, &d, jsonl.Options{})
+			}
+		})
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_, _ = w.Write(buf)
+	}
+}
+
+var _ = json.Valid
