@@ -1,0 +1,174 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// HTTPFormat is one value of the `f=` parameter of a line intake endpoint.
+type HTTPFormat struct {
+	Intake     *Intake
+	NewDecoder func() Decoder
+	pool       sync.Pool
+}
+
+// LineHandler serves POSTs of newline-delimited lines (the Wavefront
+// direct-ingestion API `/report?f=...`, and log intake). A 2xx answer means
+// every accepted item is durable in the stream.
+type LineHandler struct {
+	// Formats maps the f= (or format=) value to its decoder; Default is used
+	// when the parameter is absent.
+	Formats map[string]*HTTPFormat
+	Default string
+	// Token, when set, is required as "Authorization: Bearer <token>" (or
+	// X-AUTH-TOKEN, or ?t= / ?token= as the Wavefront proxy accepts).
+	Token string
+	// MaxBody bounds the (decompressed) body (default 16 MiB).
+	MaxBody int64
+	Batcher *Batcher
+	// Status is the success status (the Wavefront API answers 202).
+	Status int
+}
+
+// Authorized reports whether r carries the token (always true without one).
+func Authorized(r *http.Request, token string) bool {
+	if token == "" {
+		return true
+	}
+	got := r.Header.Get("X-AUTH-TOKEN")
+	if a := r.Header.Get("Authorization"); a != "" {
+		got = strings.TrimPrefix(a, "Bearer ")
+	}
+	if got == "" {
+		got = r.URL.Query().Get("t")
+	}
+	if got == "" {
+		got = r.URL.Query().Get("token")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if !Authorized(r, h.Token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
+		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	q := r.URL.Query()
+	name := q.Get("f")
+	if name == "" {
+		name = q.Get("format")
+	}
+	if name == "" {
+		name = h.Default
+	}
+	f := h.Formats[name]
+	if f == nil {
+		known := make([]string, 0, len(h.Formats))
+		for k := range h.Formats {
+			known = append(known, k)
+		}
+		http.Error(w, fmt.Sprintf("unknown format %q (supported: %s)", name, strings.Join(known, ", ")), http.StatusBadRequest)
+		return
+	}
+	maxBody := h.MaxBody
+	if maxBody <= 0 {
+		maxBody = 16 << 20
+	}
+	body, reason, err := readBody(r, maxBody)
+	if err != nil {
+		f.Intake.Reject(reason)
+		status := http.StatusBadRequest
+		if reason == ReasonBodyTooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	dec, _ := f.pool.Get().(Decoder)
+	if dec == nil {
+		dec = f.NewDecoder()
+	}
+	defer f.pool.Put(dec)
+	var batch model.Batch
+	dec.Decode(&batch, body, time.Now().UnixNano())
+	f.Intake.Account(&batch)
+	if batch.Len() > 0 {
+		if err := h.Batcher.PublishNow(r.Context(), &batch); err != nil {
+			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	status := h.Status
+	if status == 0 {
+		status = http.StatusAccepted
+	}
+	w.WriteHeader(status)
+	writeSummary(w, &batch)
+}
+
+// writeSummary answers {"accepted":N,"rejected":M,"reasons":{...}}.
+func writeSummary(w io.Writer, b *model.Batch) {
+	reasons := map[string]int{}
+	for _, rj := range b.Rejects {
+		reasons[rj.Reason]++
+	}
+	var sb strings.Builder
+	sb.WriteString(`{"accepted":` + strconv.Itoa(b.Len()) + `,"rejected":` + strconv.Itoa(len(b.Rejects)) + `,"reasons":{`)
+	first := true
+	for k, v := range reasons {
+		if !first {
+			sb.WriteByte(',')
+		}
+		first = false
+		sb.WriteString(strconv.Quote(k) + ":" + strconv.Itoa(v))
+	}
+	sb.WriteString("}}\n")
+	_, _ = io.WriteString(w, sb.String())
+}
+
+// readBody reads the request body, gunzipping it when it says (or looks
+// like) gzip, and bounds it.
+func readBody(r *http.Request, maxBody int64) ([]byte, string, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, "read_error", fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(raw)) > maxBody {
+		return nil, ReasonBodyTooLarge, fmt.Errorf("body larger than %d bytes", maxBody)
+	}
+	isGzip := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+	if !isGzip && !(len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
+		return raw, "", nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, ReasonBadGzip, fmt.Errorf("body is not valid gzip: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+	if err != nil {
+		return nil, ReasonBadGzip, fmt.Errorf("body is not valid gzip: %w", err)
+	}
+	if int64(len(out)) > maxBody {
+		return nil, ReasonBodyTooLarge, errors.New("decompressed body too large")
+	}
+	return out, "", nil
+}
