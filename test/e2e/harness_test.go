@@ -1,0 +1,267 @@
+// Package e2e builds the les binary and drives it over real sockets: the
+// embedded stream, listeners, consumers and sinks all run for real.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// lesBinary builds cmd/les once per test run.
+func lesBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "les-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "les")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/les").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// freePort returns a loopback port free for both TCP and UDP right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// Les is one les process under test.
+type Les struct {
+	t       *testing.T
+	Dir     string // working directory holding les.yaml and data
+	Ports   map[string]int
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	Config  string
+	done    chan struct{}
+	exitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Addr returns "127.0.0.1:<port>" of a named port.
+func (l *Les) Addr(name string) string { return fmt.Sprintf("127.0.0.1:%d", l.Ports[name]) }
+
+// NewLes prepares a les in a fresh directory. extra is YAML appended to the
+// generated config (sinks, rollup, …). Ports: wavefront, http, nats,
+// hist_minute, dist, statsd, logs, emf.
+func NewLes(t *testing.T, extra string) *Les {
+	t.Helper()
+	l := &Les{t: t, Dir: t.TempDir(), Ports: map[string]int{}}
+	for _, n := range []string{"wavefront", "http", "nats", "hist_minute", "dist", "statsd"} {
+		l.Ports[n] = freePort(t)
+	}
+	l.Config = fmt.Sprintf(`data_dir: ./data
+log: { level: debug }
+agent:
+  listeners:
+    - { format: wavefront, transport: tcp, address: 127.0.0.1:%d }
+    - { format: wavefront, transport: udp, address: 127.0.0.1:%d }
+    - { format: histogram_minute, transport: tcp, address: 127.0.0.1:%d }
+    - { format: histogram_minute, transport: udp, address: 127.0.0.1:%d }
+    - { format: distribution, transport: tcp, address: 127.0.0.1:%d }
+    - { format: statsd, transport: udp, address: 127.0.0.1:%d }
+  http: { listen: 127.0.0.1:%d }
+  batch: { flush_interval: 50ms }
+stream: { listen: 127.0.0.1:%d }
+`, l.Ports["wavefront"], l.Ports["wavefront"], l.Ports["hist_minute"], l.Ports["hist_minute"],
+		l.Ports["dist"], l.Ports["statsd"], l.Ports["http"], l.Ports["nats"]) + extra
+	return l
+}
+
+// Start runs `les up` and waits until it is ready.
+func (l *Les) Start() {
+	t := l.t
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(l.Dir, "les.yaml"), []byte(l.Config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.out = &syncBuffer{}
+	l.cmd = exec.Command(lesBinary(t), "up", "--config", "les.yaml")
+	l.cmd.Dir = l.Dir
+	l.cmd.Stdout = l.out
+	l.cmd.Stderr = l.out
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l.done = make(chan struct{})
+	go func() {
+		l.exitErr = l.cmd.Wait()
+		close(l.done)
+	}()
+	t.Cleanup(func() { l.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(l.out.String(), "Press Ctrl-C to stop.") {
+		select {
+		case <-l.done:
+			t.Fatalf("les exited during start: %v\n%s", l.exitErr, l.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("les did not start:\n%s", l.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Output is everything les printed so far.
+func (l *Les) Output() string { return l.out.String() }
+
+// Stop sends SIGINT and waits for a clean exit.
+func (l *Les) Stop() {
+	l.t.Helper()
+	if l.cmd == nil || l.cmd.Process == nil {
+		return
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-l.done:
+	case <-time.After(30 * time.Second):
+		l.t.Fatalf("les did not stop on SIGINT:\n%s", l.out.String())
+	}
+	if l.exitErr != nil {
+		l.t.Fatalf("les exited with %v:\n%s", l.exitErr, l.out.String())
+	}
+	l.cmd = nil
+}
+
+// Kill sends SIGKILL (a crash) and waits.
+func (l *Les) Kill() {
+	if l.cmd == nil || l.cmd.Process == nil {
+		return
+	}
+	_ = l.cmd.Process.Kill()
+	<-l.done
+	l.cmd = nil
+}
+
+// Run runs another les subcommand (tail, send, query …) and returns stdout.
+func (l *Les) Run(stdin string, args ...string) (string, error) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, lesBinary(l.t), args...)
+	cmd.Dir = l.Dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("les %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// Tail reads n items from the start of the stream with `les tail`.
+func (l *Les) Tail(n int, extra ...string) []string {
+	l.t.Helper()
+	args := append([]string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start", "--limit", strconv.Itoa(n)}, extra...)
+	out, err := l.Run("", args...)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return nonEmptyLines(out)
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "" {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+// Metric returns the value of one self-metric series from /metrics
+// (exact series text, e.g. `les_ingest_received_total{format="wavefront",transport="udp"}`),
+// or 0 when absent.
+func (l *Les) Metric(series string) float64 {
+	l.t.Helper()
+	resp, err := http.Get("http://" + l.Addr("http") + "/metrics")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(line[len(series):]), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// Eventually polls cond until it holds or 30 s pass.
+func Eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
