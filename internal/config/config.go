@@ -45,24 +45,48 @@ func (e *Error) Error() string {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// expandEnv replaces ${NAME} and ${NAME:-default}. Only the braced form is
-// expanded, so `$.field` and `$1` in filter patterns stay as written.
+// expandEnv replaces ${NAME} and ${NAME:-default} outside comments. Only
+// the braced form is expanded, so `$.field` and `$1` in filter patterns
+// stay as written.
 func expandEnv(src []byte, file string) ([]byte, error) {
 	var errs []error
-	out := envRef.ReplaceAllFunc(src, func(m []byte) []byte {
-		sub := envRef.FindSubmatch(m)
-		name := string(sub[1])
-		if v, ok := os.LookupEnv(name); ok {
-			return []byte(v)
+	lines := bytes.SplitAfter(src, []byte("\n"))
+	for i, line := range lines {
+		code, comment := splitComment(line)
+		code = envRef.ReplaceAllFunc(code, func(m []byte) []byte {
+			sub := envRef.FindSubmatch(m)
+			name := string(sub[1])
+			if v, ok := os.LookupEnv(name); ok {
+				return []byte(v)
+			}
+			if len(sub[2]) > 0 {
+				return sub[3]
+			}
+			errs = append(errs, &Error{File: file, Line: i + 1, Msg: "environment variable " + name + " is not set (use ${" + name + ":-default} for a default)"})
+			return m
+		})
+		lines[i] = append(code, comment...)
+	}
+	return bytes.Join(lines, nil), errors.Join(errs...)
+}
+
+// splitComment splits a YAML line before a comment: a '#' at the start or
+// after whitespace, outside quotes.
+func splitComment(line []byte) (code, comment []byte) {
+	var quote byte
+	for i, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return append([]byte(nil), line[:i]...), line[i:]
 		}
-		if len(sub[2]) > 0 {
-			return sub[3]
-		}
-		line := bytes.Count(src[:bytes.Index(src, m)], []byte("\n")) + 1
-		errs = append(errs, &Error{File: file, Line: line, Msg: "environment variable " + name + " is not set (use ${" + name + ":-default} for a default)"})
-		return m
-	})
-	return out, errors.Join(errs...)
+	}
+	return append([]byte(nil), line...), nil
 }
 
 // Decode strictly decodes YAML src into v (a pointer to a struct with yaml

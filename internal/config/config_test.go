@@ -42,6 +42,9 @@ func TestEnvAndLocate(t *testing.T) {
 	if got := Locate(doc, "items", 1, "path"); got != 5 {
 		t.Fatalf("Locate = %d, want 5", got)
 	}
+	if _, err := Decode([]byte("# ${LES_UNSET_Z} in a comment is left alone\nname: x # ${LES_UNSET_Z}\n"), "f", &s); err != nil {
+		t.Fatalf("comment expanded: %v", err)
+	}
 	if _, err := Decode([]byte("name: ${LES_UNSET_Y}\n"), "f", &s); err == nil || !strings.Contains(err.Error(), "LES_UNSET_Y") {
 		t.Fatalf("unset variable: %v", err)
 	}
