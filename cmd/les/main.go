@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"send":    {"send Wavefront lines (arguments or stdin) to a running les", cmdSend},
 	"config":  {"print an example config (config example) or check one (config check FILE)", cmdConfig},
 	"version": {"print the version", cmdVersion},
+	"bench":   {"drive a running les with generated load and report throughput, loss, CPU and RSS", cmdBench},
 }
 
 var version = "dev"
