@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"tail":    {"print what is on the stream, one JSON object per item", cmdTail},
 	"send":    {"send Wavefront lines (arguments or stdin) to a running les", cmdSend},
 	"config":  {"print an example config (config example) or check one (config check FILE)", cmdConfig},
+	"filter":  {"test a CloudWatch Logs filter pattern on lines: filter test 'PATTERN' < logs", cmdFilter},
 	"version": {"print the version", cmdVersion},
 	"bench":   {"drive a running les with generated load and report throughput, loss, CPU and RSS", cmdBench},
 }

@@ -126,6 +126,14 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		})
 	}
 
+	lmRun, err := a.logmetricRunner(st, batcher.Compression())
+	if err != nil {
+		return err
+	}
+	if lmRun != nil {
+		procs = append(procs, lmRun)
+	}
+
 	var sinks []*consumer.SinkRunner
 	var sinkNames []string
 	for i := range cfg.Sinks {
@@ -137,7 +145,9 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		var filter func(subject string, b *model.Batch)
 		if rollupRun != nil {
 			filter = func(subject string, b *model.Batch) {
-				if strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginIngest+".") {
+				// The rollup reads agent and derived (logmetric) metrics.
+				if strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginIngest+".") ||
+					strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginDerived+".") {
 					dropAggregated(b)
 				}
 			}
@@ -202,6 +212,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		}()
 	}
 	mux := a.mux(batcher)
+	a.logHandlers(mux, batcher)
 	if rollupRun != nil {
 		mux.Handle("/query", queryHandler(rollupRun, rollupP))
 	}

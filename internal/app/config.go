@@ -25,7 +25,9 @@ type Config struct {
 	Stream  natsjs.Config `yaml:"stream"`
 	Sinks   []SinkConfig  `yaml:"sinks"`
 	Rollup  RollupConfig  `yaml:"rollup"`
-	Log     LogConfig     `yaml:"log"`
+	// Logmetric derives metrics from logs (logmetric.go).
+	Logmetric LogmetricConfig `yaml:"logmetric"`
+	Log       LogConfig       `yaml:"log"`
 
 	doc  *yaml.Node
 	file string
@@ -157,13 +159,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.errAt(fmt.Sprintf("format %q is not one of text, json", c.Log.Format), "log", "format"))
 	}
 	errs = append(errs, c.validateRollup()...)
-	names := map[string]bool{"rollup": true}
+	errs = append(errs, c.validateLogmetric()...)
+	names := map[string]bool{"rollup": true, "logmetric": true}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		if s.Name == "" {
 			errs = append(errs, c.errAt("name is required", "sinks", i))
 		} else if names[s.Name] {
-			errs = append(errs, c.errAt(fmt.Sprintf("duplicate sink name %q (\"rollup\" is reserved)", s.Name), "sinks", i, "name"))
+			errs = append(errs, c.errAt(fmt.Sprintf("duplicate sink name %q (\"rollup\" and \"logmetric\" are reserved)", s.Name), "sinks", i, "name"))
 		} else if !validName(s.Name) {
 			errs = append(errs, c.errAt(fmt.Sprintf("name %q may only contain letters, digits, '-' and '_'", s.Name), "sinks", i, "name"))
 		}

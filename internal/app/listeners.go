@@ -36,6 +36,8 @@ var formats = map[string]formatSpec{
 	"histogram_day":    {[]string{"tcp", "udp"}, "Wavefront lines rolled up into day distributions", wavefrontDecoder(wavefront.ModeSample, model.WindowDay)},
 	"distribution":     {[]string{"tcp", "udp"}, "Wavefront !M/!H/!D distribution lines only", wavefrontDecoder(wavefront.ModeDistOnly, model.WindowNone)},
 	"trace":            {[]string{"tcp", "udp"}, "Wavefront span lines", wavefrontDecoder(wavefront.ModeTrace, model.WindowNone)},
+	"logs":             {[]string{"tcp", "udp"}, "log lines: NDJSON, Lambda text format or plain text (logintake.go)", logsDecoder},
+	"emf":              {[]string{"tcp", "udp"}, "CloudWatch Embedded Metric Format documents, one per line or datagram", emfDecoder},
 	"statsd": {[]string{"udp", "unixgram"}, "StatsD and DogStatsD", func(l ListenerConfig) ingest.Decoder {
 		o := statsd.Options{}
 		if l.MaxLine > 0 {
@@ -68,5 +70,7 @@ func DefaultListeners() []ListenerConfig {
 	both("histogram_hour", "127.0.0.1:40002")
 	both("histogram_day", "127.0.0.1:40003")
 	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
+	both("logs", "127.0.0.1:5170")
+	both("emf", "127.0.0.1:25888")
 	return ls
 }

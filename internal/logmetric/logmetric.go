@@ -22,8 +22,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/les-streams/les/internal/format/emf"
-	"github.com/les-streams/les/internal/format/lambda"
 	"github.com/les-streams/les/internal/format/jsonl"
+	"github.com/les-streams/les/internal/format/lambda"
 	"github.com/les-streams/les/internal/logmetric/pattern"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"

@@ -1,0 +1,158 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/les-streams/les/internal/consumer"
+	"github.com/les-streams/les/internal/logmetric"
+	"github.com/les-streams/les/internal/logmetric/pattern"
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// LogmetricConfig is the `logmetric:` section: the built-in consumer that
+// reads the log records on the stream and publishes metric points derived
+// from them (origin "derived"), which the rollup consumer rolls up.
+type LogmetricConfig struct {
+	// Disabled turns the consumer off.
+	Disabled bool `yaml:"disabled"`
+	// EMF decodes log messages that are Embedded Metric Format documents
+	// (default true).
+	EMF *bool `yaml:"emf"`
+	// Lambda turns START/END/REPORT and timeout/error lines into
+	// aws.lambda.* metrics (default true).
+	Lambda *bool `yaml:"lambda"`
+	// Filters are CloudWatch Logs metric filters.
+	Filters []MetricFilterConfig `yaml:"filters"`
+	// Tick is how often derived points are published (default 1s).
+	Tick time.Duration `yaml:"tick"`
+	// MaxPending bounds the points held between ticks (default 1048576).
+	MaxPending int `yaml:"max_pending"`
+
+	compiled []logmetric.Filter
+}
+
+// MetricFilterConfig is one CloudWatch metric filter: a filter pattern and
+// its metric transformation.
+type MetricFilterConfig struct {
+	// Name labels les_logmetric_matched_total (default: metric_name).
+	Name string `yaml:"name"`
+	// Pattern is a CloudWatch Logs filter pattern.
+	Pattern         string `yaml:"pattern"`
+	MetricName      string `yaml:"metric_name"`
+	MetricNamespace string `yaml:"metric_namespace"`
+	// MetricValue: a number, $field, $N or $.path (default "1").
+	MetricValue string `yaml:"metric_value"`
+	// DefaultValue is emitted for each log record that does not match.
+	DefaultValue *float64 `yaml:"default_value"`
+	// Dimensions maps up to 3 names to $field, $N or $.path.
+	Dimensions map[string]string `yaml:"dimensions"`
+	// Unit is a CloudWatch unit, carried as tag "unit".
+	Unit string `yaml:"unit"`
+	// Kind of the points: counter (summed per window) or sample (rolled up
+	// into a distribution). Default: counter for a literal metric_value,
+	// sample for a value taken from the log.
+	Kind string `yaml:"kind"`
+}
+
+func (c *Config) validateLogmetric() []error {
+	lm := &c.Logmetric
+	var errs []error
+	if lm.Tick == 0 {
+		lm.Tick = time.Second
+	}
+	if lm.Tick < 0 {
+		errs = append(errs, c.errAt("tick must be positive", "logmetric", "tick"))
+	}
+	if lm.MaxPending < 0 {
+		errs = append(errs, c.errAt("max_pending must not be negative", "logmetric", "max_pending"))
+	}
+	lm.compiled = nil
+	names := map[string]bool{}
+	for i := range lm.Filters {
+		f := &lm.Filters[i]
+		if f.MetricValue == "" {
+			f.MetricValue = "1"
+		}
+		if f.Name == "" {
+			f.Name = f.MetricName
+		}
+		if f.Name == "" {
+			errs = append(errs, c.errAt("name or metric_name is required", "logmetric", "filters", i))
+			continue
+		}
+		if names[f.Name] {
+			errs = append(errs, c.errAt(fmt.Sprintf("duplicate filter name %q", f.Name), "logmetric", "filters", i, "name"))
+		}
+		names[f.Name] = true
+		if _, err := pattern.Compile(f.Pattern); err != nil {
+			errs = append(errs, c.errAt(err.Error(), "logmetric", "filters", i, "pattern"))
+			continue
+		}
+		sel, err := pattern.CompileSelector(f.MetricValue)
+		if err != nil {
+			errs = append(errs, c.errAt(err.Error(), "logmetric", "filters", i, "metric_value"))
+			continue
+		}
+		kind := model.Sample
+		if sel.IsLiteral() {
+			kind = model.Counter
+		}
+		switch f.Kind {
+		case "":
+		case "counter":
+			kind = model.Counter
+		case "sample":
+			kind = model.Sample
+		case "gauge":
+			kind = model.Gauge
+		default:
+			errs = append(errs, c.errAt(fmt.Sprintf("kind %q is not one of counter, sample, gauge", f.Kind), "logmetric", "filters", i, "kind"))
+			continue
+		}
+		mf, err := pattern.NewMetricFilter(f.Pattern, pattern.Transformation{
+			MetricName: f.MetricName, MetricNamespace: f.MetricNamespace, MetricValue: f.MetricValue,
+			DefaultValue: f.DefaultValue, Dimensions: f.Dimensions, Unit: f.Unit,
+		})
+		if err != nil {
+			errs = append(errs, c.errAt(err.Error(), "logmetric", "filters", i))
+			continue
+		}
+		lm.compiled = append(lm.compiled, logmetric.Filter{Name: f.Name, Metric: mf, Kind: kind})
+	}
+	return errs
+}
+
+// logmetricRunner builds the logmetric consumer, or returns nil when it is
+// disabled.
+func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consumer.ProcRunner, error) {
+	lm := &a.cfg.Logmetric
+	if lm.Disabled {
+		return nil, nil
+	}
+	if len(lm.compiled) != len(lm.Filters) {
+		return nil, errors.New("logmetric: config not validated")
+	}
+	p, err := logmetric.New(logmetric.Config{
+		Filters:    slices.Clone(lm.compiled),
+		EMF:        lm.EMF == nil || *lm.EMF,
+		Lambda:     lm.Lambda == nil || *lm.Lambda,
+		MaxPending: lm.MaxPending,
+	}, a.reg)
+	if err != nil {
+		return nil, err
+	}
+	return consumer.NewProcRunner(consumer.ProcConfig{
+		Name:           "logmetric",
+		Subjects:       stream.SubjectsFor([]string{stream.OriginIngest}, []wire.Signal{wire.SignalLogs}),
+		Origin:         stream.OriginDerived,
+		CheckpointPath: filepath.Join(a.cfg.DataDir, "consumers", "logmetric.ckpt"),
+		Tick:           lm.Tick,
+		Compression:    comp,
+	}, st, p, a.reg, a.log)
+}
