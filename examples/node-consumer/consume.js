@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Reads les records from the JetStream stream "LES" with a durable pull
-// consumer and prints one JSON object per item on stdout. The record format
-// is specified in docs/wire-format.md; this file is a complete decoder for
-// version 1 of it, using only Node's standard library and the nats package.
+// consumer and prints one JSON object per item on stdout: the same object as
+// `les tail` prints ("JSON view of items" in docs/wire-format.md). The record
+// format is specified in docs/wire-format.md; this file is a complete decoder
+// for version 1 of it, using only Node's standard library and the nats package.
 "use strict";
 
 const zlib = require("node:zlib");
+const { isUtf8 } = require("node:buffer");
 const { parseArgs } = require("node:util");
 const { connect, AckPolicy, DeliverPolicy } = require("nats");
 
@@ -49,18 +51,46 @@ class Reader {
   }
   f64() { this.need(8); const v = this.buf.readDoubleLE(this.off); this.off += 8; return v; }
   bytes() { const n = this.len(); const b = this.buf.subarray(this.off, this.off + n); this.off += n; return b; }
-  str() { return this.bytes().toString("utf8"); }
-  tags() {
-    const out = {};
-    for (let n = this.len(); n > 0; n--) { const k = this.str(); out[k] = this.str(); }
-    return out;
+  str() { return text(this.bytes()); }
+  tags() { // an object in list order; of a repeated key the last value wins
+    const pairs = [];
+    for (let n = this.len(); n > 0; n--) pairs.push([this.str(), this.str()]);
+    return Object.fromEntries(pairs); // unlike out[k] = v, also right for the key "__proto__"
   }
 }
 
-// JSON has no NaN or infinities; print them as strings like les tail does.
-function num(v) {
-  if (Number.isFinite(v)) return v;
-  return Number.isNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+// ---- JSON view (docs/wire-format.md, "JSON view of items") -----------------
+// The same objects as `les tail` prints (Go: internal/format/jsonl).
+
+// JSON has no NaN or infinities: they are null.
+function num(v) { return Number.isFinite(v) ? v : null; }
+
+// text decodes bytes as les does: valid UTF-8 is kept and every byte that is
+// not part of a valid sequence becomes one U+FFFD. (Buffer.toString replaces
+// a cut-off sequence such as e2 82 with a single U+FFFD instead.)
+function text(b) {
+  if (isUtf8(b)) return b.toString("utf8");
+  const out = [];
+  for (let i = 0; i < b.length;) {
+    const n = utf8SeqLen(b, i);
+    if (n === 0) { out.push(0xef, 0xbf, 0xbd); i++; } else { for (const end = i + n; i < end; i++) out.push(b[i]); }
+  }
+  return Buffer.from(out).toString("utf8");
+}
+
+// utf8SeqLen returns the length of the well-formed UTF-8 sequence at b[i],
+// or 0 if there is none (Unicode table 3-7).
+function utf8SeqLen(b, i) {
+  const c = b[i];
+  let n, lo = 0x80, hi = 0xbf;
+  if (c < 0x80) return 1;
+  else if (c >= 0xc2 && c <= 0xdf) n = 2;
+  else if (c >= 0xe0 && c <= 0xef) { n = 3; if (c === 0xe0) lo = 0xa0; if (c === 0xed) hi = 0x9f; }
+  else if (c >= 0xf0 && c <= 0xf4) { n = 4; if (c === 0xf0) lo = 0x90; if (c === 0xf4) hi = 0x8f; }
+  else return 0;
+  if (i + n > b.length || b[i + 1] < lo || b[i + 1] > hi) return 0;
+  for (let j = 2; j < n; j++) if (b[i + j] < 0x80 || b[i + j] > 0xbf) return 0;
+  return n;
 }
 
 // Unix nanoseconds (BigInt) to RFC 3339 in UTC with up to nine fraction
@@ -74,34 +104,62 @@ function rfc3339(ns) {
   return base + f + "Z";
 }
 
+// percentileKey names quantile q "p" + 100·q, rounded to six decimals and
+// without trailing zeros: 0.5 -> "p50", 0.999 -> "p99.9", 1 -> "p100".
+function percentileKey(q) {
+  let p = q * 100;
+  if (!Number.isFinite(p)) return "pNaN";
+  p *= 1e6;
+  p = (Math.sign(p) * Math.round(Math.abs(p))) / 1e6; // halves away from zero, like Go's math.Round
+  return "p" + plainDecimal(p);
+}
+
+// plainDecimal formats v with the fewest digits that read back as v and
+// never with an exponent (Go's strconv.FormatFloat(v, 'f', -1, 64)).
+function plainDecimal(v) {
+  if (!Number.isFinite(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (Object.is(v, -0)) return "-0";
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(String(v));
+  if (!m) return String(v);
+  const [, sign, first, rest = "", e] = m;
+  const exp = Number(e);
+  if (exp >= 0) return sign + (first + rest).padEnd(exp + 1, "0");
+  return sign + "0." + "0".repeat(-exp - 1) + first + rest;
+}
+
+// decodeItem reads one item of the record's signal and returns it as the
+// object of the JSON view, with its fields in the same order as les tail.
 function decodeItem(r, type) {
   switch (type) {
     case "metric": {
-      const kind = KINDS[r.u8()] || "unknown", window = WINDOWS[r.u8()] || "unknown";
-      const name = r.str(), source = r.str(), ts = r.varint(), value = num(r.f64());
-      return { type, name, value, kind, window, timestamp: rfc3339(ts), source, tags: r.tags() };
+      const kind = r.u8(), window = r.u8();
+      const name = r.str(), source = r.str(), ts = r.varint(), value = r.f64();
+      const item = { type, name, value: num(value), kind: KINDS[kind] ?? "unknown" };
+      if (window !== 0) item.window = WINDOWS[window] ?? "unknown"; // omitted when none
+      return Object.assign(item, { timestamp: rfc3339(ts), source, tags: r.tags() });
     }
     case "distribution": {
-      const window = WINDOWS[r.u8()] || "unknown", correction = Number(r.uvarint());
+      const window = WINDOWS[r.u8()] ?? "unknown", correction = Number(BigInt.asUintN(32, r.uvarint()));
       const name = r.str(), source = r.str(), ts = r.varint();
-      const count = num(r.f64()), sum = num(r.f64()), min = num(r.f64()), max = num(r.f64());
+      const count = r.f64(), sum = r.f64(), min = r.f64(), max = r.f64();
       const centroids = [];
-      for (let n = r.len(); n > 0; n--) centroids.push({ value: num(r.f64()), count: num(r.f64()) });
-      const quantiles = [];
-      for (let n = r.len(); n > 0; n--) quantiles.push({ q: num(r.f64()), value: num(r.f64()) });
-      return { type, name, window, correction, timestamp: rfc3339(ts), source, tags: r.tags(),
-        count, sum, min, max, centroids, quantiles };
+      for (let n = r.len(); n > 0; n--) { const value = r.f64(), c = r.f64(); centroids.push([num(value), num(c)]); }
+      const percentiles = {};
+      for (let n = r.len(); n > 0; n--) { const q = r.f64(); percentiles[percentileKey(q)] = num(r.f64()); }
+      return { type, name, timestamp: rfc3339(ts), window, source, tags: r.tags(),
+        count: num(count), sum: num(sum), min: num(min), max: num(max),
+        avg: count !== 0 ? num(sum / count) : null, percentiles, centroids, correction };
     }
     case "log": {
       const ts = r.varint(), source = r.str(), request_id = r.str(), level = r.str();
-      const message = r.str(); // raw bytes; invalid UTF-8 becomes U+FFFD
-      return { type, timestamp: rfc3339(ts), source, request_id, level, message, tags: r.tags() };
+      const message = r.str(); // raw bytes; each invalid UTF-8 byte becomes U+FFFD
+      return { type, timestamp: rfc3339(ts), source, request_id, level, message, attrs: r.tags() };
     }
     case "span": {
       const name = r.str(), trace_id = r.str(), span_id = r.str(), parent_id = r.str(), source = r.str();
-      const start = r.varint(), duration = r.varint();
-      return { type, name, trace_id, span_id, parent_id, timestamp: rfc3339(start),
-        duration_ns: Number(duration), source, tags: r.tags() };
+      const start = rfc3339(r.varint()), duration = r.varint();
+      return { type, name, trace_id, span_id, parent_id, timestamp: start, start,
+        duration_ms: Number(duration) / 1e6, source, tags: r.tags() };
     }
   }
 }
@@ -223,7 +281,7 @@ async function main() {
   await nc.drain();
 }
 
-module.exports = { decodeRecord, rfc3339 };
+module.exports = { decodeRecord, rfc3339, percentileKey, text };
 
 if (require.main === module) {
   main().catch((e) => {

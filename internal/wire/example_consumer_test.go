@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/natsjs"
@@ -28,7 +31,9 @@ var exampleDir = filepath.Join("..", "..", "examples", "node-consumer")
 
 // TestNodeConsumerExample publishes records of every signal to a real
 // (embedded) JetStream and checks that examples/node-consumer/consume.js
-// prints exactly the items that were encoded.
+// prints, for every item, the same JSON object as `les tail` (which prints
+// internal/format/jsonl): same fields with the same values, and the same
+// order of fields.
 func TestNodeConsumerExample(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -48,7 +53,7 @@ func TestNodeConsumerExample(t *testing.T) {
 	b := exampleBatch()
 	zstdOK := nodeHasZstd(t, node)
 	var recs []stream.Record
-	var want []any
+	var want [][]byte
 	seq := uint64(0)
 	add := func(origin string, sig wire.Signal, c wire.Compression, decodable bool) {
 		seq++
@@ -64,7 +69,7 @@ func TestNodeConsumerExample(t *testing.T) {
 		}
 		recs = append(recs, stream.Record{Subject: stream.Subject(origin, sig, int(seq%3)), ID: h.ID(), Data: data})
 		if decodable {
-			want = append(want, expected(b, sig)...)
+			want = append(want, jsonlLines(b, sig)...)
 		}
 	}
 	for _, sig := range wire.Signals {
@@ -84,8 +89,8 @@ func TestNodeConsumerExample(t *testing.T) {
 	}
 
 	got, stderr := runExample(ctx, t, node, s.ClientURL(), "--from-start", "--limit", strconv.Itoa(len(want)))
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("consume.js output (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+	if diff := cmp.Diff(jsonView(t, want), jsonView(t, got)); diff != "" {
+		t.Errorf("consume.js output (-les tail +consume.js):\n%s\nstderr:\n%s", diff, stderr)
 	}
 	if !zstdOK && !strings.Contains(stderr, "compression: gzip") {
 		t.Errorf("consume.js did not explain how to avoid zstd; stderr:\n%s", stderr)
@@ -104,11 +109,15 @@ func TestNodeConsumerExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, stderr = runExample(ctx, t, node, s.ClientURL(), "--limit", "1")
-	if diff := cmp.Diff(expected(late, wire.SignalSpans), got); diff != "" {
-		t.Errorf("second run (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+	if diff := cmp.Diff(jsonView(t, jsonlLines(late, wire.SignalSpans)), jsonView(t, got)); diff != "" {
+		t.Errorf("second run (-les tail +consume.js):\n%s\nstderr:\n%s", diff, stderr)
 	}
 }
 
+// exampleBatch holds ordinary items and the corner cases of the JSON view:
+// non-finite floats, unknown kinds and windows, percentile keys, extreme
+// timestamps, invalid UTF-8, characters JSON escapes, and tag keys that JS
+// objects treat specially.
 func exampleBatch() *model.Batch {
 	return &model.Batch{
 		Metrics: []model.Metric{
@@ -118,99 +127,113 @@ func exampleBatch() *model.Batch {
 			{Name: "odd", Value: 0.1, Timestamp: -1, Kind: model.Counter, Tags: model.Tags{{Key: "ü", Value: "\"q\"\n"}}},
 			{Name: "nan", Value: math.NaN(), Timestamp: 1700000000000001000, Kind: model.GaugeDelta},
 			{Name: "set", Value: 1 << 52, Timestamp: 1700000000000000000, Kind: model.Set, Window: model.WindowDay},
+			{Name: "ninf", Value: math.Inf(-1), Timestamp: math.MinInt64, Kind: model.Kind(9), Window: model.Window(7),
+				Source: "cut \xe2\x82 and \xff"},
+			{Name: "tiny", Value: 1e-7, Timestamp: math.MaxInt64, Kind: model.Gauge, Window: model.WindowHour},
+			{Name: "huge", Value: -1e21, Timestamp: 999999999, Kind: model.Gauge},
+			{Name: "negzero", Value: math.Copysign(0, -1), Timestamp: 1000000000, Kind: model.Gauge},
 		},
 		Dists: []model.Distribution{{
 			Name: "lat", Timestamp: 1700000040000000000, Window: model.WindowMinute, Source: "fn-b",
 			Tags: model.Tags{{Key: "k", Value: "v"}}, Count: 3, Sum: 6, Min: math.Inf(-1), Max: math.Inf(1),
-			Centroids:  []model.Centroid{{Value: 1, Count: 1}, {Value: 2.5, Count: 2}},
-			Quantiles:  []model.Quantile{{Q: 0.5, Value: 2.5}, {Q: 0.99, Value: 5e-324}},
+			Centroids: []model.Centroid{{Value: 1, Count: 1}, {Value: 2.5, Count: 2}, {Value: math.NaN(), Count: 0}},
+			Quantiles: []model.Quantile{{Q: 0.5, Value: 2.5}, {Q: 0.99, Value: 5e-324}, {Q: 0.999, Value: math.NaN()},
+				{Q: 1, Value: 3}, {Q: 0, Value: 1}, {Q: 0.001, Value: 1}, {Q: 0.12345678, Value: 1}, {Q: 5e-9, Value: 1},
+				{Q: 4.9e-9, Value: 1}, {Q: -0.005, Value: 1}, {Q: math.Copysign(0, -1), Value: 1}, {Q: 1e19, Value: 1},
+				{Q: 1e300, Value: 1}, {Q: 1e303, Value: 1}, {Q: math.NaN(), Value: 1},
+				{Q: 0.001953125, Value: 1}, {Q: -0.001953125, Value: 1}}, // 100·q·1e6 = ±195312.5: Go rounds halves away from 0
 			Correction: 300,
-		}, {Name: "empty", Window: model.WindowHour}},
+		},
+			{Name: "empty", Window: model.WindowHour},
+			{Name: "nocount", Window: model.Window(5), Count: math.NaN(), Sum: 1, Correction: math.MaxUint32},
+			{Name: "infcount", Window: model.WindowDay, Count: math.Inf(1), Sum: 1, Quantiles: []model.Quantile{{Q: 0.75, Value: 1}}},
+		},
 		Logs: []model.Log{
 			{Timestamp: 1700000000000000000, Source: "fn-a", RequestID: "8f5c", Level: "INFO",
 				Message: []byte("hello\tworld ünïcode 🚀"), Attrs: model.Tags{{Key: "a", Value: "b"}}},
 			{Timestamp: 1700000000000000001, Message: []byte(strings.Repeat("x", 300))},
+			{Timestamp: 1700000000000000002, Source: "fn-\xc3", RequestID: "r", Level: "WARN",
+				Message: []byte("\xef\xbb\xbfbom, cut \xe2\x82 surrogate \xed\xa0\x80 end \xf4\x90\x80\x80 " +
+					"\u2028\u2029 \b\f\x01\x7f \"q\" \\ \xf0\x9f\x9a"),
+				Attrs: model.Tags{{Key: "a", Value: "1"}, {Key: "200", Value: "int-like"}, {Key: "__proto__", Value: "p"},
+					{Key: "", Value: "empty key"}, {Key: "a", Value: "2"}}},
 		},
-		Spans: []model.Span{{Name: "get", TraceID: "t1", SpanID: "s1", ParentID: "p0", Start: 1700000000000000000,
-			Duration: 1500000, Source: "fn-a", Tags: model.Tags{{Key: "http.status", Value: "200"}}}},
+		Spans: []model.Span{
+			{Name: "get", TraceID: "t1", SpanID: "s1", ParentID: "p0", Start: 1700000000000000000,
+				Duration: 1500000, Source: "fn-a", Tags: model.Tags{{Key: "http.status", Value: "200"}}},
+			{Name: "neg", TraceID: "t2", SpanID: "s2", Start: -1500, Duration: -7,
+				Tags: model.Tags{{Key: "__proto__", Value: "x"}, {Key: "constructor", Value: "y"}}},
+			{Name: "long", TraceID: "t3", SpanID: "s3", Start: 1, Duration: math.MaxInt64},
+		},
 	}
 }
 
-// expected is what docs/wire-format.md says the example prints for the
-// items of sig in b, normalised through encoding/json like the output.
-func expected(b *model.Batch, sig wire.Signal) []any {
-	var items []any
+// jsonlLines is what `les tail` prints for the items of sig in b.
+func jsonlLines(b *model.Batch, sig wire.Signal) [][]byte {
+	var lines [][]byte
 	switch sig {
 	case wire.SignalMetrics:
-		for _, m := range b.Metrics {
-			items = append(items, map[string]any{"type": "metric", "name": m.Name, "value": jsonFloat(m.Value),
-				"kind": m.Kind.String(), "window": m.Window.String(), "timestamp": rfc3339(m.Timestamp),
-				"source": m.Source, "tags": tagMap(m.Tags)})
+		for i := range b.Metrics {
+			lines = append(lines, jsonl.AppendMetric(nil, &b.Metrics[i], jsonl.Options{}))
 		}
 	case wire.SignalDistributions:
-		for _, d := range b.Dists {
-			cs, qs := []any{}, []any{}
-			for _, c := range d.Centroids {
-				cs = append(cs, map[string]any{"value": jsonFloat(c.Value), "count": jsonFloat(c.Count)})
-			}
-			for _, q := range d.Quantiles {
-				qs = append(qs, map[string]any{"q": jsonFloat(q.Q), "value": jsonFloat(q.Value)})
-			}
-			items = append(items, map[string]any{"type": "distribution", "name": d.Name, "window": d.Window.String(),
-				"correction": d.Correction, "timestamp": rfc3339(d.Timestamp), "source": d.Source,
-				"tags": tagMap(d.Tags), "count": jsonFloat(d.Count), "sum": jsonFloat(d.Sum),
-				"min": jsonFloat(d.Min), "max": jsonFloat(d.Max), "centroids": cs, "quantiles": qs})
+		for i := range b.Dists {
+			lines = append(lines, jsonl.AppendDistribution(nil, &b.Dists[i], jsonl.Options{}))
 		}
 	case wire.SignalLogs:
-		for _, l := range b.Logs {
-			items = append(items, map[string]any{"type": "log", "timestamp": rfc3339(l.Timestamp), "source": l.Source,
-				"request_id": l.RequestID, "level": l.Level, "message": string(l.Message), "tags": tagMap(l.Attrs)})
+		for i := range b.Logs {
+			lines = append(lines, jsonl.AppendLog(nil, &b.Logs[i], jsonl.Options{}))
 		}
 	case wire.SignalSpans:
-		for _, s := range b.Spans {
-			items = append(items, map[string]any{"type": "span", "name": s.Name, "trace_id": s.TraceID,
-				"span_id": s.SpanID, "parent_id": s.ParentID, "timestamp": rfc3339(s.Start),
-				"duration_ns": s.Duration, "source": s.Source, "tags": tagMap(s.Tags)})
+		for i := range b.Spans {
+			lines = append(lines, jsonl.AppendSpan(nil, &b.Spans[i], jsonl.Options{}))
 		}
 	}
-	for i, it := range items {
-		js, err := json.Marshal(it)
+	return lines
+}
+
+// jsonObject is one output line: its top-level keys in order, and its value
+// decoded by encoding/json (so the formatting of numbers and escapes in
+// strings does not matter, and of a repeated key the last value wins).
+type jsonObject struct {
+	Keys  []string
+	Value map[string]any
+}
+
+func jsonView(t *testing.T, lines [][]byte) []jsonObject {
+	t.Helper()
+	out := make([]jsonObject, len(lines))
+	for i, line := range lines {
+		if err := json.Unmarshal(line, &out[i].Value); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		keys, err := topLevelKeys(line)
 		if err != nil {
-			panic(err)
+			t.Fatalf("line %q: %v", line, err)
 		}
-		items[i] = nil
-		if err := json.Unmarshal(js, &items[i]); err != nil {
-			panic(err)
-		}
+		out[i].Keys = keys
 	}
-	return items
+	return out
 }
 
-// jsonFloat is a float64 as the example prints it: a JSON number, or the
-// string "NaN", "+Inf" or "-Inf".
-type jsonFloat float64
-
-func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	switch {
-	case math.IsNaN(v):
-		return []byte(`"NaN"`), nil
-	case math.IsInf(v, 1):
-		return []byte(`"+Inf"`), nil
-	case math.IsInf(v, -1):
-		return []byte(`"-Inf"`), nil
+func topLevelKeys(line []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object (%v)", err)
 	}
-	return json.Marshal(v)
-}
-
-func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
-
-func tagMap(t model.Tags) map[string]string {
-	m := map[string]string{}
-	for _, tag := range t {
-		m[tag.Key] = tag.Value
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
 	}
-	return m
+	return keys, nil
 }
 
 func nodeHasZstd(t *testing.T, node string) bool {
@@ -221,9 +244,9 @@ func nodeHasZstd(t *testing.T, node string) bool {
 	return strings.TrimSpace(string(out)) == "function"
 }
 
-// runExample runs consume.js against url and returns its stdout parsed as
-// one JSON value per line, and its stderr.
-func runExample(ctx context.Context, t *testing.T, node, url string, args ...string) ([]any, string) {
+// runExample runs consume.js against url and returns its stdout lines and
+// its stderr.
+func runExample(ctx context.Context, t *testing.T, node, url string, args ...string) ([][]byte, string) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, node, append([]string{"consume.js"}, args...)...)
 	cmd.Dir = exampleDir
@@ -233,15 +256,75 @@ func runExample(ctx context.Context, t *testing.T, node, url string, args ...str
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("node consume.js %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	var items []any
+	var lines [][]byte
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var v any
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("output line %q: %v", sc.Text(), err)
-		}
-		items = append(items, v)
+		lines = append(lines, bytes.Clone(sc.Bytes()))
 	}
-	return items, stderr.String()
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines, stderr.String()
+}
+
+// TestWireFormatDocJSONView checks the example output in the section "JSON
+// view of items" of docs/wire-format.md: it must be, byte for byte, what
+// `les tail` prints for the items of the golden records
+// (testdata/*.hex, the records of the worked example), in signal order.
+func TestWireFormatDocJSONView(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "wire-format.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## JSON view of items\n")
+	if !ok {
+		t.Fatal(`docs/wire-format.md has no section "## JSON view of items"`)
+	}
+	_, block, ok := strings.Cut(section, "\n```json\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "\n```\n")
+	}
+	if !ok {
+		t.Fatal("the JSON view section has no ```json block")
+	}
+	var want []byte
+	var dec wire.Decoder
+	for _, sig := range wire.Signals {
+		dump, err := os.ReadFile(filepath.Join("testdata", sig.String()+".hex"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b model.Batch
+		if _, err := dec.Decode(&b, undump(t, string(dump))); err != nil {
+			t.Fatalf("%s.hex: %v", sig, err)
+		}
+		for _, line := range jsonlLines(&b, sig) {
+			want = append(want, line...)
+		}
+	}
+	if diff := cmp.Diff(string(want), block+"\n"); diff != "" {
+		t.Errorf("docs/wire-format.md JSON view example (-les tail +doc):\n%s", diff)
+	}
+}
+
+// undump reverses hex.Dump.
+func undump(t *testing.T, dump string) []byte {
+	t.Helper()
+	var out []byte
+	for _, line := range strings.Split(strings.TrimRight(dump, "\n"), "\n") {
+		hexPart, _, _ := strings.Cut(line, "|")
+		fields := strings.Fields(hexPart)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, f := range fields[1:] { // fields[0] is the offset
+			b, err := hex.DecodeString(f)
+			if err != nil {
+				t.Fatalf("hex dump line %q: %v", line, err)
+			}
+			out = append(out, b...)
+		}
+	}
+	return out
 }
