@@ -124,7 +124,8 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 	r.ck = ck
 	r.log.Info("processor starting", "from_seq", ck.lastSeq+1, "outbox", len(ck.outbox))
 	if err := r.publishOutbox(ctx); err != nil {
-		return err
+		// Not fatal: the outbox stays checkpointed and every tick retries it.
+		r.log.Warn("re-publishing the checkpointed outbox failed; will retry", "err", err)
 	}
 	tickCtx, stopTick := context.WithCancel(ctx)
 	tickDone := make(chan struct{})
