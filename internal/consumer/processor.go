@@ -116,12 +116,15 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", r.cfg.Name, err)
 	}
+	r.mu.Lock()
 	if ck.state != nil {
 		if err := r.p.UnmarshalState(ck.state); err != nil {
+			r.mu.Unlock()
 			return fmt.Errorf("consumer %s: restore state: %w", r.cfg.Name, err)
 		}
 	}
 	r.ck = ck
+	r.mu.Unlock()
 	r.log.Info("processor starting", "from_seq", ck.lastSeq+1, "outbox", len(ck.outbox))
 	if err := r.publishOutbox(ctx); err != nil {
 		// Not fatal: the outbox stays checkpointed and every tick retries it.
