@@ -69,6 +69,7 @@ func DefaultListeners() []ListenerConfig {
 	both("histogram_minute", "127.0.0.1:40001")
 	both("histogram_hour", "127.0.0.1:40002")
 	both("histogram_day", "127.0.0.1:40003")
+	both("trace", "127.0.0.1:30000")
 	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
 	both("logs", "127.0.0.1:5170")
 	both("emf", "127.0.0.1:25888")

@@ -103,11 +103,11 @@ func (l *Les) Addr(name string) string { return fmt.Sprintf("127.0.0.1:%d", l.Po
 
 // NewLes prepares a les in a fresh directory. extra is YAML appended to the
 // generated config (sinks, rollup, …). Ports: wavefront, http, nats,
-// hist_minute, dist, statsd, logs, emf.
+// hist_minute, dist, statsd, trace.
 func NewLes(t *testing.T, extra string) *Les {
 	t.Helper()
 	l := &Les{t: t, Dir: t.TempDir(), Ports: map[string]int{}}
-	for _, n := range []string{"wavefront", "http", "nats", "hist_minute", "dist", "statsd"} {
+	for _, n := range []string{"wavefront", "http", "nats", "hist_minute", "dist", "statsd", "trace"} {
 		l.Ports[n] = freePort(t)
 	}
 	l.Config = fmt.Sprintf(`data_dir: ./data
@@ -120,11 +120,12 @@ agent:
     - { format: histogram_minute, transport: udp, address: 127.0.0.1:%d }
     - { format: distribution, transport: tcp, address: 127.0.0.1:%d }
     - { format: statsd, transport: udp, address: 127.0.0.1:%d }
+    - { format: trace, transport: tcp, address: 127.0.0.1:%d }
   http: { listen: 127.0.0.1:%d }
   batch: { flush_interval: 50ms }
 stream: { listen: 127.0.0.1:%d }
 `, l.Ports["wavefront"], l.Ports["wavefront"], l.Ports["hist_minute"], l.Ports["hist_minute"],
-		l.Ports["dist"], l.Ports["statsd"], l.Ports["http"], l.Ports["nats"]) + extra
+		l.Ports["dist"], l.Ports["statsd"], l.Ports["trace"], l.Ports["http"], l.Ports["nats"]) + extra
 	return l
 }
 

@@ -26,6 +26,10 @@ import (
 type Config struct {
 	// Address is the proxy's host:port (required), e.g. "proxy:2878".
 	Address string `yaml:"address"`
+	// TraceAddress, when set, receives spans on a connection of their own:
+	// a Wavefront proxy (and les) take span lines on a trace port (e.g.
+	// 30000), not on 2878. Without it spans are sent to Address.
+	TraceAddress string `yaml:"trace_address"`
 	// TLS connects with TLS, verifying the server against the system roots
 	// or, if set, the PEM certificates in TLSCAFile.
 	TLS       bool   `yaml:"tls"`
@@ -55,6 +59,11 @@ func (c *Config) Validate() error {
 	if c.TLS && host == "" {
 		return errors.New("wavefront.address: tls needs a host name")
 	}
+	if c.TraceAddress != "" {
+		if _, _, err := net.SplitHostPort(c.TraceAddress); err != nil {
+			return fmt.Errorf("wavefront.trace_address: %w", err)
+		}
+	}
 	if c.DialTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("wavefront: dial_timeout and write_timeout must not be negative")
 	}
@@ -80,7 +89,8 @@ type Counts struct {
 // Sink forwards to one proxy over one connection. It is safe for
 // concurrent use; Sends are serialised.
 type Sink struct {
-	cfg Config
+	cfg   Config
+	trace *Sink // spans, when cfg.TraceAddress is set
 
 	mu     sync.Mutex
 	conn   net.Conn // nil until needed, and after a failure
@@ -98,7 +108,13 @@ func New(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg}, nil
+	s := &Sink{cfg: cfg}
+	if cfg.TraceAddress != "" {
+		tc := cfg
+		tc.Address, tc.TraceAddress = cfg.TraceAddress, ""
+		s.trace = &Sink{cfg: tc}
+	}
+	return s, nil
 }
 
 // Send encodes the metrics, distributions and spans of b into one buffer
@@ -111,6 +127,13 @@ func New(cfg Config) (*Sink, error) {
 func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("wavefront: %w", err)
+	}
+	if s.trace != nil && len(b.Spans) > 0 {
+		// Spans first: if their port fails, the whole batch is retried and
+		// the metric lines are not sent twice.
+		if err := s.trace.Send(ctx, &model.Batch{Spans: b.Spans}, m); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,6 +208,9 @@ func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 		dst = s.keep(wavefront.AppendDistribution(dst, &b.Dists[i]), len(dst), &n)
 	}
 	for i := range b.Spans {
+		if s.trace != nil {
+			break // sent on the trace connection
+		}
 		dst = s.keep(wavefront.AppendSpan(dst, &b.Spans[i]), len(dst), &n)
 	}
 	s.counts.SkippedLogs += uint64(len(b.Logs))
@@ -263,6 +289,9 @@ func (s *Sink) Counts() Counts {
 
 // Close closes the connection. Later Sends fail; a second Close returns nil.
 func (s *Sink) Close() error {
+	if s.trace != nil {
+		_ = s.trace.Close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
