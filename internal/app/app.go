@@ -73,6 +73,18 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
+	spoolCfg := cfg.Agent.Spool
+	if spoolCfg.Dir == "" {
+		spoolCfg.Dir = filepath.Join(cfg.DataDir, "spool")
+	}
+	spool, err := ingest.OpenSpool(spoolCfg, st, a.reg, a.log)
+	if err != nil {
+		return err
+	}
+	batcher.SetSpool(spool)
+	spoolCtx, cancelSpool := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSpool()
+	go spool.Run(spoolCtx)
 
 	// Bind every socket before starting anything, so conflicts fail fast.
 	var listeners []runner

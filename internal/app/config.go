@@ -45,6 +45,8 @@ type AgentConfig struct {
 	Listeners []ListenerConfig   `yaml:"listeners"`
 	HTTP      HTTPConfig         `yaml:"http"`
 	Batch     ingest.BatchConfig `yaml:"batch"`
+	// Spool holds batches the stream did not take in time.
+	Spool ingest.SpoolConfig `yaml:"spool"`
 }
 
 // HTTPConfig is the les API on 2880.

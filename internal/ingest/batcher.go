@@ -40,6 +40,9 @@ type BatchConfig struct {
 	// Partitions spreads records over subjects by series (metrics) or
 	// source (logs, spans).
 	Partitions int `yaml:"partitions"`
+	// PublishTimeout bounds how long a closed batch waits for the stream;
+	// after it the batch goes to the local spool (default 10s).
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
 }
 
 // Validate fills defaults and checks values.
@@ -61,6 +64,9 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 1
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 10 * time.Second
 	}
 	if _, err := wire.ParseCompression(c.Compression); err != nil {
 		return err
@@ -91,6 +97,8 @@ type Batcher struct {
 	producer uint64
 	seq      atomic.Uint64
 	seed     maphash.Seed
+
+	spool *Spool // may be nil: then a batch the stream refuses is lost (logged, counted)
 
 	mu     sync.Mutex
 	open   map[openKey]*openBatch
@@ -139,6 +147,11 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 	reg.Gauge("les_ingest_queued_batches", func() float64 { return float64(b.queued.Load()) })
 	return b, nil
 }
+
+// SetSpool makes the batcher spool batches the stream does not take within
+// PublishTimeout (and those still queued when a drain times out). Call it
+// before Run.
+func (b *Batcher) SetSpool(s *Spool) { b.spool = s }
 
 // Producer is the id written into every record header.
 func (b *Batcher) Producer() uint64 { return b.producer }
@@ -289,8 +302,11 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	case <-done:
 		return nil
 	case <-time.After(drainTimeout):
-		cancelPub()
+		cancelPub() // queued batches now fail fast and go to the spool
 		<-done
+		if b.spool != nil {
+			return errors.New("ingest: drain timed out; unpublished batches were spooled")
+		}
 		return errors.New("ingest: drain timed out; unpublished batches were lost")
 	}
 }
@@ -299,11 +315,23 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 	var buf []byte
 	for s := range b.queue {
 		b.queued.Add(-1)
+		pctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		var rec stream.Record
 		var err error
-		buf, err = b.publish(ctx, buf[:0], s)
+		buf, rec, err = b.publish(pctx, buf[:0], s)
+		cancel()
 		if err != nil {
 			b.publishErrors.Inc()
-			b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
+			switch {
+			case rec.Data == nil:
+				b.log.Error("encoding a batch failed; batch lost", "items", s.enc.Count(), "err", err)
+			case b.spool == nil:
+				b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
+			default:
+				if serr := b.spool.Write(rec); serr != nil {
+					b.log.Error("publish and spool failed; batch lost", "items", s.enc.Count(), "err", err, "spool_err", serr)
+				}
+			}
 		}
 		s.enc.Reset()
 		b.pool.Put(s.enc)
@@ -318,18 +346,20 @@ func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
 		if enc.AppendBatch(batch) == 0 {
 			continue
 		}
-		if _, err := b.publish(ctx, nil, sealed{enc: enc}); err != nil {
+		if _, _, err := b.publish(ctx, nil, sealed{enc: enc}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, error) {
+// publish encodes s and publishes it; on failure the returned record (if
+// it could be encoded) is what to spool.
+func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, stream.Record, error) {
 	seq := b.NextSeq()
 	buf, err := s.enc.Finish(buf, b.producer, seq, b.comp)
 	if err != nil {
-		return buf, err
+		return buf, stream.Record{}, err
 	}
 	h, _ := wire.ParseHeader(buf)
 	rec := stream.Record{
@@ -338,10 +368,10 @@ func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, er
 		Data:    buf,
 	}
 	if err := b.st.Publish(ctx, rec); err != nil {
-		return buf, err
+		return buf, rec, err
 	}
 	b.publishedRecords.Inc()
 	b.publishedBytes.Add(len(buf))
 	b.publishedItems.Add(s.enc.Count())
-	return buf, nil
+	return buf, rec, nil
 }

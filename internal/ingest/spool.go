@@ -1,0 +1,181 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+)
+
+// SpoolConfig bounds the local spool: records the stream did not take in
+// time wait there (one file each) and are re-published in order.
+type SpoolConfig struct {
+	// Dir holds spooled records (default <data_dir>/spool).
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the spool; records beyond it are dropped and counted
+	// in les_stream_dropped_records_total (default 1 GiB).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Retry is how often the spool is re-published (default 2s).
+	Retry time.Duration `yaml:"retry"`
+}
+
+// Spool keeps records on disk until the stream accepts them.
+type Spool struct {
+	cfg      SpoolConfig
+	st       stream.Stream
+	log      *slog.Logger
+	mu       sync.Mutex
+	size     atomic.Int64
+	seq      atomic.Uint64
+	spooled  *metrics.Counter
+	replayed *metrics.Counter
+	dropped  *metrics.Counter
+}
+
+// OpenSpool creates the spool directory and measures what is already in it.
+func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log *slog.Logger) (*Spool, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("spool: dir is required")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 30
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 2 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	s := &Spool{cfg: cfg, st: st, log: log,
+		spooled:  reg.Counter("les_stream_spooled_records_total"),
+		replayed: reg.Counter("les_stream_spool_replayed_records_total"),
+		dropped:  reg.Counter("les_stream_dropped_records_total"),
+	}
+	files, _ := s.files()
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			s.size.Add(fi.Size())
+		}
+	}
+	s.seq.Store(uint64(time.Now().UnixNano()))
+	reg.Gauge("les_stream_spool_bytes", func() float64 { return float64(s.size.Load()) })
+	return s, nil
+}
+
+// Write stores rec durably (fsync) or drops it when the spool is full.
+func (s *Spool) Write(rec stream.Record) error {
+	need := int64(len(rec.Data) + len(rec.Subject) + len(rec.ID) + 2)
+	if s.size.Load()+need > s.cfg.MaxBytes {
+		s.dropped.Inc()
+		return fmt.Errorf("spool: full (%d bytes); record %s dropped", s.cfg.MaxBytes, rec.ID)
+	}
+	// name: <seq>.rec; content: subject \n id \n data
+	name := filepath.Join(s.cfg.Dir, fmt.Sprintf("%020d.rec", s.seq.Add(1)))
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		s.dropped.Inc()
+		return fmt.Errorf("spool: %w", err)
+	}
+	buf := make([]byte, 0, need)
+	buf = append(append(append(append(append(buf, rec.Subject...), '\n'), rec.ID...), '\n'), rec.Data...)
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		s.dropped.Inc()
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.size.Add(need)
+	s.spooled.Inc()
+	return nil
+}
+
+func (s *Spool) files() ([]string, error) {
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".rec") {
+			out = append(out, filepath.Join(s.cfg.Dir, e.Name()))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Replay publishes spooled records oldest first, deleting each once the
+// stream took it; it stops at the first failure.
+func (s *Spool) Replay(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files, err := s.files()
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		subj, rest, ok1 := strings.Cut(string(b), "\n")
+		id, data, ok2 := strings.Cut(rest, "\n")
+		if !ok1 || !ok2 {
+			s.log.Error("spool: unreadable file, removing", "file", f)
+			s.dropped.Inc()
+			os.Remove(f)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = s.st.Publish(pctx, stream.Record{Subject: subj, ID: id, Data: []byte(data)})
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(f); err == nil {
+			s.size.Add(-int64(len(b)))
+		}
+		s.replayed.Inc()
+	}
+	return nil
+}
+
+// Run re-publishes the spool every Retry until ctx ends.
+func (s *Spool) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Retry)
+	defer t.Stop()
+	for {
+		if s.size.Load() > 0 {
+			if err := s.Replay(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("spool replay: stream still unavailable", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+)
+
+type downStream struct {
+	stream.Stream
+	down atomic.Bool
+}
+
+func (d *downStream) Publish(ctx context.Context, recs ...stream.Record) error {
+	if d.down.Load() {
+		<-ctx.Done()
+		return errors.New("stream unavailable")
+	}
+	return d.Stream.Publish(ctx, recs...)
+}
+
+// TestSpoolKeepsWhatTheStreamRefused: while the stream is down, closed
+// batches go to the spool; once it is back, Replay publishes them all.
+func TestSpoolKeepsWhatTheStreamRefused(t *testing.T) {
+	real := openStream(t)
+	st := &downStream{Stream: real}
+	st.down.Store(true)
+	reg := selfmetric.New()
+	dir := t.TempDir()
+	sp, err := OpenSpool(SpoolConfig{Dir: dir}, st, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBatcher(BatchConfig{FlushInterval: 10 * time.Millisecond, PublishTimeout: 50 * time.Millisecond}, st, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetSpool(sp)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, time.Second) }()
+	for i := range 3 {
+		var batch model.Batch
+		batch.Metrics = append(batch.Metrics, model.Metric{Name: "spooled", Value: float64(i)})
+		b.Add(&batch)
+		time.Sleep(30 * time.Millisecond) // separate batches
+	}
+	cancel()
+	<-done
+	ents, _ := os.ReadDir(dir)
+	if len(ents) == 0 || reg.Counter("les_stream_spooled_records_total").Get() == 0 {
+		t.Fatalf("nothing spooled while the stream was down (%d files)", len(ents))
+	}
+	st.down.Store(false)
+	if err := sp.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("%d files left in the spool after replay", len(ents))
+	}
+	last, err := real.LastSeq(context.Background())
+	if err != nil || last == 0 {
+		t.Fatalf("nothing reached the stream: %d %v", last, err)
+	}
+	if got, want := reg.Counter("les_stream_spool_replayed_records_total").Get(), reg.Counter("les_stream_spooled_records_total").Get(); got != want {
+		t.Fatalf("replayed %d of %d spooled records", got, want)
+	}
+}
