@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/les-streams/les/internal/app"
@@ -20,6 +22,7 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	wfAddr := fs.String("wavefront", "", "Wavefront TCP+UDP listener address (default 127.0.0.1:2878)")
 	natsAddr := fs.String("stream-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
 	streamURL := fs.String("stream-url", "", "use an external NATS JetStream server instead of the embedded one")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -52,6 +55,14 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return 2
 	}
 	log := newLogger(stderr, cfg.Log)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "les: %v\n", err)
+			return 2
+		}
+		defer stop()
+	}
 	a := app.New(cfg, log)
 	err = a.Run(ctx, func(info app.Info) {
 		fmt.Fprintf(stdout, "les %s is up\n", version)
@@ -75,6 +86,23 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts writing a CPU profile to path; call the returned
+// function to finish it.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func newLogger(w io.Writer, c app.LogConfig) *slog.Logger {

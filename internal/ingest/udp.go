@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/net/ipv4"
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -71,6 +72,11 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 			if cfg.Network == "udp" {
 				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soRxqOvfl, 1)
 			}
+			// SO_RCVBUFFORCE goes past net.core.rmem_max when les may
+			// (CAP_NET_ADMIN); otherwise SetReadBuffer below asks for
+			// what the kernel allows. A deep buffer absorbs the moments
+			// when readers are not scheduled.
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, cfg.ReadBuffer)
 		})
 		if err != nil {
 			return err
@@ -82,11 +88,33 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 		return nil, fmt.Errorf("listen %s %s: %w", cfg.Network, cfg.Address, err)
 	}
 	type bufferSetter interface{ SetReadBuffer(int) error }
-	if bs, ok := conn.(bufferSetter); ok {
+	if bs, ok := conn.(bufferSetter); ok && readBuffer(conn) < cfg.ReadBuffer {
 		_ = bs.SetReadBuffer(cfg.ReadBuffer)
+	}
+	if got := readBuffer(conn); got > 0 && got < cfg.ReadBuffer {
+		log.Info("udp receive buffer is smaller than asked; raise net.core.rmem_max to lose less under bursts",
+			"address", cfg.Address, "bytes", got, "asked", cfg.ReadBuffer)
 	}
 	return &UDP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, conn: conn,
 		dropped: reg.Counter("les_ingest_udp_dropped_total", "format", in.Format, "address", cfg.Address)}, nil
+}
+
+// readBuffer returns the socket's SO_RCVBUF as the kernel reports it (twice
+// what was set, for its bookkeeping), halved; 0 if unknown.
+func readBuffer(conn net.PacketConn) int {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	_ = rc.Control(func(fd uintptr) {
+		n, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	})
+	return n / 2
 }
 
 // Addr is the bound address.
@@ -108,22 +136,26 @@ func (u *UDP) Run(ctx context.Context) error {
 	return nil
 }
 
+// readBatch is how many datagrams one recvmmsg call may return; they are
+// decoded into one model.Batch and handed to the batcher together.
+const readBatch = 32
+
 func (u *UDP) read() {
-	buf := make([]byte, u.cfg.MaxDatagram+1)
-	oob := make([]byte, 128)
 	dec := u.newDecoder()
 	var batch model.Batch
-	uc, _ := u.conn.(*net.UDPConn)
+	if uc, ok := u.conn.(*net.UDPConn); ok {
+		u.readUDP(uc, dec, &batch)
+		return
+	}
+	buf := make([]byte, u.cfg.MaxDatagram+1)
+	oob := make([]byte, 128)
 	uxc, _ := u.conn.(*net.UnixConn)
 	for {
 		var n, oobn int
 		var err error
-		switch {
-		case uc != nil:
-			n, oobn, _, _, err = uc.ReadMsgUDP(buf, oob)
-		case uxc != nil:
+		if uxc != nil {
 			n, oobn, _, _, err = uxc.ReadMsgUnix(buf, oob)
-		default:
+		} else {
 			n, _, err = u.conn.ReadFrom(buf)
 		}
 		if err != nil {
@@ -143,6 +175,48 @@ func (u *UDP) read() {
 		batch.Reset()
 		dec.Decode(&batch, buf[:n], time.Now().UnixNano())
 		u.in.Deliver(&batch)
+	}
+}
+
+// readUDP reads up to readBatch datagrams per system call (recvmmsg on
+// Linux), decodes them all into batch and delivers them with one call, so
+// the batcher's lock is taken once per read rather than once per datagram.
+func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
+	pc := ipv4.NewPacketConn(uc)
+	msgs := make([]ipv4.Message, readBatch)
+	for i := range msgs {
+		// Buffers are touched only as far as datagrams fill them, so idle
+		// readers stay small.
+		msgs[i].Buffers = [][]byte{make([]byte, u.cfg.MaxDatagram+1)}
+		msgs[i].OOB = make([]byte, 64)
+	}
+	for {
+		n, err := pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			u.log.Debug("udp read", "err", err)
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		// The drop count is cumulative: the newest datagram's is enough.
+		if m := &msgs[n-1]; m.NN > 0 {
+			u.countDrops(m.OOB[:m.NN])
+		}
+		batch.Reset()
+		now := time.Now().UnixNano()
+		for i := range n {
+			m := &msgs[i]
+			if m.N > u.cfg.MaxDatagram {
+				u.in.Reject(ReasonDatagramTooLarge)
+				continue
+			}
+			dec.Decode(batch, m.Buffers[0][:m.N], now)
+		}
+		u.in.Deliver(batch)
 	}
 }
 
