@@ -36,7 +36,9 @@ func lesBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "les")
+		// Not named "les": a `killall les` or `pkill -f "les up"` run by
+		// hand on a shared machine must not stop the processes under test.
+		binPath = filepath.Join(dir, "les-e2e")
 		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/les").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

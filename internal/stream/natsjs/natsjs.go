@@ -308,14 +308,18 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			FilterSubjects: o.Subjects, DeliverPolicy: policy, OptStartSeq: o.StartSeq,
 		})
 	} else {
-		cons, err = s.js.CreateOrUpdateConsumer(ctx, s.cfg.Name, jetstream.ConsumerConfig{
+		want := jetstream.ConsumerConfig{
 			Durable:        o.Durable,
 			FilterSubjects: o.Subjects,
 			AckPolicy:      jetstream.AckExplicitPolicy,
 			AckWait:        o.AckWait,
 			MaxAckPending:  o.Batch * 4,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
-		})
+		}
+		cons, err = s.reclaimPending(ctx, &want)
+		if err == nil && cons == nil {
+			cons, err = s.js.CreateOrUpdateConsumer(ctx, s.cfg.Name, want)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("stream: consumer %q: %w", o.Durable, err)
@@ -375,6 +379,46 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		}
 	}
 	return nil
+}
+
+// reclaimPending looks up the durable consumer want describes. When it
+// exists, want keeps its deliver policy (which cannot be updated). With
+// the embedded server, this process is the durable's only client, so every
+// ack still pending belongs to a crashed incarnation; JetStream would hold
+// those records back for AckWait (2m) — and stop delivering altogether
+// once a few crashes have filled MaxAckPending. Then the consumer is
+// recreated at its ack floor and returned, so they are delivered at once;
+// records acknowledged out of order after the floor come again (at least
+// once; id-aware sinks skip them). It returns nil when the caller should
+// create or update the consumer itself.
+func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := s.js.Consumer(ctx, s.cfg.Name, want.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
+	if s.srv == nil || info.NumAckPending == 0 {
+		return nil, nil
+	}
+	if err := s.js.DeleteConsumer(ctx, s.cfg.Name, want.Durable); err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	want.OptStartSeq = info.AckFloor.Stream + 1
+	c, err = s.js.CreateConsumer(ctx, s.cfg.Name, *want)
+	if err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	s.log.Info("redelivering records a previous run left unacknowledged", "consumer", want.Durable,
+		"pending", info.NumAckPending, "from_seq", want.OptStartSeq)
+	return c, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
