@@ -46,7 +46,8 @@ type ProcConfig struct {
 	Tick time.Duration
 	// Compression of emitted records.
 	Compression wire.Compression
-	// Batch is the most records per fetch (default 64).
+	// Batch is the most records per fetch (default 16: records are up to
+	// max_batch_bytes each, and a fetched batch is held in memory).
 	Batch int
 	// Now is the clock (default time.Now().UnixNano).
 	Now func() int64
@@ -90,7 +91,7 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 		cfg.Tick = time.Second
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 64
+		cfg.Batch = 16
 	}
 	if cfg.Now == nil {
 		cfg.Now = func() int64 { return time.Now().UnixNano() }
