@@ -61,7 +61,14 @@ func lmTail(t *testing.T, l *Les, d time.Duration, args ...string) []lmItem {
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout = &out
+	var tailErr bytes.Buffer
+	cmd.Stderr = &tailErr
 	_ = cmd.Run()
+	select {
+	case <-l.done:
+		t.Fatalf("les exited (%v) while tailing; tail stderr:\n%s\nles output:\n%s", l.exitErr, tailErr.String(), lastN(l.Output(), 15))
+	default:
+	}
 	var items []lmItem
 	for _, line := range nonEmptyLines(out.String()) {
 		var it lmItem
