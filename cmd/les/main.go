@@ -23,6 +23,7 @@ type command struct {
 var commands = map[string]command{
 	"up":      {"run the agent, the embedded stream and the consumers", cmdUp},
 	"tail":    {"print what is on the stream, one JSON object per item", cmdTail},
+	"query":   {"print the recent closed windows of a rolled-up series (count, min, max, avg, percentiles)", cmdQuery},
 	"send":    {"send Wavefront lines (arguments or stdin) to a running les", cmdSend},
 	"config":  {"print an example config (config example) or check one (config check FILE)", cmdConfig},
 	"filter":  {"test a CloudWatch Logs filter pattern on lines: filter test 'PATTERN' < logs", cmdFilter},
@@ -61,8 +62,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		if args[0] == "up" {
+			fmt.Fprintf(stderr, "les: received %v; shutting down (again to exit at once)\n", sig)
+		}
+		cancel()
+		if _, ok := <-sigs; ok {
+			os.Exit(130)
+		}
+	}()
 	return c.run(ctx, args[1:], stdin, stdout, stderr)
 }
 

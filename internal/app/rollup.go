@@ -1,10 +1,13 @@
 package app
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/les-streams/les/internal/consumer"
@@ -160,10 +163,23 @@ func queryHandler(run *consumer.ProcRunner, p *rollupProc) http.HandlerFunc {
 				return
 			}
 		}
+		// Without a source parameter, every source of the name (ordered
+		// by window, correction, source); source= (empty) is the empty one.
 		var buf []byte
 		run.Locked(func() {
-			for _, d := range p.Query(name, q.Get("source"), win) {
-				buf = jsonl.AppendDistribution(buf, &d, jsonl.Options{})
+			var ds []model.Distribution
+			if q.Has("source") {
+				ds = p.Query(name, q.Get("source"), win)
+			} else {
+				for _, src := range p.Sources(name, win) {
+					ds = append(ds, p.Query(name, src, win)...)
+				}
+				slices.SortStableFunc(ds, func(a, b model.Distribution) int {
+					return cmp.Or(cmp.Compare(a.Timestamp, b.Timestamp), cmp.Compare(a.Correction, b.Correction), strings.Compare(a.Source, b.Source))
+				})
+			}
+			for i := range ds {
+				buf = jsonl.AppendDistribution(buf, &ds[i], jsonl.Options{})
 			}
 		})
 		w.Header().Set("Content-Type", "application/x-ndjson")

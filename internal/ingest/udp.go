@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -83,6 +84,11 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 		}
 		return serr
 	}}
+	if cfg.Network == "unixgram" {
+		if err := removeStaleSocket(cfg.Address); err != nil {
+			return nil, fmt.Errorf("listen unixgram %s: %w", cfg.Address, err)
+		}
+	}
 	conn, err := lc.ListenPacket(context.Background(), cfg.Network, cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w", cfg.Network, cfg.Address, err)
@@ -97,6 +103,28 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 	}
 	return &UDP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, conn: conn,
 		dropped: reg.Counter("les_ingest_udp_dropped_total", "format", in.Format, "address", cfg.Address)}, nil
+}
+
+// removeStaleSocket removes a unix socket file left by a process that is
+// gone (a crash leaves it behind and binding would fail). A socket someone
+// still reads, or a file that is not a socket, is left alone.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	c, err := net.Dial("unixgram", path)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use by another process", path)
+	}
+	return os.Remove(path)
 }
 
 // readBuffer returns the socket's SO_RCVBUF as the kernel reports it (twice
@@ -133,6 +161,9 @@ func (u *UDP) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_ = u.conn.Close()
 	wg.Wait()
+	if u.cfg.Network == "unixgram" {
+		_ = os.Remove(u.cfg.Address)
+	}
 	return nil
 }
 

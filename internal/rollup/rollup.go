@@ -526,6 +526,20 @@ func (r *Rollup) prune(now int64) {
 	}
 }
 
+// Sources returns, sorted, the sources that have recent closed windows of
+// the distributions named name at window w (for Query without a source).
+// It walks every queried series: meant for the query API, not hot paths.
+func (r *Rollup) Sources(name string, w model.Window) []string {
+	var out []string
+	for k := range r.recent {
+		if k.name == name && k.w == w {
+			out = append(out, k.source)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Query returns the recent closed windows (and corrections, as separate
 // items with Correction > 0) of the distributions named name from source at
 // window w, across all tag sets, oldest first (newest last). The returned

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -369,5 +370,26 @@ func BenchmarkMemoryPerSeries(b *testing.B) {
 		runtime.ReadMemStats(&m1)
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/10_000, "bytes/series-window")
 		runtime.KeepAlive(r)
+	}
+}
+
+func TestSources(t *testing.T) {
+	r, err := New(Config{Grace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b model.Batch
+	for _, src := range []string{"b", "a", ""} {
+		b.Metrics = append(b.Metrics, model.Metric{Name: "lat", Source: src, Kind: model.Sample, Value: 1, Timestamp: 0})
+	}
+	b.Metrics = append(b.Metrics, model.Metric{Name: "other", Source: "z", Kind: model.Sample, Value: 1, Timestamp: 0})
+	r.Add(&b, 0)
+	var out model.Batch
+	r.Advance(int64(2*time.Minute), &out)
+	if got := r.Sources("lat", model.WindowMinute); !slices.Equal(got, []string{"", "a", "b"}) {
+		t.Errorf("Sources = %q", got)
+	}
+	if got := r.Sources("lat", model.WindowHour); len(got) != 0 {
+		t.Errorf("Sources(hour) = %q", got)
 	}
 }

@@ -196,21 +196,6 @@ func queryAPI(t *testing.T, l *Les, name, source, window string) []distLine {
 	return parseDistLines(t, nonEmptyLines(string(body)))
 }
 
-// tailRollup reads everything the rollup emitted so far (les tail --origin
-// rollup), waiting until at least min items are there.
-func tailRollup(t *testing.T, l *Les, signal string, min int) []distLine {
-	t.Helper()
-	args := []string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start", "--origin", "rollup", "--signal", signal, "--limit", "1000000"}
-	var got []distLine
-	Eventually(t, "rollup items on the stream", func() bool {
-		// les tail stops at --limit; bound it with a short-lived context
-		// instead by reading what is there now.
-		got = parseDistLines(t, tailFor(t, l, 1500*time.Millisecond, args...))
-		return len(got) >= min
-	})
-	return got
-}
-
 // tailFor runs a les subcommand for d, then interrupts it, returning its
 // output (for `les tail` without a known item count).
 func tailFor(t *testing.T, l *Les, d time.Duration, args ...string) []string {
@@ -281,4 +266,36 @@ func lastLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// untilMinuteCloses is how long to wait for the window holding now to close
+// with a 1 s grace, plus room for ticks and delivery.
+func untilMinuteCloses() time.Duration {
+	now := time.Now()
+	return now.Truncate(time.Minute).Add(time.Minute + 1*time.Second).Sub(now) + 15*time.Second
+}
+
+// rollupItems reads what the rollup emitted so far with les tail, by name
+// (several items of one name — windows, corrections, tag sets — are all
+// kept).
+func rollupItems(t *testing.T, l *Les) map[string][]distLine {
+	t.Helper()
+	args := []string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start", "--origin", "rollup"}
+	out := map[string][]distLine{}
+	for _, d := range parseDistLines(t, tailFor(t, l, 2*time.Second, args...)) {
+		out[d.Name] = append(out[d.Name], d)
+	}
+	return out
 }
