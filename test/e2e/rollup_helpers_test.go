@@ -284,7 +284,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // with a 1 s grace, plus room for ticks and delivery.
 func untilMinuteCloses() time.Duration {
 	now := time.Now()
-	return now.Truncate(time.Minute).Add(time.Minute + 1*time.Second).Sub(now) + 15*time.Second
+	return now.Truncate(time.Minute).Add(time.Minute+1*time.Second).Sub(now) + 15*time.Second
 }
 
 // rollupItems reads what the rollup emitted so far with les tail, by name
