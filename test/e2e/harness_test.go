@@ -260,7 +260,7 @@ func (l *Les) Metric(series string) float64 {
 // Eventually polls cond until it holds or 30 s pass.
 func Eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -52,7 +52,7 @@ sinks:
 	}
 	send(l.Addr("wavefront"), fmt.Sprintf("!M %d #2 5 #1 15 h.lat source=a env=prod", now))
 	send(l.Addr("dist"), fmt.Sprintf("!M %d #1 7 h.dist source=c", now), "h.scalar 1 source=c")
-	waitFor(t, 10*time.Second, "scalar line rejected", func() bool {
+	waitFor(t, 60*time.Second, "scalar line rejected", func() bool {
 		return l.Metric(`les_ingest_rejected_total{format="distribution",reason="scalar_on_distribution_port"}`) == 1
 	})
 	// Let the batcher (50 ms) publish and the rollup (200 ms fetches)
@@ -60,7 +60,7 @@ sinks:
 	time.Sleep(1500 * time.Millisecond)
 	// A fourth and fifth series are over the cap; existing series go on.
 	send(l.Addr("hist_minute"), "h.cap1 1 source=x", "h.cap2 1 source=x", "h.lat 40 source=a env=prod")
-	waitFor(t, 10*time.Second, "series rejected", func() bool {
+	waitFor(t, 60*time.Second, "series rejected", func() bool {
 		return l.Metric("les_rollup_series_rejected_total") >= 2
 	})
 
@@ -93,7 +93,7 @@ sinks:
 
 	// A late sample for the closed window: a correction, counted.
 	send(l.Addr("hist_minute"), fmt.Sprintf("h.lat 50 %d source=a env=prod", now))
-	waitFor(t, 15*time.Second, "correction", func() bool {
+	waitFor(t, 60*time.Second, "correction", func() bool {
 		for _, d := range rollupItems(t, l)["h.lat"] {
 			if d.Correction >= 1 && d.Source == "a" && d.Count == 1 && d.Max == 50 {
 				return true

@@ -54,7 +54,7 @@ rollup: { grace: 1s, tick: 200ms }
 	big := strings.Repeat("st.big:1|c\n", 70<<10/11)
 	sendDatagrams(t, "unixgram", sock, big)
 
-	waitFor(t, 10*time.Second, "datagram_too_large", func() bool {
+	waitFor(t, 60*time.Second, "datagram_too_large", func() bool {
 		return l.Metric(`les_ingest_rejected_total{format="statsd",reason="datagram_too_large"}`) == 1
 	})
 	if v := l.Metric(`les_ingest_rejected_total{format="statsd",reason="invalid_value"}`); v != 1 {
@@ -66,7 +66,7 @@ rollup: { grace: 1s, tick: 200ms }
 
 	// Events and service checks are log records on the stream.
 	var logs []distLine
-	waitFor(t, 20*time.Second, "event and service check logs", func() bool {
+	waitFor(t, 60*time.Second, "event and service check logs", func() bool {
 		logs = parseDistLines(t, tailFor(t, l, 2*time.Second, "tail", "--url", "nats://"+l.Addr("nats"), "--from-start", "--logs"))
 		return len(logs) >= 2
 	})
