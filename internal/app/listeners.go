@@ -43,7 +43,7 @@ var formats = map[string]formatSpec{
 		if l.MaxLine > 0 {
 			o.MaxLineLen = l.MaxLine
 		}
-		return statsd.NewDecoder(o)
+		return statsdGauges{statsd.NewDecoder(o)}
 	}},
 }
 
@@ -74,4 +74,19 @@ func DefaultListeners() []ListenerConfig {
 	both("logs", "127.0.0.1:5170")
 	both("emf", "127.0.0.1:25888")
 	return ls
+}
+
+// statsdGauges marks StatsD gauges for aggregation: StatsD gauges are
+// modified by later +/- deltas, so the rollup keeps them (last value per
+// window, deltas applied) instead of passing them through raw.
+type statsdGauges struct{ *statsd.Decoder }
+
+func (d statsdGauges) Decode(dst *model.Batch, payload []byte, now int64) {
+	start := len(dst.Metrics)
+	d.Decoder.Decode(dst, payload, now)
+	for i := start; i < len(dst.Metrics); i++ {
+		if m := &dst.Metrics[i]; m.Kind == model.Gauge {
+			m.Window = model.WindowMinute
+		}
+	}
 }

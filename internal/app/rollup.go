@@ -96,6 +96,8 @@ func (r *RollupConfig) engineConfig() (rollup.Config, error) {
 // rollupProc adapts the rollup engine to the processor runner: plain gauges
 // pass through to sinks untouched unless a rule asks for their
 // distribution, so only they are dropped before the engine sees the batch.
+// Gauges that carry a Window (StatsD gauges, which +/- deltas modify) are
+// aggregated: last value per window, deltas applied.
 type rollupProc struct {
 	*rollup.Rollup
 	rules   []rollup.Rule
@@ -106,7 +108,7 @@ func (p *rollupProc) Add(b *model.Batch, now int64) {
 	p.scratch.Metrics = p.scratch.Metrics[:0]
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
-		if m.Kind == model.Gauge && !p.ruleMatches(m.Name) {
+		if m.Kind == model.Gauge && m.Window == model.WindowNone && !p.ruleMatches(m.Name) {
 			continue
 		}
 		p.scratch.Metrics = append(p.scratch.Metrics, *m)
@@ -128,8 +130,14 @@ func (p *rollupProc) ruleMatches(name string) bool {
 
 // aggregatedRaw reports whether a raw item of this kind reaches sinks only
 // through the rollup (so sinks must not also receive it raw).
-func aggregatedRaw(k model.Kind) bool {
-	return k == model.Sample || k == model.Counter || k == model.GaugeDelta || k == model.Set
+func aggregatedRaw(m *model.Metric) bool {
+	switch m.Kind {
+	case model.Sample, model.Counter, model.GaugeDelta, model.Set:
+		return true
+	case model.Gauge:
+		return m.Window != model.WindowNone
+	}
+	return false
 }
 
 // dropAggregated removes from a raw batch what the rollup delivers rolled
@@ -137,7 +145,7 @@ func aggregatedRaw(k model.Kind) bool {
 func dropAggregated(b *model.Batch) {
 	ms := b.Metrics[:0]
 	for _, m := range b.Metrics {
-		if !aggregatedRaw(m.Kind) {
+		if !aggregatedRaw(&m) {
 			ms = append(ms, m)
 		}
 	}

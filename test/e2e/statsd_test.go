@@ -108,12 +108,10 @@ rollup: { grace: 1s, tick: 200ms }
 	if v := total("st.req", value); v != 5 {
 		t.Errorf("st.req counter sum = %v, want 1/0.5 + 2 + 1 = 5: %+v", v, items["st.req"])
 	}
-	// KNOWN GAP: an absolute StatsD gauge is a plain gauge, which the
-	// rollup adapter (internal/app/rollup.go) passes through raw like any
-	// Wavefront gauge; only the deltas are rolled up, starting from 0. So
-	// sinks get st.gauge=10 raw and st.gauge=2 for the window, not 12.
-	if g := items["st.gauge"]; len(g) != 1 || g[0].Value != 2 || g[0].Kind != "gauge" {
-		t.Errorf("st.gauge = %+v, want one rolled-up gauge of the deltas +5-3 = 2", g)
+	// StatsD gauges are aggregated: the last value of the window with the
+	// later +/- deltas applied (10 +5 -3 = 12); no raw copy reaches sinks.
+	if g := items["st.gauge"]; len(g) != 1 || g[0].Value != 12 || g[0].Kind != "gauge" {
+		t.Errorf("st.gauge = %+v, want one rolled-up gauge 10+5-3 = 12", g)
 	}
 	if v := total("st.users", value); v != 2 || len(items["st.users"]) != 1 {
 		t.Errorf("st.users distinct = %+v, want 2", items["st.users"])
