@@ -27,7 +27,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	limit := fs.Int("limit", 0, "stop after this many items (0: run until Ctrl-C)")
 	logs := fs.Bool("logs", false, "only log records (same as --signal logs)")
 	signals := fs.String("signal", "metrics,distributions,logs,spans", "comma-separated signals to show")
-	origins := fs.String("origin", "in,rollup,derived", "comma-separated origins: in (agent), rollup, derived, dlq")
+	origins := fs.String("origin", "in,agg,rollup,derived", "comma-separated origins: in (agent, as is), agg (raw input of the rollup), rollup, derived (logmetric), dlq")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

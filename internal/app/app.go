@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,7 +115,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		rollupP = &rollupProc{Rollup: eng, rules: rc.Rules}
 		rollupRun, err = consumer.NewProcRunner(consumer.ProcConfig{
 			Name:           "rollup",
-			Subjects:       stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginDerived}, []wire.Signal{wire.SignalMetrics, wire.SignalDistributions}),
+			Subjects:       rollupSubjects(rc),
 			Origin:         stream.OriginRollup,
 			CheckpointPath: filepath.Join(cfg.DataDir, "consumers", "rollup.ckpt"),
 			Tick:           cfg.Rollup.Tick,
@@ -148,21 +147,17 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 
 	var sinks []*consumer.SinkRunner
 	var sinkNames []string
+	// Sinks get points as they are, the rollup's output and logmetric's
+	// points; the raw input of the rollup only when there is no rollup.
+	sinkOrigins := []string{stream.OriginIngest, stream.OriginRollup, stream.OriginDerived}
+	if rollupRun == nil {
+		sinkOrigins = append(sinkOrigins, stream.OriginAgg)
+	}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
 		sk, err := a.newSink(sc)
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", sc.Name, err)
-		}
-		var filter func(subject string, b *model.Batch)
-		if rollupRun != nil {
-			filter = func(subject string, b *model.Batch) {
-				// The rollup reads agent and derived (logmetric) metrics.
-				if strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginIngest+".") ||
-					strings.HasPrefix(subject, stream.Prefix+"."+stream.OriginDerived+".") {
-					dropAggregated(b)
-				}
-			}
 		}
 		var sigs []wire.Signal
 		for _, s := range sc.Signals {
@@ -171,9 +166,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		}
 		r, err := consumer.NewSinkRunner(consumer.SinkConfig{
 			Name:     sc.Name,
-			Subjects: stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginRollup, stream.OriginDerived}, sigs),
+			Subjects: stream.SubjectsFor(sinkOrigins, sigs),
 			Retry:    sc.Retry,
-			Filter:   filter,
 		}, st, sk, a.reg, a.log)
 		if err != nil {
 			return err

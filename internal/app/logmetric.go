@@ -151,6 +151,7 @@ func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consume
 		Name:           "logmetric",
 		Subjects:       stream.SubjectsFor([]string{stream.OriginIngest}, []wire.Signal{wire.SignalLogs}),
 		Origin:         stream.OriginDerived,
+		AggOrigin:      stream.OriginAgg,
 		CheckpointPath: filepath.Join(a.cfg.DataDir, "consumers", "logmetric.ckpt"),
 		Tick:           lm.Tick,
 		Compression:    comp,

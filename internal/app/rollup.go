@@ -14,6 +14,8 @@ import (
 	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // RollupConfig is the `rollup:` section: the built-in consumer that rolls
@@ -128,30 +130,16 @@ func (p *rollupProc) ruleMatches(name string) bool {
 	return false
 }
 
-// aggregatedRaw reports whether a raw item of this kind reaches sinks only
-// through the rollup (so sinks must not also receive it raw).
-func aggregatedRaw(m *model.Metric) bool {
-	switch m.Kind {
-	case model.Sample, model.Counter, model.GaugeDelta, model.Set:
-		return true
-	case model.Gauge:
-		return m.Window != model.WindowNone
+// rollupSubjects: the rollup reads its raw input (agent and logmetric
+// output under origin agg); with rules it also reads plain points, which
+// the rules may turn into distributions.
+func rollupSubjects(rc rollup.Config) []string {
+	sigs := []wire.Signal{wire.SignalMetrics, wire.SignalDistributions}
+	subjects := stream.SubjectsFor([]string{stream.OriginAgg}, sigs)
+	if len(rc.Rules) > 0 {
+		subjects = append(subjects, stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginDerived}, []wire.Signal{wire.SignalMetrics})...)
 	}
-	return false
-}
-
-// dropAggregated removes from a raw batch what the rollup delivers rolled
-// up: samples, counters, gauge deltas, set members and raw distributions.
-func dropAggregated(b *model.Batch) {
-	ms := b.Metrics[:0]
-	for _, m := range b.Metrics {
-		if !aggregatedRaw(&m) {
-			ms = append(ms, m)
-		}
-	}
-	clear(b.Metrics[len(ms):])
-	b.Metrics = ms
-	b.Dists = b.Dists[:0]
+	return subjects
 }
 
 // queryHandler serves /query?name=N[&source=S][&window=minute].

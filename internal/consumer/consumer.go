@@ -30,9 +30,6 @@ type SinkConfig struct {
 	Retry    sink.RetryConfig
 	// Batch is the most records per fetch (default 16).
 	Batch int
-	// Filter, when set, may remove items of a decoded record before
-	// delivery (the app drops raw items the rollup delivers aggregated).
-	Filter func(subject string, b *model.Batch)
 }
 
 // SinkRunner delivers every record on its subjects to one sink.
@@ -95,9 +92,6 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 				return err
 			}
 			continue
-		}
-		if r.cfg.Filter != nil {
-			r.cfg.Filter(d.Subject, &r.b)
 		}
 		if r.b.Len() == 0 {
 			r.consumed.Inc()

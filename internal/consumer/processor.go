@@ -39,6 +39,10 @@ type ProcConfig struct {
 	Subjects []string
 	// Origin of the records it publishes (e.g. stream.OriginRollup).
 	Origin string
+	// AggOrigin, when set, is where emitted raw input of the rollup goes
+	// (model.Metric.Aggregated points and distributions), so the rollup
+	// reads it; the rest goes to Origin.
+	AggOrigin string
 	// CheckpointPath is the checkpoint file.
 	CheckpointPath string
 	// Tick is how often Advance runs (default 1s); a checkpoint is written
@@ -211,22 +215,53 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 }
 
 func (r *ProcRunner) encodeOutbox() error {
-	for _, sig := range wire.Signals {
-		enc := wire.NewEncoder(sig)
-		n := enc.AppendBatch(&r.out)
-		if n == 0 {
-			continue
+	type part struct {
+		origin string
+		enc    *wire.Encoder
+	}
+	var parts []part
+	get := func(origin string, sig wire.Signal) *wire.Encoder {
+		for _, p := range parts {
+			if p.origin == origin && p.enc.Signal() == sig {
+				return p.enc
+			}
 		}
+		e := wire.NewEncoder(sig)
+		parts = append(parts, part{origin, e})
+		return e
+	}
+	agg := r.cfg.AggOrigin
+	if agg == "" {
+		agg = r.cfg.Origin
+	}
+	for i := range r.out.Metrics {
+		m := &r.out.Metrics[i]
+		o := r.cfg.Origin
+		if m.Aggregated() {
+			o = agg
+		}
+		get(o, wire.SignalMetrics).AppendMetric(m)
+	}
+	for i := range r.out.Dists {
+		get(agg, wire.SignalDistributions).AppendDistribution(&r.out.Dists[i])
+	}
+	for i := range r.out.Logs {
+		get(r.cfg.Origin, wire.SignalLogs).AppendLog(&r.out.Logs[i])
+	}
+	for i := range r.out.Spans {
+		get(r.cfg.Origin, wire.SignalSpans).AppendSpan(&r.out.Spans[i])
+	}
+	for _, p := range parts {
 		r.ck.emitSeq++
-		data, err := enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
+		data, err := p.enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
 		if err != nil {
 			return err
 		}
 		h, _ := wire.ParseHeader(data)
 		r.ck.outbox = append(r.ck.outbox, stream.Record{
-			Subject: stream.Subject(r.cfg.Origin, sig, 0), ID: h.ID(), Data: data,
+			Subject: stream.Subject(p.origin, p.enc.Signal(), 0), ID: h.ID(), Data: data,
 		})
-		r.emitted.Add(n)
+		r.emitted.Add(p.enc.Count())
 	}
 	return nil
 }

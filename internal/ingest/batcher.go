@@ -83,6 +83,7 @@ func (c *BatchConfig) Validate() error {
 // sealed is a closed batch waiting to be published.
 type sealed struct {
 	enc       *wire.Encoder
+	origin    string
 	partition int
 	opened    time.Time
 }
@@ -114,12 +115,14 @@ type Batcher struct {
 }
 
 type openKey struct {
+	origin    string
 	sig       wire.Signal
 	partition int
 }
 
 type openBatch struct {
 	enc       *wire.Encoder
+	origin    string
 	partition int
 	opened    time.Time
 }
@@ -184,25 +187,25 @@ func (b *Batcher) Add(batch *model.Batch) {
 	b.mu.Lock()
 	for i := range batch.Metrics {
 		m := &batch.Metrics[i]
-		ob := b.get(wire.SignalMetrics, b.partition(m.Name, m.Source))
+		ob := b.get(metricOrigin(m), wire.SignalMetrics, b.partition(m.Name, m.Source))
 		ob.enc.AppendMetric(m)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Dists {
 		d := &batch.Dists[i]
-		ob := b.get(wire.SignalDistributions, b.partition(d.Name, d.Source))
+		ob := b.get(stream.OriginAgg, wire.SignalDistributions, b.partition(d.Name, d.Source))
 		ob.enc.AppendDistribution(d)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Logs {
 		l := &batch.Logs[i]
-		ob := b.get(wire.SignalLogs, b.partition(l.Source, ""))
+		ob := b.get(stream.OriginIngest, wire.SignalLogs, b.partition(l.Source, ""))
 		ob.enc.AppendLog(l)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Spans {
 		s := &batch.Spans[i]
-		ob := b.get(wire.SignalSpans, b.partition(s.Source, ""))
+		ob := b.get(stream.OriginIngest, wire.SignalSpans, b.partition(s.Source, ""))
 		ob.enc.AppendSpan(s)
 		full = b.cutIfFull(full, ob)
 	}
@@ -212,12 +215,22 @@ func (b *Batcher) Add(batch *model.Batch) {
 	}
 }
 
-// get returns the open batch for (sig, partition), creating it. b.mu held.
-func (b *Batcher) get(sig wire.Signal, p int) *openBatch {
-	k := openKey{sig, p}
+// metricOrigin: raw input of the rollup goes to its own subjects, so the
+// rollup reads only what it aggregates and sinks only what they deliver.
+func metricOrigin(m *model.Metric) string {
+	if m.Aggregated() {
+		return stream.OriginAgg
+	}
+	return stream.OriginIngest
+}
+
+// get returns the open batch for (origin, sig, partition), creating it.
+// b.mu held.
+func (b *Batcher) get(origin string, sig wire.Signal, p int) *openBatch {
+	k := openKey{origin, sig, p}
 	ob := b.open[k]
 	if ob == nil {
-		ob = &openBatch{partition: p}
+		ob = &openBatch{origin: origin, partition: p}
 		b.open[k] = ob
 	}
 	if ob.enc == nil {
@@ -238,7 +251,7 @@ func (b *Batcher) cutIfFull(full []sealed, ob *openBatch) []sealed {
 	if ob.enc.Size() < b.cfg.MaxBatchBytes {
 		return full
 	}
-	full = append(full, sealed{enc: ob.enc, partition: ob.partition, opened: ob.opened})
+	full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 	ob.enc = nil
 	return full
 }
@@ -255,7 +268,7 @@ func (b *Batcher) Flush(age time.Duration) {
 	b.mu.Lock()
 	for _, ob := range b.open {
 		if ob.enc != nil && ob.enc.Count() > 0 && now.Sub(ob.opened) >= age {
-			full = append(full, sealed{enc: ob.enc, partition: ob.partition, opened: ob.opened})
+			full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 			ob.enc = nil
 		}
 	}
@@ -338,19 +351,54 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 	}
 }
 
-// PublishNow encodes and publishes one signal's items of batch synchronously
-// (used by HTTP intake, whose 2xx promises durability).
+// PublishNow encodes and publishes the items of batch synchronously (used
+// by HTTP intake, whose 2xx promises durability).
 func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
-	for _, sig := range wire.Signals {
-		enc := wire.NewEncoder(sig)
-		if enc.AppendBatch(batch) == 0 {
-			continue
-		}
-		if _, _, err := b.publish(ctx, nil, sealed{enc: enc}); err != nil {
+	for _, r := range encodeRecords(batch, stream.OriginIngest, stream.OriginAgg) {
+		if _, _, err := b.publish(ctx, nil, r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// encodeRecords splits batch into one encoder per (origin, signal): items
+// to deliver as they are under origin, raw input of the rollup (see
+// model.Metric.Aggregated) and distributions under aggOrigin ("" keeps
+// everything under origin).
+func encodeRecords(batch *model.Batch, origin, aggOrigin string) []sealed {
+	if aggOrigin == "" {
+		aggOrigin = origin
+	}
+	var out []sealed
+	enc := func(o string, sig wire.Signal) *wire.Encoder {
+		for _, s := range out {
+			if s.origin == o && s.enc.Signal() == sig {
+				return s.enc
+			}
+		}
+		e := wire.NewEncoder(sig)
+		out = append(out, sealed{enc: e, origin: o})
+		return e
+	}
+	for i := range batch.Metrics {
+		m := &batch.Metrics[i]
+		o := origin
+		if m.Aggregated() {
+			o = aggOrigin
+		}
+		enc(o, wire.SignalMetrics).AppendMetric(m)
+	}
+	for i := range batch.Dists {
+		enc(aggOrigin, wire.SignalDistributions).AppendDistribution(&batch.Dists[i])
+	}
+	for i := range batch.Logs {
+		enc(origin, wire.SignalLogs).AppendLog(&batch.Logs[i])
+	}
+	for i := range batch.Spans {
+		enc(origin, wire.SignalSpans).AppendSpan(&batch.Spans[i])
+	}
+	return out
 }
 
 // publish encodes s and publishes it; on failure the returned record (if
@@ -363,7 +411,7 @@ func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, st
 	}
 	h, _ := wire.ParseHeader(buf)
 	rec := stream.Record{
-		Subject: stream.Subject(stream.OriginIngest, s.enc.Signal(), s.partition),
+		Subject: stream.Subject(s.origin, s.enc.Signal(), s.partition),
 		ID:      h.ID(),
 		Data:    buf,
 	}

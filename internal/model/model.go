@@ -145,6 +145,19 @@ type Metric struct {
 	Window Window
 }
 
+// Aggregated reports whether m is raw input to be aggregated by the rollup
+// rather than a point to deliver as is: samples, counters (deltas), gauge
+// deltas, set members, and gauges that ask for a window (StatsD gauges).
+func (m *Metric) Aggregated() bool {
+	switch m.Kind {
+	case Sample, Counter, GaugeDelta, Set:
+		return true
+	case Gauge:
+		return m.Window != WindowNone
+	}
+	return false
+}
+
 // Centroid is a value and how many samples it stands for.
 type Centroid struct {
 	Value float64

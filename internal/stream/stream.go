@@ -81,7 +81,8 @@ var ErrClosed = errors.New("stream: closed")
 
 // Origins of records, the second token of a subject.
 const (
-	OriginIngest  = "in"      // published by the agent
+	OriginIngest  = "in"      // published by the agent: points to deliver as they are
+	OriginAgg     = "agg"     // published by the agent or logmetric: raw input of the rollup (see model.Metric.Aggregated, and raw distributions)
 	OriginRollup  = "rollup"  // closed windows from the rollup consumer
 	OriginDerived = "derived" // metrics derived from logs (logmetric)
 	OriginDLQ     = "dlq"     // records a consumer could not process

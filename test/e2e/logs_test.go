@@ -224,7 +224,7 @@ func TestLogsLambdaReportTCP(t *testing.T) {
 	// Derived points, published under origin "derived".
 	derived := lmWait(t, l, "derived invocations", func(it []lmItem) bool {
 		return len(named(it, "aws.lambda.invocations", "fn-report")) == 2
-	}, "--origin", "derived")
+	}, "--origin", "derived,agg")
 	if d := named(derived, "aws.lambda.duration", "fn-report"); len(d) != 2 || d[0].Kind != "sample" {
 		t.Errorf("derived durations: %+v", d)
 	}
@@ -279,7 +279,7 @@ logmetric:
 	lmSend(t, "udp", l.Addr("logs"), apache(500, 5))
 	items := lmWait(t, l, "404 counter", func(it []lmItem) bool {
 		return len(named(it, "http.404s", "")) == 2 && len(named(it, "http.bytes", "")) == 4
-	}, "--origin", "derived")
+	}, "--origin", "derived,agg")
 	c := named(items, "http.404s", "")
 	if c[0].Kind != "counter" || sumValues(c) != 2 || c[0].Tags["namespace"] != "web" {
 		t.Errorf("404s: %+v", c)
@@ -321,13 +321,13 @@ func TestEMFUDPAndLogLine(t *testing.T) {
 	}
 	in := lmWait(t, l, "EMF points from the agent", func(it []lmItem) bool {
 		return len(named(it, "emf.udp", "fn-emf")) == 1 && len(named(it, "emf.tcp", "fn-emf")) == 1
-	}, "--origin", "in", "--signal", "metrics")
+	}, "--origin", "in,agg", "--signal", "metrics")
 	if p := named(in, "emf.udp", "fn-emf")[0]; p.Value != 7 || p.Kind != "sample" || p.Tags["namespace"] != "shop" || p.Tags["unit"] != "Milliseconds" {
 		t.Errorf("EMF UDP point: %+v", p)
 	}
 	derived := lmWait(t, l, "EMF point from a log line", func(it []lmItem) bool {
 		return len(named(it, "emf.log", "fn-emf")) == 1
-	}, "--origin", "derived")
+	}, "--origin", "derived,agg")
 	if p := named(derived, "emf.log", "fn-emf")[0]; p.Value != 9 || p.Tags["FunctionName"] != "fn-emf" {
 		t.Errorf("EMF log point: %+v", p)
 	}
@@ -381,7 +381,7 @@ func TestCWLogsSubscription(t *testing.T) {
 	}
 	derived := lmWait(t, l, "metrics from the subscription", func(it []lmItem) bool {
 		return len(named(it, "aws.lambda.duration", "fn-cw")) == 2
-	}, "--origin", "derived")
+	}, "--origin", "derived,agg")
 	if inv := named(derived, "aws.lambda.invocations", "fn-cw"); sumValues(inv) != 2 {
 		t.Errorf("invocations: %+v", inv)
 	}
@@ -417,7 +417,7 @@ func TestTelemetryPlatformReport(t *testing.T) {
 	items := lmWait(t, l, "telemetry metrics", func(it []lmItem) bool {
 		return len(named(it, "aws.lambda.duration", "fn-tel")) == 1 && len(named(it, "hello from the function", "")) == 0 &&
 			len(named(it, "aws.lambda.timeouts", "fn-tel")) == 1
-	}, "--origin", "in", "--signal", "metrics")
+	}, "--origin", "in,agg", "--signal", "metrics")
 	if d := named(items, "aws.lambda.duration", "fn-tel")[0]; d.Value != 3000.5 || d.Kind != "sample" {
 		t.Errorf("duration: %+v", d)
 	}

@@ -229,7 +229,7 @@ sinks:
 	}
 	inByWin := map[winKey]float64{}
 	inIDs := map[string]uint64{}
-	for _, rec := range readStream(t, l, []string{"les.in.distributions.*", "les.in.metrics.*"}) {
+	for _, rec := range readStream(t, l, []string{"les.agg.distributions.*", "les.agg.metrics.*"}) {
 		if s, ok := inIDs[rec.ID]; ok {
 			t.Errorf("ingest record %s is on the stream twice (seq %d and %d)", rec.ID, s, rec.Seq)
 		}
