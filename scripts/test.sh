@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # one npm dependency (pinned in package-lock.json).
 if command -v npm >/dev/null 2>&1; then
   (cd examples/node-consumer && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  # kinesalite, the Kinesis-compatible server of the Kinesis input tests.
+  (cd test/kinesalite && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 else
-  echo "npm not found: the Node example consumer test will be skipped" >&2
+  echo "npm not found: the Node example consumer and Kinesis input tests will be skipped" >&2
 fi
 
 go mod download

@@ -97,6 +97,12 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		listeners = append(listeners, r)
 		info.Listeners = append(info.Listeners, fmt.Sprintf("%-16s %-8s %s", l.Format, l.Transport, addr))
 	}
+	inputs, err := a.inputRunners(batcher, &info)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	listeners = append(listeners, inputs...)
 	httpLn, err := net.Listen("tcp", cfg.Agent.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Agent.HTTP.Listen, err)

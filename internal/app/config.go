@@ -27,7 +27,9 @@ type Config struct {
 	Rollup  RollupConfig  `yaml:"rollup"`
 	// Logmetric derives metrics from logs (logmetric.go).
 	Logmetric LogmetricConfig `yaml:"logmetric"`
-	Log       LogConfig       `yaml:"log"`
+	// Inputs pull data from outside, e.g. Kinesis streams (inputs.go).
+	Inputs InputsConfig `yaml:"inputs"`
+	Log    LogConfig    `yaml:"log"`
 
 	doc  *yaml.Node
 	file string
@@ -162,6 +164,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateRollup()...)
 	errs = append(errs, c.validateLogmetric()...)
+	errs = append(errs, c.validateInputs()...)
 	names := map[string]bool{"rollup": true, "logmetric": true}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]

@@ -75,31 +75,40 @@ type Config struct {
 	Format string `yaml:"format"`
 }
 
-// Validate fills defaults and checks c.
+// FieldError is a problem with one field of Config; Validate joins them.
+type FieldError struct {
+	Field string // the YAML key
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Msg }
+
+// Validate fills defaults and checks c. The error joins a *FieldError per
+// problem.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Stream == "" {
-		errs = append(errs, errors.New("stream is required"))
+		errs = append(errs, &FieldError{"stream", "stream is required"})
 	}
 	switch c.StartAt {
 	case "":
 		c.StartAt = StartTrimHorizon
 	case StartTrimHorizon, StartLatest:
 	default:
-		errs = append(errs, fmt.Errorf("start_at %q is not one of TRIM_HORIZON, LATEST", c.StartAt))
+		errs = append(errs, &FieldError{"start_at", fmt.Sprintf("start_at %q is not one of TRIM_HORIZON, LATEST", c.StartAt)})
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
 	}
 	if c.PollInterval < MinPollInterval {
-		errs = append(errs, fmt.Errorf("poll_interval %s is below %s (Kinesis allows 5 GetRecords/s per shard)", c.PollInterval, MinPollInterval))
+		errs = append(errs, &FieldError{"poll_interval", fmt.Sprintf("poll_interval %s is below %s (Kinesis allows 5 GetRecords/s per shard)", c.PollInterval, MinPollInterval)})
 	}
 	switch c.Format {
 	case "":
 		c.Format = FormatCWLogs
 	case FormatCWLogs:
 	default:
-		errs = append(errs, fmt.Errorf("format %q is not one of cwlogs", c.Format))
+		errs = append(errs, &FieldError{"format", fmt.Sprintf("format %q is not one of cwlogs", c.Format)})
 	}
 	return errors.Join(errs...)
 }
@@ -119,7 +128,7 @@ type PublishFunc func(ctx context.Context, batch *model.Batch) error
 
 // Deps is what the code supplies.
 type Deps struct {
-	Log     *slog.Logger        // required
+	Log     *slog.Logger         // required
 	Metrics *selfmetric.Registry // required
 	Publish PublishFunc          // required
 	// CheckpointPath is the JSON file holding each shard's last published
