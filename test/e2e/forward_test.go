@@ -63,9 +63,9 @@ sinks:
 		t.Fatal(err)
 	}
 	// Spans over HTTP f=trace.
-	resp, body := postReport(t, up, "?f=trace", []byte(`getItem source=fn-a traceId=7b3bf470-9456-11e8-9eb6-529269fb1459 spanId=0313bafe-9457-11e8-9eb6-529269fb1459 parent=2f64e538-9457-11e8-9eb6-529269fb1459 http.status=200 `+fmt.Sprint(time.Now().Unix())+" 343\n"), nil)
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"accepted":1`) {
-		t.Fatalf("trace post: %d %s", resp.StatusCode, body)
+	status, body := postAPI(t, up, "/report?f=trace", []byte(`getItem source=fn-a traceId=7b3bf470-9456-11e8-9eb6-529269fb1459 spanId=0313bafe-9457-11e8-9eb6-529269fb1459 parent=2f64e538-9457-11e8-9eb6-529269fb1459 http.status=200 `+fmt.Sprint(time.Now().Unix())+" 343\n"), nil)
+	if status != http.StatusAccepted || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("trace post: %d %s", status, body)
 	}
 	items := map[string]item{}
 	for _, it := range parseItems(t, down.Tail(2)) {

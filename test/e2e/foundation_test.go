@@ -47,9 +47,10 @@ func byName(items []item) map[string]item {
 	return m
 }
 
-func postReport(t *testing.T, l *Les, query string, body []byte, hdr map[string]string) (*http.Response, string) {
+// postAPI POSTs body to path on les' API and returns the status and body.
+func postAPI(t *testing.T, l *Les, path string, body []byte, hdr map[string]string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+l.Addr("http")+"/report"+query, bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", "http://"+l.Addr("http")+path, bytes.NewReader(body))
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
@@ -60,7 +61,7 @@ func postReport(t *testing.T, l *Les, query string, body []byte, hdr map[string]
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
-	return resp, b.String()
+	return resp.StatusCode, b.String()
 }
 
 func gz(s string) []byte {
@@ -88,9 +89,9 @@ sinks:
 	if _, err := l.Run("lambda.udp 1.5 "+strconv.FormatInt(ts, 10)+" host=fn-b \"env\"=\"prod east\"\n", "send", "--udp", "--addr", l.Addr("wavefront")); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := postReport(t, l, "?f=wavefront", gz("lambda.http 3 source=fn-c\nbad line x\n"), map[string]string{"Content-Encoding": "gzip"})
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"accepted":1`) {
-		t.Fatalf("POST /report: %d %s", resp.StatusCode, body)
+	status, body := postAPI(t, l, "/report?f=wavefront", gz("lambda.http 3 source=fn-c\nbad line x\n"), map[string]string{"Content-Encoding": "gzip"})
+	if status != http.StatusAccepted || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("POST /report: %d %s", status, body)
 	}
 	items := byName(parseItems(t, l.Tail(3)))
 	if got := items["lambda.tcp"]; got.Value != 0.42 || got.Source != "fn-a" || got.Tags["region"] != "eu" || got.Kind != "gauge" {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,36 +124,6 @@ func sumValues(items []lmItem) float64 {
 	return s
 }
 
-func lmPost(t *testing.T, l *Les, path string, body []byte, hdr map[string]string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+l.Addr("http")+path, bytes.NewReader(body))
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String()
-}
-
-func lmSend(t *testing.T, network, addr string, payloads ...string) {
-	t.Helper()
-	c, err := net.Dial(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, p := range payloads {
-		if _, err := c.Write([]byte(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 const reqID = "8f507cfc-xmpl-4697-b07a-ac58fc914c95"
 
 func reportLine(ms float64) string {
@@ -167,14 +136,14 @@ func TestLogsHTTP(t *testing.T) {
 	l := newLogsLes(t, "")
 	l.Start()
 	ndjson := `{"timestamp":"2024-05-01T10:00:00Z","level":"WARN","function":"fn-a","requestId":"` + reqID + `","message":"disk almost full","disk":"/tmp"}` + "\n"
-	if code, body := lmPost(t, l, "/logs", []byte(ndjson), nil); code/100 != 2 || !strings.Contains(body, `"accepted":1`) {
+	if code, body := postAPI(t, l, "/logs", []byte(ndjson), nil); code/100 != 2 || !strings.Contains(body, `"accepted":1`) {
 		t.Fatalf("POST /logs NDJSON: %d %s", code, body)
 	}
 	plain := "2024-05-01T10:00:01.000Z\t" + reqID + "\tERROR\tboom\nplain text line\n"
-	if code, body := lmPost(t, l, "/logs", gz(plain), map[string]string{"Content-Encoding": "gzip"}); code/100 != 2 || !strings.Contains(body, `"accepted":2`) {
+	if code, body := postAPI(t, l, "/logs", gz(plain), map[string]string{"Content-Encoding": "gzip"}); code/100 != 2 || !strings.Contains(body, `"accepted":2`) {
 		t.Fatalf("POST /logs gzip: %d %s", code, body)
 	}
-	if code, body := lmPost(t, l, "/logs", []byte{0x1f, 0x8b, 1, 2, 3}, nil); code != http.StatusBadRequest {
+	if code, body := postAPI(t, l, "/logs", []byte{0x1f, 0x8b, 1, 2, 3}, nil); code != http.StatusBadRequest {
 		t.Fatalf("POST /logs bad gzip: %d %s", code, body)
 	}
 	items := lmWait(t, l, "3 logs", func(it []lmItem) bool { return len(it) >= 3 }, "--logs")
@@ -215,7 +184,7 @@ func TestLogsLambdaReportTCP(t *testing.T) {
 		b, _ := json.Marshal(map[string]string{"timestamp": ts.Format(time.RFC3339Nano), "function": "fn-report", "message": msg})
 		return string(b) + "\n"
 	}
-	lmSend(t, "tcp", l.Addr("logs"),
+	sendDatagrams(t, "tcp", l.Addr("logs"),
 		line("START RequestId: "+reqID+" Version: $LATEST"),
 		line("END RequestId: "+reqID),
 		line(reportLine(12.5)),
@@ -275,8 +244,8 @@ logmetric:
 	apache := func(status, bytes int) string {
 		return fmt.Sprintf(`127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" %d %d`+"\n", status, bytes)
 	}
-	lmSend(t, "tcp", l.Addr("logs"), apache(404, 10), apache(200, 2326), apache(404, 20))
-	lmSend(t, "udp", l.Addr("logs"), apache(500, 5))
+	sendDatagrams(t, "tcp", l.Addr("logs"), apache(404, 10), apache(200, 2326), apache(404, 20))
+	sendDatagrams(t, "udp", l.Addr("logs"), apache(500, 5))
 	items := lmWait(t, l, "404 counter", func(it []lmItem) bool {
 		return len(named(it, "http.404s", "")) == 2 && len(named(it, "http.bytes", "")) == 4
 	}, "--origin", "derived,agg")
@@ -312,11 +281,11 @@ func emfDoc(name, fn string, v float64) string {
 func TestEMFUDPAndLogLine(t *testing.T) {
 	l := newLogsLes(t, "")
 	l.Start()
-	lmSend(t, "udp", l.Addr("emf"), emfDoc("emf.udp", "fn-emf", 7))
-	lmSend(t, "udp", l.Addr("emf"), `{"_aws":{"CloudWatchMetrics":[]},"x":1}`)
-	lmSend(t, "tcp", l.Addr("emf"), emfDoc("emf.tcp", "fn-emf", 8)+"\n")
+	sendDatagrams(t, "udp", l.Addr("emf"), emfDoc("emf.udp", "fn-emf", 7))
+	sendDatagrams(t, "udp", l.Addr("emf"), `{"_aws":{"CloudWatchMetrics":[]},"x":1}`)
+	sendDatagrams(t, "tcp", l.Addr("emf"), emfDoc("emf.tcp", "fn-emf", 8)+"\n")
 	// An EMF document printed by a function, arriving as a log line.
-	if code, body := lmPost(t, l, "/logs", []byte(emfDoc("emf.log", "fn-emf", 9)+"\n"), nil); code/100 != 2 {
+	if code, body := postAPI(t, l, "/logs", []byte(emfDoc("emf.log", "fn-emf", 9)+"\n"), nil); code/100 != 2 {
 		t.Fatalf("POST /logs: %d %s", code, body)
 	}
 	in := lmWait(t, l, "EMF points from the agent", func(it []lmItem) bool {
@@ -365,18 +334,18 @@ func TestCWLogsSubscription(t *testing.T) {
 	l := newLogsLes(t, "")
 	l.Start()
 	raw := cwPayload(t, "DATA_MESSAGE", "START RequestId: "+reqID+" Version: $LATEST\n", reportLine(40)+"\n")
-	if code, body := lmPost(t, l, "/cwlogs", raw, nil); code != 200 || !strings.Contains(body, `"accepted":2`) {
+	if code, body := postAPI(t, l, "/cwlogs", raw, nil); code != 200 || !strings.Contains(body, `"accepted":2`) {
 		t.Fatalf("POST /cwlogs gzip: %d %s", code, body)
 	}
 	env, _ := json.Marshal(map[string]any{"awslogs": map[string]string{
 		"data": base64.StdEncoding.EncodeToString(cwPayload(t, "DATA_MESSAGE", reportLine(60)))}})
-	if code, body := lmPost(t, l, "/cwlogs", env, nil); code != 200 || !strings.Contains(body, `"accepted":1`) {
+	if code, body := postAPI(t, l, "/cwlogs", env, nil); code != 200 || !strings.Contains(body, `"accepted":1`) {
 		t.Fatalf("POST /cwlogs envelope: %d %s", code, body)
 	}
-	if code, body := lmPost(t, l, "/cwlogs", cwPayload(t, "CONTROL_MESSAGE", "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."), nil); code != 200 || !strings.Contains(body, `"accepted":0`) {
+	if code, body := postAPI(t, l, "/cwlogs", cwPayload(t, "CONTROL_MESSAGE", "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."), nil); code != 200 || !strings.Contains(body, `"accepted":0`) {
 		t.Fatalf("POST /cwlogs control: %d %s", code, body)
 	}
-	if code, body := lmPost(t, l, "/cwlogs", []byte("!!not base64!!"), nil); code != 400 || !strings.Contains(body, "bad_base64") {
+	if code, body := postAPI(t, l, "/cwlogs", []byte("!!not base64!!"), nil); code != 400 || !strings.Contains(body, "bad_base64") {
 		t.Fatalf("POST /cwlogs garbage: %d %s", code, body)
 	}
 	derived := lmWait(t, l, "metrics from the subscription", func(it []lmItem) bool {
@@ -407,11 +376,11 @@ func TestTelemetryPlatformReport(t *testing.T) {
    "metrics":{"durationMs":3000.5,"billedDurationMs":3001,"memorySizeMB":256,"maxMemoryUsedMB":90,"initDurationMs":120}}},
  {"time":"` + now + `","type":"platform.bogus","record":{}}
 ]`
-	code, body := lmPost(t, l, "/telemetry?source=fn-tel", []byte(batch), map[string]string{"Content-Type": "application/json"})
+	code, body := postAPI(t, l, "/telemetry?source=fn-tel", []byte(batch), map[string]string{"Content-Type": "application/json"})
 	if code != 200 || !strings.Contains(body, `"unknown_event_type":1`) {
 		t.Fatalf("POST /telemetry: %d %s", code, body)
 	}
-	if code, body := lmPost(t, l, "/telemetry", []byte("not json"), nil); code != 400 {
+	if code, body := postAPI(t, l, "/telemetry", []byte("not json"), nil); code != 400 {
 		t.Fatalf("POST /telemetry garbage: %d %s", code, body)
 	}
 	items := lmWait(t, l, "telemetry metrics", func(it []lmItem) bool {

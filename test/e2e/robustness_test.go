@@ -59,9 +59,9 @@ sinks:
 		t.Fatal(err)
 	}
 	// A body that says gzip but is not.
-	resp, body := postReport(t, l, "", []byte("plain.text 1 source=s\n"), map[string]string{"Content-Encoding": "gzip"})
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "gzip") {
-		t.Errorf("lying gzip body: %d %s", resp.StatusCode, body)
+	status, body := postAPI(t, l, "/report", []byte("plain.text 1 source=s\n"), map[string]string{"Content-Encoding": "gzip"})
+	if status != http.StatusBadRequest || !strings.Contains(body, "gzip") {
+		t.Errorf("lying gzip body: %d %s", status, body)
 	}
 
 	items := byName(parseItems(t, l.Tail(3)))
@@ -158,9 +158,9 @@ sinks:
 		for i := range per {
 			fmt.Fprintf(&b, "kill.test %d source=p%d\n", i, p)
 		}
-		resp, body := postReport(t, l, "?f=wavefront", []byte(b.String()), nil)
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("post %d: %d %s", p, resp.StatusCode, body)
+		status, body := postAPI(t, l, "/report?f=wavefront", []byte(b.String()), nil)
+		if status != http.StatusAccepted {
+			t.Fatalf("post %d: %d %s", p, status, body)
 		}
 	}
 	l.Kill() // right after the last 2xx
@@ -180,17 +180,17 @@ func TestBearerToken(t *testing.T) {
 	l := NewLes(t, "")
 	l.Config = strings.Replace(l.Config, "  http: { listen:", "  http: { token: s3cret, listen:", 1)
 	l.Start()
-	resp, _ := postReport(t, l, "", []byte("a 1 source=s\n"), nil)
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("no token: %d, want 401", resp.StatusCode)
+	status, _ := postAPI(t, l, "/report", []byte("a 1 source=s\n"), nil)
+	if status != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", status)
 	}
-	resp, _ = postReport(t, l, "", []byte("a 1 source=s\n"), map[string]string{"Authorization": "Bearer wrong"})
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("wrong token: %d, want 401", resp.StatusCode)
+	status, _ = postAPI(t, l, "/report", []byte("a 1 source=s\n"), map[string]string{"Authorization": "Bearer wrong"})
+	if status != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d, want 401", status)
 	}
-	resp, _ = postReport(t, l, "", []byte("a 1 source=s\n"), map[string]string{"Authorization": "Bearer s3cret"})
-	if resp.StatusCode != http.StatusAccepted {
-		t.Errorf("right token: %d, want 202", resp.StatusCode)
+	status, _ = postAPI(t, l, "/report", []byte("a 1 source=s\n"), map[string]string{"Authorization": "Bearer s3cret"})
+	if status != http.StatusAccepted {
+		t.Errorf("right token: %d, want 202", status)
 	}
 	if strings.Contains(l.Output(), "s3cret") {
 		t.Errorf("the token appears in les' output")
