@@ -74,7 +74,7 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "les %s is up\n", version)
 		fmt.Fprintf(stdout, "  data:     %s\n", info.DataDir)
 		fmt.Fprintf(stdout, "  stream:   %s (les tail --url %s)\n", info.StreamURL, info.StreamURL)
-		fmt.Fprintf(stdout, "  http:     http://%s  (/report, /metrics, /healthz)\n", info.HTTP)
+		fmt.Fprintf(stdout, "  http:     http://%s  (/report, /logs, /cwlogs, /telemetry, /query, /metrics, /healthz)\n", info.HTTP)
 		fmt.Fprintln(stdout, "  listeners:")
 		for _, l := range info.Listeners {
 			fmt.Fprintf(stdout, "    %s\n", l)
