@@ -20,8 +20,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/les-streams/les/internal/format/jsonscan"
 	"github.com/les-streams/les/internal/format/logline"
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
 	"github.com/les-streams/les/internal/model"
 )
 

@@ -13,8 +13,8 @@ package emf
 import (
 	"bytes"
 
+	"github.com/les-streams/les/internal/format/jsonscan"
 	"github.com/les-streams/les/internal/format/logline"
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
 	"github.com/les-streams/les/internal/model"
 )
 

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"strconv"
 
+	"github.com/les-streams/les/internal/format/jsonscan"
 	"github.com/les-streams/les/internal/format/logline"
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
 	"github.com/les-streams/les/internal/model"
 )
 

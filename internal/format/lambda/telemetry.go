@@ -4,8 +4,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/les-streams/les/internal/format/jsonscan"
 	"github.com/les-streams/les/internal/format/logline"
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
 	"github.com/les-streams/les/internal/model"
 )
 

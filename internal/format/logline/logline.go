@@ -12,7 +12,7 @@ import (
 	"bytes"
 	"unicode/utf8"
 
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
+	"github.com/les-streams/les/internal/format/jsonscan"
 	"github.com/les-streams/les/internal/model"
 )
 

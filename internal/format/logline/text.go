@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/les-streams/les/internal/format/logline/jsonscan"
+	"github.com/les-streams/les/internal/format/jsonscan"
 )
 
 // Text is the result of ParseText. RequestID, Level and Message alias the

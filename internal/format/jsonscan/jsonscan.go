@@ -1,13 +1,10 @@
 // Package jsonscan is a small allocation-free JSON scanner shared by the
-// logline, emf and lambda decoders. It validates while it scans, never
+// logline, emf, lambda and cwlogs decoders. It validates while it scans, never
 // recurses deeper than MaxDepth and never panics on any input.
 //
 // Every []byte it returns is a sub-slice of the caller's input; Alias turns
 // such a slice into a string that shares the input's memory, so the input
 // must not be modified while those strings are in use.
-//
-// It lives under internal/format/logline only because of package ownership;
-// it has no logline-specific behaviour.
 package jsonscan
 
 import (
