@@ -105,12 +105,17 @@ type Batcher struct {
 	open   map[openKey]*openBatch
 	queue  chan sealed
 	pool   sync.Pool
-	closed bool
+	closed bool // b.mu; set by the drain, after which Add drops (counted)
+	// sending counts Adds and Flushes that cut batches before the drain
+	// and have not queued them yet; the drain waits for them before it
+	// closes the queue.
+	sending sync.WaitGroup
 
 	publishedRecords *metrics.Counter
 	publishedBytes   *metrics.Counter
 	publishedItems   *metrics.Counter
 	publishErrors    *metrics.Counter
+	droppedItems     *metrics.Counter
 	queued           atomic.Int64
 }
 
@@ -146,6 +151,7 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 		publishedBytes:   reg.Counter("les_stream_published_bytes_total"),
 		publishedItems:   reg.Counter("les_stream_published_items_total"),
 		publishErrors:    reg.Counter("les_stream_publish_errors_total"),
+		droppedItems:     reg.Counter("les_ingest_dropped_items_total"),
 	}
 	reg.Gauge("les_ingest_queued_batches", func() float64 { return float64(b.queued.Load()) })
 	return b, nil
@@ -178,13 +184,19 @@ func (b *Batcher) partition(s1, s2 string) int {
 }
 
 // Add encodes every accepted item of batch. It may block while the publish
-// queue is full. The batch is not kept.
+// queue is full. The batch is not kept. After Run has begun its drain,
+// the items are dropped and counted in les_ingest_dropped_items_total.
 func (b *Batcher) Add(batch *model.Batch) {
 	if batch.Len() == 0 {
 		return
 	}
 	var full []sealed
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.droppedItems.Add(batch.Len())
+		return
+	}
 	for i := range batch.Metrics {
 		m := &batch.Metrics[i]
 		ob := b.get(metricOrigin(m), wire.SignalMetrics, b.partition(m.Name, m.Source))
@@ -209,10 +221,7 @@ func (b *Batcher) Add(batch *model.Batch) {
 		ob.enc.AppendSpan(s)
 		full = b.cutIfFull(full, ob)
 	}
-	b.mu.Unlock()
-	for _, s := range full {
-		b.enqueue(s)
-	}
+	b.enqueueAll(full)
 }
 
 // metricOrigin: raw input of the rollup goes to its own subjects, so the
@@ -256,26 +265,43 @@ func (b *Batcher) cutIfFull(full []sealed, ob *openBatch) []sealed {
 	return full
 }
 
-func (b *Batcher) enqueue(s sealed) {
-	b.queued.Add(1)
-	b.queue <- s
+// enqueueAll unlocks b.mu (held, b.closed false) and queues full; the
+// drain does not close the queue before it is done.
+func (b *Batcher) enqueueAll(full []sealed) {
+	if len(full) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.sending.Add(1)
+	b.mu.Unlock()
+	defer b.sending.Done()
+	for _, s := range full {
+		b.queued.Add(1)
+		b.queue <- s
+	}
 }
 
 // Flush closes every open batch older than age (0: all of them).
 func (b *Batcher) Flush(age time.Duration) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.enqueueAll(b.cut(age))
+}
+
+// cut takes every open batch older than age out of b.open. b.mu held.
+func (b *Batcher) cut(age time.Duration) []sealed {
 	now := time.Now()
 	var full []sealed
-	b.mu.Lock()
 	for _, ob := range b.open {
 		if ob.enc != nil && ob.enc.Count() > 0 && now.Sub(ob.opened) >= age {
 			full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 			ob.enc = nil
 		}
 	}
-	b.mu.Unlock()
-	for _, s := range full {
-		b.enqueue(s)
-	}
+	return full
 }
 
 // Run flushes batches on time and publishes them until ctx is cancelled;
@@ -303,11 +329,17 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 		}
 		break
 	}
-	// Drain: flush what is open, close the queue, let publishers finish.
-	b.Flush(0)
+	// Drain: refuse further Adds, queue what is open and what concurrent
+	// Adds cut, close the queue, let publishers finish.
 	b.mu.Lock()
 	b.closed = true
+	full := b.cut(0)
 	b.mu.Unlock()
+	for _, s := range full {
+		b.queued.Add(1)
+		b.queue <- s
+	}
+	b.sending.Wait()
 	close(b.queue)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
