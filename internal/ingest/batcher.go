@@ -384,10 +384,15 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 }
 
 // PublishNow encodes and publishes the items of batch synchronously (used
-// by HTTP intake, whose 2xx promises durability).
+// by HTTP intake, whose 2xx promises durability). It gives up after
+// PublishTimeout, so a caller whose ctx has no deadline (an HTTP request)
+// is answered rather than held while the stream is unavailable.
 func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
 	for _, r := range encodeRecords(batch, stream.OriginIngest, stream.OriginAgg) {
 		if _, _, err := b.publish(ctx, nil, r); err != nil {
+			b.publishErrors.Inc()
 			return err
 		}
 	}
