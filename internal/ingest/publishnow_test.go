@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
 )
 
 // stuckStream never takes a record: Publish waits for its context.
