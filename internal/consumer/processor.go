@@ -53,6 +53,11 @@ type ProcConfig struct {
 	// Batch is the most records per fetch (default 16: records are up to
 	// max_batch_bytes each, and a fetched batch is held in memory).
 	Batch int
+	// MaxRecordBytes bounds the uncompressed body of one emitted record
+	// (default 1 MiB, the ingest batch default): a tick that closes many
+	// windows is split into several records, each below the stream's
+	// message size limit.
+	MaxRecordBytes int
 	// Now is the clock (default time.Now().UnixNano).
 	Now func() int64
 }
@@ -99,6 +104,9 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 	}
 	if cfg.Now == nil {
 		cfg.Now = func() int64 { return time.Now().UnixNano() }
+	}
+	if cfg.MaxRecordBytes <= 0 {
+		cfg.MaxRecordBytes = 1 << 20
 	}
 	h := fnv.New64a()
 	h.Write([]byte("les-processor/" + cfg.Name))
@@ -220,6 +228,21 @@ func (r *ProcRunner) encodeOutbox() error {
 		enc    *wire.Encoder
 	}
 	var parts []part
+	// finish moves an encoder's items into the outbox as one record.
+	finish := func(origin string, enc *wire.Encoder) error {
+		r.ck.emitSeq++
+		data, err := enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
+		if err != nil {
+			return err
+		}
+		h, _ := wire.ParseHeader(data)
+		r.ck.outbox = append(r.ck.outbox, stream.Record{
+			Subject: stream.Subject(origin, enc.Signal(), 0), ID: h.ID(), Data: data,
+		})
+		r.emitted.Add(enc.Count())
+		enc.Reset()
+		return nil
+	}
 	get := func(origin string, sig wire.Signal) *wire.Encoder {
 		for _, p := range parts {
 			if p.origin == origin && p.enc.Signal() == sig {
@@ -229,6 +252,13 @@ func (r *ProcRunner) encodeOutbox() error {
 		e := wire.NewEncoder(sig)
 		parts = append(parts, part{origin, e})
 		return e
+	}
+	// full finishes enc's record once it reaches MaxRecordBytes.
+	full := func(origin string, enc *wire.Encoder) error {
+		if enc.Size() < r.cfg.MaxRecordBytes {
+			return nil
+		}
+		return finish(origin, enc)
 	}
 	agg := r.cfg.AggOrigin
 	if agg == "" {
@@ -240,30 +270,70 @@ func (r *ProcRunner) encodeOutbox() error {
 		if m.Aggregated() {
 			o = agg
 		}
-		get(o, wire.SignalMetrics).AppendMetric(m)
-	}
-	for i := range r.out.Dists {
-		get(agg, wire.SignalDistributions).AppendDistribution(&r.out.Dists[i])
-	}
-	for i := range r.out.Logs {
-		get(r.cfg.Origin, wire.SignalLogs).AppendLog(&r.out.Logs[i])
-	}
-	for i := range r.out.Spans {
-		get(r.cfg.Origin, wire.SignalSpans).AppendSpan(&r.out.Spans[i])
-	}
-	for _, p := range parts {
-		r.ck.emitSeq++
-		data, err := p.enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
-		if err != nil {
+		e := get(o, wire.SignalMetrics)
+		if e.Size()+metricSizeHint(m) > r.cfg.MaxRecordBytes && e.Count() > 0 {
+			if err := finish(o, e); err != nil {
+				return err
+			}
+		}
+		e.AppendMetric(m)
+		if err := full(o, e); err != nil {
 			return err
 		}
-		h, _ := wire.ParseHeader(data)
-		r.ck.outbox = append(r.ck.outbox, stream.Record{
-			Subject: stream.Subject(p.origin, p.enc.Signal(), 0), ID: h.ID(), Data: data,
-		})
-		r.emitted.Add(p.enc.Count())
+	}
+	for i := range r.out.Dists {
+		d := &r.out.Dists[i]
+		e := get(agg, wire.SignalDistributions)
+		if e.Size()+distSizeHint(d) > r.cfg.MaxRecordBytes && e.Count() > 0 {
+			if err := finish(agg, e); err != nil {
+				return err
+			}
+		}
+		e.AppendDistribution(d)
+		if err := full(agg, e); err != nil {
+			return err
+		}
+	}
+	for i := range r.out.Logs {
+		e := get(r.cfg.Origin, wire.SignalLogs)
+		e.AppendLog(&r.out.Logs[i])
+		if err := full(r.cfg.Origin, e); err != nil {
+			return err
+		}
+	}
+	for i := range r.out.Spans {
+		e := get(r.cfg.Origin, wire.SignalSpans)
+		e.AppendSpan(&r.out.Spans[i])
+		if err := full(r.cfg.Origin, e); err != nil {
+			return err
+		}
+	}
+	for _, p := range parts {
+		if p.enc.Count() > 0 {
+			if err := finish(p.origin, p.enc); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// metricSizeHint and distSizeHint over-estimate an item's encoded size, so
+// a record is finished before an item would take it past MaxRecordBytes.
+func metricSizeHint(m *model.Metric) int {
+	n := 64 + len(m.Name) + len(m.Source)
+	for _, t := range m.Tags {
+		n += 20 + len(t.Key) + len(t.Value)
+	}
+	return n
+}
+
+func distSizeHint(d *model.Distribution) int {
+	n := 96 + len(d.Name) + len(d.Source) + 20*len(d.Centroids) + 20*len(d.Quantiles)
+	for _, t := range d.Tags {
+		n += 20 + len(t.Key) + len(t.Value)
+	}
+	return n
 }
 
 func (r *ProcRunner) checkpointLocked() error {
