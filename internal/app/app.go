@@ -86,24 +86,38 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	go spool.Run(spoolCtx)
 
 	// Bind every socket before starting anything, so conflicts fail fast.
-	var listeners []runner
-	closeAll := func() {}
+	// Until intake starts, a return releases the sockets already bound.
+	var listeners, sockets []runner
+	var httpLn net.Listener
+	intakeStarted := false
+	defer func() {
+		if intakeStarted {
+			return
+		}
+		if httpLn != nil {
+			_ = httpLn.Close()
+		}
+		stopped, stop := context.WithCancel(context.Background())
+		stop()
+		for _, r := range sockets {
+			_ = r.Run(stopped) // with ctx done, Run closes the socket and returns
+		}
+	}()
 	for _, l := range cfg.Agent.Listeners {
 		r, addr, err := a.bind(l, batcher)
 		if err != nil {
-			closeAll()
 			return err
 		}
-		listeners = append(listeners, r)
+		sockets = append(sockets, r)
 		info.Listeners = append(info.Listeners, fmt.Sprintf("%-16s %-8s %s", l.Format, l.Transport, addr))
 	}
+	listeners = append(listeners, sockets...)
 	inputs, err := a.inputRunners(batcher, &info)
 	if err != nil {
-		closeAll()
 		return err
 	}
 	listeners = append(listeners, inputs...)
-	httpLn, err := net.Listen("tcp", cfg.Agent.HTTP.Listen)
+	httpLn, err = net.Listen("tcp", cfg.Agent.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Agent.HTTP.Listen, err)
 	}
@@ -214,6 +228,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	inCtx, cancelIn := context.WithCancel(ctx)
 	defer cancelIn()
 	var inWG sync.WaitGroup
+	intakeStarted = true
 	for _, r := range listeners {
 		inWG.Add(1)
 		go func() {
