@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +82,7 @@ type Counts struct {
 	Batches     uint64 // Sends that wrote their lines
 	Items       uint64 // lines written
 	SkippedLogs uint64 // logs dropped: the format has no logs
-	Invalid     uint64 // items dropped: non-finite metric value, distribution without centroids, or a line break in a string
+	Invalid     uint64 // items dropped: non-finite metric value, distribution without centroids, or a string with a line break or a trailing backslash
 	Dials       uint64 // connections opened
 	WriteErrors uint64 // failed writes (the connection was then closed)
 }
@@ -194,14 +195,16 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 	n := 0
 	for i := range b.Metrics {
-		if !model.IsFinite(b.Metrics[i].Value) {
+		m := &b.Metrics[i]
+		if !model.IsFinite(m.Value) || !quotable(m.Name) || !quotable(m.Source) || !quotableTags(m.Tags) {
 			s.counts.Invalid++
 			continue
 		}
 		dst = s.keep(wavefront.AppendMetric(dst, &b.Metrics[i]), len(dst), &n)
 	}
 	for i := range b.Dists {
-		if len(b.Dists[i].Centroids) == 0 {
+		d := &b.Dists[i]
+		if len(d.Centroids) == 0 || !quotable(d.Name) || !quotable(d.Source) || !quotableTags(d.Tags) {
 			s.counts.Invalid++
 			continue
 		}
@@ -210,6 +213,12 @@ func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 	for i := range b.Spans {
 		if s.trace != nil {
 			break // sent on the trace connection
+		}
+		sp := &b.Spans[i]
+		if !quotable(sp.Name) || !quotable(sp.Source) || !quotable(sp.SpanID) || !quotable(sp.TraceID) ||
+			!quotable(sp.ParentID) || !quotableTags(sp.Tags) {
+			s.counts.Invalid++
+			continue
 		}
 		dst = s.keep(wavefront.AppendSpan(dst, &b.Spans[i]), len(dst), &n)
 	}
@@ -228,6 +237,21 @@ func (s *Sink) keep(out []byte, start int, n *int) []byte {
 	}
 	*n++
 	return out
+}
+
+// quotable reports whether s survives the line format's quoting: a
+// trailing backslash would escape the closing quote (`"x\"`), so the
+// receiver would read the following fields as part of s and could take text
+// of a later field for a field of its own.
+func quotable(s string) bool { return !strings.HasSuffix(s, `\`) }
+
+func quotableTags(t model.Tags) bool {
+	for _, tag := range t {
+		if !quotable(tag.Key) || !quotable(tag.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Sink) dial(ctx context.Context) error {
