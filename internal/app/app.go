@@ -243,7 +243,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if rollupRun != nil {
 		mux.Handle("/query", queryHandler(rollupRun, rollupP))
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: cfg.Agent.HTTP.ReadTimeout, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err

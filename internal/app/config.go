@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -58,6 +59,9 @@ type HTTPConfig struct {
 	Token string `yaml:"token"`
 	// MaxBody bounds a request body in bytes (default 16 MiB).
 	MaxBody int64 `yaml:"max_body"`
+	// ReadTimeout bounds reading one request, body included (default 1m),
+	// so slow or stalled clients do not hold connections and buffers.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // ListenerConfig is one socket.
@@ -137,6 +141,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Agent.HTTP.Listen == "" {
 		c.Agent.HTTP.Listen = "127.0.0.1:2880"
+	}
+	if c.Agent.HTTP.ReadTimeout == 0 {
+		c.Agent.HTTP.ReadTimeout = time.Minute
+	}
+	if c.Agent.HTTP.ReadTimeout < 0 {
+		errs = append(errs, c.errAt("read_timeout must be positive", "agent", "http", "read_timeout"))
 	}
 	if err := c.Agent.Batch.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "agent", "batch"))
