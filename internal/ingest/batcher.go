@@ -71,8 +71,8 @@ func (c *BatchConfig) Validate() error {
 	if _, err := wire.ParseCompression(c.Compression); err != nil {
 		return err
 	}
-	if c.FlushInterval < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 || c.Partitions < 1 {
-		return errors.New("batch: flush_interval must be positive, max_batch_bytes ≥ 1024, queue_batches, publishers and partitions ≥ 1")
+	if c.FlushInterval < 0 || c.PublishTimeout < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 || c.Partitions < 1 {
+		return errors.New("batch: flush_interval and publish_timeout must be positive, max_batch_bytes ≥ 1024, queue_batches, publishers and partitions ≥ 1")
 	}
 	if c.MaxBatchBytes > 4<<20 {
 		return errors.New("batch: max_batch_bytes must be at most 4 MiB (stream message size)")
