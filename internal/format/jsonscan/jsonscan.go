@@ -8,6 +8,8 @@
 package jsonscan
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -174,6 +176,30 @@ func skip(b []byte, i, depth int) (int, bool) {
 	return i, false
 }
 
+// ScanLiteral reports whether b[i:] starts with s (such as "true", "false" or
+// "null") and returns the index just after it.
+func ScanLiteral(b []byte, i int, s string) (next int, ok bool) {
+	return lit(b, i, s)
+}
+
+// ScanNumber scans the JSON number starting at b[i] and returns the index just
+// after it; ok is false if b[i:] does not start with a valid number. The
+// byte after the number is not checked.
+func ScanNumber(b []byte, i int) (next int, ok bool) {
+	return number(b, i)
+}
+
+// ScanString scans the JSON string starting at b[i] == '"' and validates it.
+// raw is its body without the quotes (aliasing b); escaped reports whether
+// raw contains backslash escapes (see Unescape); next is the index just after
+// the closing quote.
+func ScanString(b []byte, i int) (raw []byte, escaped bool, next int, ok bool) {
+	if i < 0 || i >= len(b) || b[i] != '"' {
+		return nil, false, i, false
+	}
+	return str(b, i)
+}
+
 func lit(b []byte, i int, s string) (int, bool) {
 	if len(b)-i >= len(s) && string(b[i:i+len(s)]) == s {
 		return i + len(s), true
@@ -228,6 +254,9 @@ func number(b []byte, i int) (int, bool) {
 func str(b []byte, i int) (raw []byte, escaped bool, next int, ok bool) {
 	start := i + 1
 	for j := start; j < len(b); j++ {
+		if j = nextSpecial(b, j); j >= len(b) {
+			break
+		}
 		switch c := b[j]; {
 		case c == '"':
 			return b[start:j], escaped, j + 1, true
@@ -252,6 +281,32 @@ func str(b []byte, i int) (raw []byte, escaped bool, next int, ok bool) {
 		}
 	}
 	return nil, false, len(b), false
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// nextSpecial returns the index of the first quote, backslash or control
+// character at or after b[j], or len(b): the bytes str must look at. It tests
+// 8 bytes at a time (SWAR): a byte is zero, or below n, exactly when
+// subtracting ones (or n) from it borrows into its bit 7, and the lowest
+// flagged byte is always a true hit because borrows only move upwards.
+func nextSpecial(b []byte, j int) int {
+	for len(b)-j >= 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		q := x ^ (ones * '"')
+		s := x ^ (ones * '\\')
+		if m := ((q-ones)&^q | (s-ones)&^s | (x-ones*0x20)&^x) & highs; m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+		j += 8
+	}
+	for j < len(b) && b[j] >= 0x20 && b[j] != '"' && b[j] != '\\' {
+		j++
+	}
+	return j
 }
 
 func isHex4(h []byte) bool {
@@ -396,6 +451,52 @@ func Int(v []byte) (int64, bool) {
 	return int64(f), true
 }
 
+// container is the position of an iteration over an object or array.
+type container struct {
+	b       []byte
+	i       int // index after the opening bracket or the last item
+	started bool
+	done    bool
+	err     bool
+}
+
+func open(v []byte, bracket byte) container {
+	c := container{b: v, i: 1}
+	if len(v) == 0 || v[0] != bracket {
+		c.done, c.err = true, true
+	}
+	return c
+}
+
+// item returns the index of the next item, after the separating comma if
+// one is due, or false at the closing bracket (where anything but trailing
+// space is an error) and on malformed input.
+func (c *container) item(closing byte) (int, bool) {
+	if c.done {
+		return 0, false
+	}
+	b := c.b
+	i := SkipSpace(b, c.i)
+	if i < len(b) && b[i] == closing {
+		c.done = true
+		c.err = SkipSpace(b, i+1) != len(b)
+		return 0, false
+	}
+	if c.started {
+		if i >= len(b) || b[i] != ',' {
+			return 0, c.fail()
+		}
+		i = SkipSpace(b, i+1)
+	}
+	c.started = true
+	return i, true
+}
+
+func (c *container) fail() bool {
+	c.done, c.err = true, true
+	return false
+}
+
 // MemberIter iterates over the members of a JSON object:
 //
 //	it := jsonscan.Members(v)
@@ -405,11 +506,7 @@ func Int(v []byte) (int64, bool) {
 // Key is the raw key (KeyEscaped says whether it has escapes) and Val the
 // member's value bytes; both alias v.
 type MemberIter struct {
-	b          []byte
-	i          int
-	started    bool
-	done       bool
-	err        bool
+	c          container
 	Key        []byte
 	KeyEscaped bool
 	Val        []byte
@@ -418,75 +515,38 @@ type MemberIter struct {
 // Members returns an iterator over the object v. If v is not an object the
 // first Next returns false and Err reports true.
 func Members(v []byte) MemberIter {
-	it := MemberIter{b: v}
-	if len(v) == 0 || v[0] != '{' {
-		it.done, it.err = true, true
-	}
-	return it
+	return MemberIter{c: open(v, '{')}
 }
 
 // Next advances to the next member.
 func (it *MemberIter) Next() bool {
-	if it.done {
+	i, ok := it.c.item('}')
+	if !ok {
 		return false
 	}
-	b := it.b
-	var i int
-	if !it.started {
-		it.started = true
-		i = SkipSpace(b, 1)
-		if i < len(b) && b[i] == '}' {
-			it.done = true
-			return it.finish(i + 1)
-		}
-	} else {
-		i = SkipSpace(b, it.i)
-		if i >= len(b) {
-			return it.fail()
-		}
-		if b[i] == '}' {
-			it.done = true
-			return it.finish(i + 1)
-		}
-		if b[i] != ',' {
-			return it.fail()
-		}
-		i = SkipSpace(b, i+1)
-	}
+	b := it.c.b
 	if i >= len(b) || b[i] != '"' {
-		return it.fail()
+		return it.c.fail()
 	}
 	key, esc, next, ok := str(b, i)
 	if !ok {
-		return it.fail()
+		return it.c.fail()
 	}
 	i = SkipSpace(b, next)
 	if i >= len(b) || b[i] != ':' {
-		return it.fail()
+		return it.c.fail()
 	}
 	i = SkipSpace(b, i+1)
 	end, ok := skip(b, i, 1)
 	if !ok {
-		return it.fail()
+		return it.c.fail()
 	}
-	it.Key, it.KeyEscaped, it.Val, it.i = key, esc, b[i:end], end
+	it.Key, it.KeyEscaped, it.Val, it.c.i = key, esc, b[i:end], end
 	return true
 }
 
-func (it *MemberIter) finish(end int) bool {
-	if SkipSpace(it.b, end) != len(it.b) {
-		it.err = true
-	}
-	return false
-}
-
-func (it *MemberIter) fail() bool {
-	it.done, it.err = true, true
-	return false
-}
-
 // Err reports whether the object was malformed.
-func (it *MemberIter) Err() bool { return it.err }
+func (it *MemberIter) Err() bool { return it.c.err }
 
 // KeyIs reports whether the current key equals s (escaped keys are
 // compared after unescaping, which allocates).
@@ -508,70 +568,31 @@ func (it *MemberIter) KeyString() string {
 
 // ElemIter iterates over the elements of a JSON array; Val aliases the input.
 type ElemIter struct {
-	b       []byte
-	i       int
-	started bool
-	done    bool
-	err     bool
-	Val     []byte
+	c   container
+	Val []byte
 }
 
 // Elems returns an iterator over the array v.
 func Elems(v []byte) ElemIter {
-	it := ElemIter{b: v}
-	if len(v) == 0 || v[0] != '[' {
-		it.done, it.err = true, true
-	}
-	return it
+	return ElemIter{c: open(v, '[')}
 }
 
 // Next advances to the next element.
 func (it *ElemIter) Next() bool {
-	if it.done {
-		return false
-	}
-	b := it.b
-	var i int
-	if !it.started {
-		it.started = true
-		i = SkipSpace(b, 1)
-		if i < len(b) && b[i] == ']' {
-			it.done = true
-			if SkipSpace(b, i+1) != len(b) {
-				it.err = true
-			}
-			return false
-		}
-	} else {
-		i = SkipSpace(b, it.i)
-		if i >= len(b) {
-			it.done, it.err = true, true
-			return false
-		}
-		if b[i] == ']' {
-			it.done = true
-			if SkipSpace(b, i+1) != len(b) {
-				it.err = true
-			}
-			return false
-		}
-		if b[i] != ',' {
-			it.done, it.err = true, true
-			return false
-		}
-		i = SkipSpace(b, i+1)
-	}
-	end, ok := skip(b, i, 1)
+	i, ok := it.c.item(']')
 	if !ok {
-		it.done, it.err = true, true
 		return false
 	}
-	it.Val, it.i = b[i:end], end
+	end, ok := skip(it.c.b, i, 1)
+	if !ok {
+		return it.c.fail()
+	}
+	it.Val, it.c.i = it.c.b[i:end], end
 	return true
 }
 
 // Err reports whether the array was malformed.
-func (it *ElemIter) Err() bool { return it.err }
+func (it *ElemIter) Err() bool { return it.c.err }
 
 // UnescapeInPlace unescapes the validated string body raw over itself and
 // returns the shortened slice. Unescaping never grows a string, so the

@@ -75,3 +75,46 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+func TestNextSpecial(t *testing.T) {
+	naive := func(b []byte, j int) int {
+		for j < len(b) && b[j] >= 0x20 && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		return j
+	}
+	// Every byte value at every position of a 20-byte run, over a background
+	// of bytes just above and below the thresholds.
+	for _, bg := range []byte{'a', 0x20, 0x21, '"' + 1, '\\' + 1, 0x7f, 0x80, 0xff} {
+		for pos := range 20 {
+			for c := range 256 {
+				b := make([]byte, 20)
+				for k := range b {
+					b[k] = bg
+				}
+				b[pos] = byte(c)
+				for j := range 3 {
+					if got, want := nextSpecial(b, j), naive(b, j); got != want {
+						t.Fatalf("nextSpecial(%q, %d) = %d, want %d", b, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestScanString(t *testing.T) {
+	b := []byte(`x"a\"b\u00e9 long enough to take the word path",1`)
+	raw, esc, next, ok := ScanString(b, 1)
+	if !ok || !esc || string(raw) != `a\"b\u00e9 long enough to take the word path` || b[next] != ',' {
+		t.Fatalf("ScanString = %q %v %d %v", raw, esc, next, ok)
+	}
+	for _, s := range []string{`x`, `"abc`, "\"0123456789\x01\"", `"\q"`, `"\u12"`} {
+		if _, _, _, ok := ScanString([]byte(s), 0); ok {
+			t.Errorf("ScanString(%q) ok", s)
+		}
+	}
+	if _, _, _, ok := ScanString(b, 99); ok {
+		t.Error("ScanString past the end ok")
+	}
+}

@@ -1,9 +1,9 @@
 package pattern
 
 import (
-	"bytes"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/les-streams/les/internal/format/jsonscan"
 )
 
 type stepKind uint8
@@ -111,82 +111,62 @@ func parsePath(s string, pos int) ([]step, bool, error) {
 	return steps, wild, nil
 }
 
-func jsonWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
+// skipValue returns the index after the value starting at b[i] (after
+// whitespace), or -1. Strings, numbers and literals are scanned (and
+// validated) by jsonscan; objects and arrays are skipped by bracket counting
+// only, at any depth, and left to validJSON.
+func skipValue(b []byte, i int) int {
+	i = jsonscan.SkipSpace(b, i)
+	if i >= len(b) {
+		return -1
+	}
+	var ok bool
+	switch b[i] {
+	case '"':
+		_, _, i, ok = jsonscan.ScanString(b, i)
+	case '{', '[':
+		return skipContainer(b, i)
+	case 't':
+		i, ok = jsonscan.ScanLiteral(b, i, "true")
+	case 'f':
+		i, ok = jsonscan.ScanLiteral(b, i, "false")
+	case 'n':
+		i, ok = jsonscan.ScanLiteral(b, i, "null")
+	default:
+		i, ok = jsonscan.ScanNumber(b, i)
+	}
+	if !ok {
+		return -1
 	}
 	return i
 }
 
-// scanString returns the index after the closing quote of the string that
-// starts at b[i] == '"' and whether it contains escapes, or -1.
-func scanString(b []byte, i int) (int, bool) {
-	esc := false
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return -1, esc
-		}
-		q := j + k
-		if !esc && bytes.IndexByte(b[j:q], '\\') >= 0 {
-			esc = true
-		}
-		n := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q + 1, esc
-		}
-		j = q + 1
-	}
-}
-
-// skipValue returns the index after the value starting at b[i] (after
-// whitespace), or -1. It checks only structure; validate checks the rest.
-func skipValue(b []byte, i int) int {
-	i = jsonWS(b, i)
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		e, _ := scanString(b, i)
-		return e
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			case '"':
-				e, _ := scanString(b, j)
-				if e < 0 {
-					return -1
-				}
-				j = e - 1
+// skipContainer returns the index after the object or array at b[i], found
+// by bracket counting, or -1.
+func skipContainer(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
 			}
+		case '"':
+			_, _, e, ok := jsonscan.ScanString(b, j)
+			if !ok {
+				return -1
+			}
+			j = e - 1
 		}
-		return -1
 	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	if j == i {
-		return -1
-	}
-	return j
+	return -1
 }
 
 func (m *Matcher) matchJSON(line []byte) bool {
-	i := jsonWS(line, 0)
+	i := jsonscan.SkipSpace(line, 0)
 	if i >= len(line) || line[i] != '{' {
 		return false
 	}
@@ -227,7 +207,7 @@ func (m *Matcher) evalJSON(e *expr) bool {
 // node satisfied the test and whether any node was found; m.bad is set on
 // malformed JSON.
 func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found bool) {
-	i = jsonWS(b, i)
+	i = jsonscan.SkipSpace(b, i)
 	if i >= len(b) {
 		m.bad = true
 		return false, false
@@ -245,23 +225,22 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 		if st.kind != stKey && st.kind != stAnyKey {
 			return false, false
 		}
-		i = jsonWS(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 		if i < len(b) && b[i] == '}' {
 			return false, false
 		}
 		for {
-			i = jsonWS(b, i)
+			i = jsonscan.SkipSpace(b, i)
 			if i >= len(b) || b[i] != '"' {
 				m.bad = true
 				return false, found
 			}
-			ke, esc := scanString(b, i)
-			if ke < 0 {
+			key, esc, ke, ok := jsonscan.ScanString(b, i)
+			if !ok {
 				m.bad = true
 				return false, found
 			}
-			key := b[i+1 : ke-1]
-			i = jsonWS(b, ke)
+			i = jsonscan.SkipSpace(b, ke)
 			if i >= len(b) || b[i] != ':' {
 				m.bad = true
 				return false, found
@@ -281,7 +260,7 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 				m.bad = true
 				return false, found
 			}
-			i = jsonWS(b, i)
+			i = jsonscan.SkipSpace(b, i)
 			if i < len(b) && b[i] == ',' {
 				i++
 				continue
@@ -296,7 +275,7 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 		if st.kind != stIndex && st.kind != stAnyIndex && st.kind != stAnyKey {
 			return false, false
 		}
-		i = jsonWS(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return false, false
 		}
@@ -315,7 +294,7 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 				m.bad = true
 				return false, found
 			}
-			i = jsonWS(b, i)
+			i = jsonscan.SkipSpace(b, i)
 			if i < len(b) && b[i] == ',' {
 				i++
 				continue
@@ -334,9 +313,8 @@ func (m *Matcher) keyEq(raw []byte, esc bool, key string) bool {
 	if !esc {
 		return string(raw) == key
 	}
-	var ok bool
-	m.kbuf, ok = unescape(m.kbuf[:0], raw)
-	return ok && string(m.kbuf) == key
+	m.kbuf = jsonscan.Unescape(m.kbuf[:0], raw)
+	return string(m.kbuf) == key
 }
 
 // scalar returns the text of the scalar at b[i]: a string's unescaped
@@ -345,20 +323,16 @@ func (m *Matcher) keyEq(raw []byte, esc bool, key string) bool {
 func (m *Matcher) scalar(b []byte, i int) (text []byte, kind byte, ok bool) {
 	switch c := b[i]; c {
 	case '"':
-		e, esc := scanString(b, i)
-		if e < 0 {
+		raw, esc, _, ok := jsonscan.ScanString(b, i)
+		if !ok {
 			m.bad = true
 			return nil, c, false
 		}
-		raw := b[i+1 : e-1]
 		if !esc {
 			return raw, c, true
 		}
-		m.sbuf, ok = unescape(m.sbuf[:0], raw)
-		if !ok {
-			m.bad = true
-		}
-		return m.sbuf, c, ok
+		m.sbuf = jsonscan.Unescape(m.sbuf[:0], raw)
+		return m.sbuf, c, true
 	case '{', '[':
 		return nil, c, false
 	default:
@@ -387,152 +361,56 @@ func (m *Matcher) testNode(b []byte, i int, lf *leaf) bool {
 	return lf.v.matchText(text)
 }
 
-// unescape appends the decoded JSON string content raw to dst.
-func unescape(dst, raw []byte) ([]byte, bool) {
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' {
-			dst = append(dst, c)
-			continue
-		}
-		i++
-		if i >= len(raw) {
-			return dst, false
-		}
-		switch raw[i] {
-		case '"', '\\', '/':
-			dst = append(dst, raw[i])
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := hex4(raw, i+1)
-			if !ok {
-				return dst, false
-			}
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 && i+2 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
-				if r2, ok := hex4(raw, i+3); ok && r2 >= 0xDC00 && r2 < 0xE000 {
-					r = (r-0xD800)<<10 + (r2 - 0xDC00) + 0x10000
-					i += 6
-				}
-			}
-			if r >= 0xD800 && r < 0xE000 {
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
-			return dst, false
-		}
-	}
-	return dst, true
-}
-
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
-}
-
 // validJSON reports whether line is exactly one well-formed JSON object
-// (with optional surrounding whitespace).
+// (with optional surrounding whitespace). Unlike jsonscan.Valid it has no
+// depth limit: nesting is tracked on m.stack.
 func (m *Matcher) validJSON(b []byte) bool {
 	st := m.stack[:0]
 	defer func() { m.stack = st[:0] }()
-	i := jsonWS(b, 0)
+	i := jsonscan.SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
 	}
 	// States: expect value, after value.
 	expectValue := true
 	for {
-		i = jsonWS(b, i)
+		i = jsonscan.SkipSpace(b, i)
 		if i >= len(b) {
 			return false
 		}
 		c := b[i]
 		if expectValue {
-			switch {
-			case c == '{' || c == '[':
+			if c == '{' || c == '[' {
 				st = append(st, c)
-				i = jsonWS(b, i+1)
+				i = jsonscan.SkipSpace(b, i+1)
 				if i < len(b) && (c == '{' && b[i] == '}' || c == '[' && b[i] == ']') {
 					st = st[:len(st)-1]
 					i++
 					expectValue = false
-					break
-				}
-				if c == '{' {
-					if i = m.validKey(b, i); i < 0 {
+					if len(st) == 0 {
+						return jsonscan.SkipSpace(b, i) == len(b)
+					}
+				} else if c == '{' {
+					if i = validKey(b, i); i < 0 {
 						return false
 					}
 				}
 				continue
-			case c == '"':
-				e, esc := scanString(b, i)
-				if e < 0 || !validStringBody(b[i+1:e-1], esc) {
-					return false
-				}
-				i = e
-			case c == 't':
-				if !hasLit(b, i, "true") {
-					return false
-				}
-				i += 4
-			case c == 'f':
-				if !hasLit(b, i, "false") {
-					return false
-				}
-				i += 5
-			case c == 'n':
-				if !hasLit(b, i, "null") {
-					return false
-				}
-				i += 4
-			default:
-				e := skipValue(b, i)
-				if e < 0 || !validJSONNumber(b[i:e]) {
-					return false
-				}
-				i = e
+			}
+			// A scalar: skipValue validates strings, numbers and literals.
+			if i = skipValue(b, i); i < 0 {
+				return false
 			}
 			expectValue = false
-			if len(st) == 0 {
-				return jsonWS(b, i) == len(b)
-			}
 			continue
 		}
 		// After a value inside a container.
-		if len(st) == 0 {
-			return jsonWS(b, i) == len(b)
-		}
 		top := st[len(st)-1]
 		switch {
 		case c == ',':
 			i++
 			if top == '{' {
-				if i = m.validKey(b, jsonWS(b, i)); i < 0 {
+				if i = validKey(b, jsonscan.SkipSpace(b, i)); i < 0 {
 					return false
 				}
 			}
@@ -541,7 +419,7 @@ func (m *Matcher) validJSON(b []byte) bool {
 			st = st[:len(st)-1]
 			i++
 			if len(st) == 0 {
-				return jsonWS(b, i) == len(b)
+				return jsonscan.SkipSpace(b, i) == len(b)
 			}
 		default:
 			return false
@@ -550,90 +428,14 @@ func (m *Matcher) validJSON(b []byte) bool {
 }
 
 // validKey checks `"key" :` at b[i] and returns the index after the colon.
-func (m *Matcher) validKey(b []byte, i int) int {
-	if i >= len(b) || b[i] != '"' {
+func validKey(b []byte, i int) int {
+	_, _, e, ok := jsonscan.ScanString(b, i)
+	if !ok {
 		return -1
 	}
-	e, esc := scanString(b, i)
-	if e < 0 || !validStringBody(b[i+1:e-1], esc) {
-		return -1
-	}
-	i = jsonWS(b, e)
+	i = jsonscan.SkipSpace(b, e)
 	if i >= len(b) || b[i] != ':' {
 		return -1
 	}
 	return i + 1
-}
-
-func hasLit(b []byte, i int, lit string) bool {
-	return len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
-}
-
-func validStringBody(raw []byte, esc bool) bool {
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c < 0x20 {
-			return false
-		}
-		if c == '\\' {
-			i++
-			if i >= len(raw) {
-				return false
-			}
-			switch raw[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if _, ok := hex4(raw, i+1); !ok {
-					return false
-				}
-				i += 4
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func validJSONNumber(b []byte) bool {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	if i >= len(b) {
-		return false
-	}
-	if b[i] == '0' {
-		i++
-	} else if b[i] >= '1' && b[i] <= '9' {
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	} else {
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return false
-		}
-	}
-	return i == len(b)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -236,5 +237,18 @@ func TestAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { m.Match(hit) }); n != 0 {
 			t.Errorf("%s: %v allocs per matching line, want 0", c.pat, n)
 		}
+	}
+}
+
+// The JSON matcher has no nesting limit (unlike jsonscan.Valid, MaxDepth 64):
+// deep values are skipped and validated at any depth.
+func TestJSONDeepNesting(t *testing.T) {
+	deep := strings.Repeat(`{"x":[`, 100) + `1` + strings.Repeat(`]}`, 100)
+	m := MustCompile(`{ $.a = "b" }`).NewMatcher()
+	if !m.Match([]byte(`{"skip":` + deep + `,"a":"b","after":` + deep + `}`)) {
+		t.Error("deeply nested line did not match")
+	}
+	if m.Match([]byte(`{"skip":` + deep[:len(deep)-1] + `,"a":"b"}`)) {
+		t.Error("unbalanced deep line matched")
 	}
 }
