@@ -148,8 +148,9 @@ func open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger, cre
 	s.js = js
 	if !create {
 		if _, err := js.Stream(ctx, cfg.Name); err != nil {
+			url := nc.ConnectedUrlRedacted() // cfg.URL may carry a password
 			s.Close()
-			return nil, fmt.Errorf("stream: %s at %s: %w (is les running?)", cfg.Name, cfg.URL, err)
+			return nil, fmt.Errorf("stream: %s at %s: %w (is les running?)", cfg.Name, url, err)
 		}
 		return s, nil
 	}
