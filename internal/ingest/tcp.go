@@ -101,8 +101,14 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		dec.Decode(&batch, lines, time.Now().UnixNano())
 		t.in.Deliver(&batch)
 	}
-	for ctx.Err() == nil {
+	for {
 		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		// Checked after the reset: a shutdown that set its wake-up
+		// deadline just before it would otherwise be overridden, and
+		// this Read would wait for the idle timeout.
+		if ctx.Err() != nil {
+			break
+		}
 		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
