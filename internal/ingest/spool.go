@@ -77,7 +77,8 @@ func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log 
 // Write stores rec durably (fsync) or drops it when the spool is full.
 func (s *Spool) Write(rec stream.Record) error {
 	need := int64(len(rec.Data) + len(rec.Subject) + len(rec.ID) + 2)
-	if s.size.Load()+need > s.cfg.MaxBytes {
+	// Reserve the space first: publishers spool concurrently.
+	if !s.reserve(need) {
 		s.dropped.Inc()
 		return fmt.Errorf("spool: full (%d bytes); record %s dropped", s.cfg.MaxBytes, rec.ID)
 	}
@@ -86,6 +87,7 @@ func (s *Spool) Write(rec stream.Record) error {
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
+		s.size.Add(-need)
 		s.dropped.Inc()
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -103,12 +105,25 @@ func (s *Spool) Write(rec stream.Record) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
+		s.size.Add(-need)
 		s.dropped.Inc()
 		return fmt.Errorf("spool: %w", err)
 	}
-	s.size.Add(need)
 	s.spooled.Inc()
 	return nil
+}
+
+// reserve adds n to the spool's size unless that would pass MaxBytes.
+func (s *Spool) reserve(n int64) bool {
+	for {
+		cur := s.size.Load()
+		if cur+n > s.cfg.MaxBytes {
+			return false
+		}
+		if s.size.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
 }
 
 func (s *Spool) files() ([]string, error) {
