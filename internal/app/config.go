@@ -151,6 +151,9 @@ func (c *Config) Validate() error {
 	if err := c.Agent.Batch.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "agent", "batch"))
 	}
+	if err := c.Agent.Spool.Validate(); err != nil {
+		errs = append(errs, c.errAt(err.Error(), "agent", "spool"))
+	}
 	if err := c.Stream.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "stream"))
 	}

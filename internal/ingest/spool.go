@@ -31,6 +31,14 @@ type SpoolConfig struct {
 	Retry time.Duration `yaml:"retry"`
 }
 
+// Validate checks values (defaults are filled by OpenSpool).
+func (c *SpoolConfig) Validate() error {
+	if c.MaxBytes < 0 || c.Retry < 0 {
+		return errors.New("spool: max_bytes and retry must not be negative")
+	}
+	return nil
+}
+
 // Spool keeps records on disk until the stream accepts them.
 type Spool struct {
 	cfg      SpoolConfig
