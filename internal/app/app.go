@@ -243,7 +243,16 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if rollupRun != nil {
 		mux.Handle("/query", queryHandler(rollupRun, rollupP))
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	limited := limitConcurrency(mux, cfg.Agent.HTTP.MaxConcurrent, 10*time.Second)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/report", "/logs", "/cwlogs", "/telemetry":
+			limited.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: cfg.Agent.HTTP.ReadTimeout, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -278,6 +287,31 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	consWG.Wait()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// limitConcurrency serves at most n requests through h at once; a request
+// waits up to wait for a slot, then is answered 503 with Retry-After.
+func limitConcurrency(h http.Handler, n int, wait time.Duration) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case slots <- struct{}{}:
+			case <-t.C:
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "too many concurrent requests", http.StatusServiceUnavailable)
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		defer func() { <-slots }()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // catchUp gives consumers a moment to deliver what was just published.

@@ -62,6 +62,10 @@ type HTTPConfig struct {
 	// ReadTimeout bounds reading one request, body included (default 1m),
 	// so slow or stalled clients do not hold connections and buffers.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MaxConcurrent bounds intake requests served at once (default 16),
+	// and with it the memory their bodies take (up to about
+	// 2 × max_body each); others wait up to 10s, then get a 503.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // ListenerConfig is one socket.
@@ -147,6 +151,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Agent.HTTP.ReadTimeout < 0 {
 		errs = append(errs, c.errAt("read_timeout must be positive", "agent", "http", "read_timeout"))
+	}
+	if c.Agent.HTTP.MaxConcurrent == 0 {
+		c.Agent.HTTP.MaxConcurrent = 16
+	}
+	if c.Agent.HTTP.MaxConcurrent < 0 {
+		errs = append(errs, c.errAt("max_concurrent must be positive", "agent", "http", "max_concurrent"))
 	}
 	if err := c.Agent.Batch.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "agent", "batch"))
