@@ -342,7 +342,9 @@ func (r *ProcRunner) checkpointLocked() error {
 		return fmt.Errorf("consumer %s: marshal state: %w", r.cfg.Name, err)
 	}
 	r.ck.state = state
-	if err := r.ck.save(r.cfg.CheckpointPath); err != nil {
+	err = r.ck.save(r.cfg.CheckpointPath)
+	r.ck.state = nil // the processor holds the state; do not keep a second copy
+	if err != nil {
 		return fmt.Errorf("consumer %s: checkpoint: %w", r.cfg.Name, err)
 	}
 	r.ckpts.Inc()
@@ -365,7 +367,8 @@ func (r *ProcRunner) publishOutbox(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	// Only drop what we published; encodeOutbox may have appended more.
-	r.ck.outbox = r.ck.outbox[len(out):]
+	// Copy the rest so the published records' bytes can be freed.
+	r.ck.outbox = append([]stream.Record(nil), r.ck.outbox[len(out):]...)
 	r.dirty = true
 	r.mu.Unlock()
 	return nil
