@@ -102,51 +102,30 @@ func skip(b []byte, i, depth int) (int, bool) {
 	case c == '"':
 		_, _, next, ok := str(b, i)
 		return next, ok
-	case c == '{':
+	case c == '{' || c == '[':
 		if depth >= MaxDepth {
 			return i, false
 		}
+		closing := c + 2 // '}' or ']'
 		i = SkipSpace(b, i+1)
-		if i < len(b) && b[i] == '}' {
+		if i < len(b) && b[i] == closing {
 			return i + 1, true
 		}
 		for {
-			if i >= len(b) || b[i] != '"' {
-				return i, false
+			if c == '{' {
+				if i >= len(b) || b[i] != '"' {
+					return i, false
+				}
+				_, _, next, ok := str(b, i)
+				if !ok {
+					return i, false
+				}
+				i = SkipSpace(b, next)
+				if i >= len(b) || b[i] != ':' {
+					return i, false
+				}
+				i = SkipSpace(b, i+1)
 			}
-			_, _, next, ok := str(b, i)
-			if !ok {
-				return i, false
-			}
-			i = SkipSpace(b, next)
-			if i >= len(b) || b[i] != ':' {
-				return i, false
-			}
-			i, ok = skip(b, SkipSpace(b, i+1), depth+1)
-			if !ok {
-				return i, false
-			}
-			i = SkipSpace(b, i)
-			if i >= len(b) {
-				return i, false
-			}
-			if b[i] == '}' {
-				return i + 1, true
-			}
-			if b[i] != ',' {
-				return i, false
-			}
-			i = SkipSpace(b, i+1)
-		}
-	case c == '[':
-		if depth >= MaxDepth {
-			return i, false
-		}
-		i = SkipSpace(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
 			var ok bool
 			i, ok = skip(b, i, depth+1)
 			if !ok {
@@ -156,7 +135,7 @@ func skip(b []byte, i, depth int) (int, bool) {
 			if i >= len(b) {
 				return i, false
 			}
-			if b[i] == ']' {
+			if b[i] == closing {
 				return i + 1, true
 			}
 			if b[i] != ',' {

@@ -220,21 +220,22 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 		return m.testNode(b, i, lf), true
 	}
 	st := &path[0]
-	switch b[i] {
-	case '{':
-		if st.kind != stKey && st.kind != stAnyKey {
-			return false, false
-		}
-		i = jsonscan.SkipSpace(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return false, false
-		}
-		for {
+	c := b[i]
+	switch {
+	case c == '{' && (st.kind == stKey || st.kind == stAnyKey):
+	case c == '[' && (st.kind == stIndex || st.kind == stAnyIndex || st.kind == stAnyKey):
+	default:
+		return false, false // a scalar, or a container the step does not apply to
+	}
+	closing := c + 2 // '}' or ']'
+	i = jsonscan.SkipSpace(b, i+1)
+	if i < len(b) && b[i] == closing {
+		return false, false
+	}
+	for n := 0; ; n++ {
+		var hit bool
+		if c == '{' {
 			i = jsonscan.SkipSpace(b, i)
-			if i >= len(b) || b[i] != '"' {
-				m.bad = true
-				return false, found
-			}
 			key, esc, ke, ok := jsonscan.ScanString(b, i)
 			if !ok {
 				m.bad = true
@@ -246,67 +247,35 @@ func (m *Matcher) walk(b []byte, i int, path []step, lf *leaf) (matched, found b
 				return false, found
 			}
 			i++
-			if st.kind == stAnyKey || m.keyEq(key, esc, st.key) {
-				mt, f := m.walk(b, i, path[1:], lf)
-				if m.bad || mt {
-					return mt, f || found
-				}
-				found = found || f
-				if st.kind == stKey {
-					return false, found // first occurrence of a key wins
-				}
+			hit = st.kind == stAnyKey || m.keyEq(key, esc, st.key)
+		} else {
+			hit = st.kind != stIndex || n == st.idx
+		}
+		if hit {
+			mt, f := m.walk(b, i, path[1:], lf)
+			if m.bad || mt {
+				return mt, f || found
 			}
-			if i = skipValue(b, i); i < 0 {
-				m.bad = true
-				return false, found
+			found = found || f
+			if st.kind == stKey || st.kind == stIndex {
+				return false, found // first occurrence of a key wins
 			}
-			i = jsonscan.SkipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(b) && b[i] == '}' {
-				return false, found
-			}
+		}
+		if i = skipValue(b, i); i < 0 {
 			m.bad = true
 			return false, found
 		}
-	case '[':
-		if st.kind != stIndex && st.kind != stAnyIndex && st.kind != stAnyKey {
-			return false, false
+		i = jsonscan.SkipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
 		}
-		i = jsonscan.SkipSpace(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return false, false
-		}
-		for n := 0; ; n++ {
-			if st.kind != stIndex || n == st.idx {
-				mt, f := m.walk(b, i, path[1:], lf)
-				if m.bad || mt {
-					return mt, f || found
-				}
-				found = found || f
-				if st.kind == stIndex {
-					return false, found
-				}
-			}
-			if i = skipValue(b, i); i < 0 {
-				m.bad = true
-				return false, found
-			}
-			i = jsonscan.SkipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(b) && b[i] == ']' {
-				return false, found
-			}
-			m.bad = true
+		if i < len(b) && b[i] == closing {
 			return false, found
 		}
+		m.bad = true
+		return false, found
 	}
-	return false, false
 }
 
 func (m *Matcher) keyEq(raw []byte, esc bool, key string) bool {
