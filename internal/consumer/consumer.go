@@ -102,12 +102,13 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		switch {
 		case err == nil:
 			r.delivered.Add(r.b.Len())
-		case errors.Is(err, sink.ErrPermanent):
+		case ctx.Err() != nil:
+			return err // shutting down: redeliver later
+		default:
+			// A permanent failure, or retry.max_attempts used up.
 			if err := r.deadLetterRecord(ctx, d, err); err != nil {
 				return err
 			}
-		default:
-			return err // ctx ended: redeliver later
 		}
 		r.consumed.Inc()
 	}

@@ -295,3 +295,48 @@ func TestSinkRunnerRetriesAndDeadLetters(t *testing.T) {
 		t.Fatal("nothing on the dead-letter subject")
 	}
 }
+
+// TestSinkRunnerDeadLettersAfterMaxAttempts: with retry.max_attempts set,
+// a record the sink keeps refusing is dead-lettered and the rest flow on.
+func TestSinkRunnerDeadLettersAfterMaxAttempts(t *testing.T) {
+	st := openStream(t, t.TempDir())
+	defer st.Close()
+	for i, name := range []string{"a", "b"} {
+		e := wire.NewEncoder(wire.SignalMetrics)
+		e.AppendMetric(&model.Metric{Name: name, Value: 1})
+		data, _ := e.Finish(nil, 1, uint64(i+1), wire.CompressionNone)
+		if err := st.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: name, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sk := &recordingSink{failures: 3} // fails 3 times: the first record's 3 attempts
+	reg := selfmetric.New()
+	r, err := NewSinkRunner(SinkConfig{Name: "max", Subjects: []string{"les.in.>"},
+		Retry: sink.RetryConfig{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}, st, sk, reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sk.mu.Lock()
+		got := append([]string(nil), sk.got...)
+		sk.mu.Unlock()
+		if len(got) == 1 && reg.Counter("les_consumer_dead_lettered_total", "consumer", "max").Get() == 1 {
+			if got[0] != "b" {
+				t.Fatalf("delivered %v, want [b]", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %v, dead-lettered %d", got, reg.Counter("les_consumer_dead_lettered_total", "consumer", "max").Get())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
