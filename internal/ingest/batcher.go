@@ -330,7 +330,10 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 		break
 	}
 	// Drain: refuse further Adds, queue what is open and what concurrent
-	// Adds cut, close the queue, let publishers finish.
+	// Adds cut, close the queue, let publishers finish. drainTimeout counts
+	// from here: queuing may itself wait for publishers.
+	timer := time.AfterFunc(drainTimeout, cancelPub) // then queued batches fail fast and go to the spool
+	defer timer.Stop()
 	b.mu.Lock()
 	b.closed = true
 	full := b.cut(0)
@@ -341,19 +344,14 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	b.sending.Wait()
 	close(b.queue)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
+	wg.Wait()
+	if timer.Stop() {
 		return nil
-	case <-time.After(drainTimeout):
-		cancelPub() // queued batches now fail fast and go to the spool
-		<-done
-		if b.spool != nil {
-			return errors.New("ingest: drain timed out; unpublished batches were spooled")
-		}
-		return errors.New("ingest: drain timed out; unpublished batches were lost")
 	}
+	if b.spool != nil {
+		return errors.New("ingest: drain timed out; unpublished batches were spooled")
+	}
+	return errors.New("ingest: drain timed out; unpublished batches were lost")
 }
 
 func (b *Batcher) publishLoop(ctx context.Context) {
