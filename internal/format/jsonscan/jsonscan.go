@@ -1,5 +1,5 @@
 // Package jsonscan is a small allocation-free JSON scanner shared by the
-// logline, emf, lambda and cwlogs decoders. It validates while it scans, never
+// logline, emf, lambda and cwlogs decoders and the filter-pattern matcher. It validates while it scans, never
 // recurses deeper than MaxDepth and never panics on any input.
 //
 // Every []byte it returns is a sub-slice of the caller's input; Alias turns
