@@ -307,6 +307,11 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		}
 		cons, err = s.js.OrderedConsumer(ctx, s.cfg.Name, jetstream.OrderedConsumerConfig{
 			FilterSubjects: o.Subjects, DeliverPolicy: policy, OptStartSeq: o.StartSeq,
+			// Fetch takes no ctx; with unlimited attempts it retries
+			// recreating the consumer forever while the server is
+			// unreachable. One attempt per Fetch hands the retry to the
+			// loop below, which stops with ctx.
+			MaxResetAttempts: 1,
 		})
 	} else {
 		want := jetstream.ConsumerConfig{
