@@ -50,6 +50,11 @@ func New(cfg *Config, log *slog.Logger) *App {
 // Registry exposes the self-metrics (for tests and benchmarks).
 func (a *App) Registry() *selfmetric.Registry { return a.reg }
 
+// drainTimeout bounds each stage of the batcher's part of the shutdown:
+// waiting for listeners blocked on the publish queue, then publishing what
+// is queued and open before the rest is spooled.
+const drainTimeout = 10 * time.Second
+
 type runner interface {
 	Run(ctx context.Context) error
 }
@@ -223,7 +228,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	batchCtx, cancelBatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBatch()
 	batchDone := make(chan error, 1)
-	go func() { batchDone <- batcher.Run(batchCtx, 10*time.Second) }()
+	go func() { batchDone <- batcher.Run(batchCtx, drainTimeout) }()
 
 	inCtx, cancelIn := context.WithCancel(ctx)
 	defer cancelIn()
@@ -276,7 +281,13 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	_ = srv.Shutdown(shCtx)
 	cancelSh()
 	cancelIn()
+	// Listeners blocked on a full publish queue wait for the publishers,
+	// which with the stream down take publish_timeout per batch: start the
+	// drain (which spools what the stream does not take) after at most
+	// drainTimeout; what listeners hand over later is dropped and counted.
+	startDrain := time.AfterFunc(drainTimeout, cancelBatch)
 	inWG.Wait()
+	startDrain.Stop()
 	a.log.Info("publishing open batches")
 	cancelBatch()
 	if err := <-batchDone; err != nil {
