@@ -262,13 +262,16 @@ func (u *UDP) countDrops(oob []byte) {
 		}
 		total := binary.NativeEndian.Uint32(m.Data)
 		u.mu.Lock()
-		if !u.haveDrops || total != u.lastDrops {
-			if u.haveDrops && total > u.lastDrops {
-				u.dropped.Add(int(total - u.lastDrops))
-			} else if !u.haveDrops {
-				u.dropped.Add(int(total))
-			}
+		switch {
+		case !u.haveDrops:
+			u.dropped.Add(int(total))
 			u.lastDrops, u.haveDrops = total, true
+		case int32(total-u.lastDrops) > 0:
+			// Newer (also across the counter's wrap-around). Readers
+			// sharing the socket see counts out of order: an older one
+			// is ignored, or the next newer one would count again.
+			u.dropped.Add(int(total - u.lastDrops))
+			u.lastDrops = total
 		}
 		u.mu.Unlock()
 	}
