@@ -388,7 +388,7 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	for _, r := range encodeRecords(batch, stream.OriginIngest, stream.OriginAgg) {
+	for _, r := range encodeRecords(batch, stream.OriginIngest, stream.OriginAgg, b.cfg.MaxBatchBytes) {
 		if _, _, err := b.publish(ctx, nil, r); err != nil {
 			b.publishErrors.Inc()
 			return err
@@ -397,19 +397,23 @@ func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
 	return nil
 }
 
-// encodeRecords splits batch into one encoder per (origin, signal): items
+// encodeRecords splits batch into encoders per (origin, signal): items
 // to deliver as they are under origin, raw input of the rollup (see
 // model.Metric.Aggregated) and distributions under aggOrigin ("" keeps
-// everything under origin).
-func encodeRecords(batch *model.Batch, origin, aggOrigin string) []sealed {
+// everything under origin). An encoder that reaches maxBytes is closed and
+// a new one started, so no record outgrows a stream message.
+func encodeRecords(batch *model.Batch, origin, aggOrigin string, maxBytes int) []sealed {
 	if aggOrigin == "" {
 		aggOrigin = origin
 	}
 	var out []sealed
 	enc := func(o string, sig wire.Signal) *wire.Encoder {
-		for _, s := range out {
-			if s.origin == o && s.enc.Signal() == sig {
-				return s.enc
+		for i := len(out) - 1; i >= 0; i-- {
+			if s := out[i]; s.origin == o && s.enc.Signal() == sig {
+				if s.enc.Size() < maxBytes {
+					return s.enc
+				}
+				break
 			}
 		}
 		e := wire.NewEncoder(sig)
