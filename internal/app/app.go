@@ -246,7 +246,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	mux := a.mux(batcher)
 	a.logHandlers(mux, batcher)
 	if rollupRun != nil {
-		mux.Handle("/query", queryHandler(rollupRun, rollupP))
+		mux.Handle("/query", requireToken(cfg.Agent.HTTP.Token, queryHandler(rollupRun, rollupP)))
 	}
 	limited := limitConcurrency(mux, cfg.Agent.HTTP.MaxConcurrent, 10*time.Second)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -298,6 +298,19 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	consWG.Wait()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// requireToken serves h only to requests carrying token (any, when token
+// is empty), as the intake endpoints do.
+func requireToken(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ingest.Authorized(r, token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
+			http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // limitConcurrency serves at most n requests through h at once; a request

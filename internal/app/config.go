@@ -55,7 +55,8 @@ type AgentConfig struct {
 // HTTPConfig is the les API on 2880.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
-	// Token, when set, is required as a Bearer token on intake endpoints.
+	// Token, when set, is required as a Bearer token on intake endpoints
+	// and /query.
 	Token string `yaml:"token"`
 	// MaxBody bounds a request body in bytes (default 16 MiB).
 	MaxBody int64 `yaml:"max_body"`
