@@ -71,6 +71,14 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		return err
 	}
 	defer st.Close()
+	// A batch is cut once it reaches max_batch_bytes, so one more item may
+	// follow: keep batches at most half the server's max_payload (1 MiB by
+	// default on an external nats-server) so every record fits.
+	if mp := st.MaxPayload(); mp > 0 && int64(cfg.Agent.Batch.MaxBatchBytes) > mp/2 {
+		a.log.Info("lowering agent.batch.max_batch_bytes to half the stream server's max_payload",
+			"configured", cfg.Agent.Batch.MaxBatchBytes, "max_payload", mp)
+		cfg.Agent.Batch.MaxBatchBytes = int(mp / 2)
+	}
 	info := Info{DataDir: cfg.DataDir, StreamURL: st.ClientURL()}
 
 	batcher, err := ingest.NewBatcher(cfg.Agent.Batch, st, a.reg, a.log)

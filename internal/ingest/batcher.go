@@ -368,6 +368,8 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 			switch {
 			case rec.Data == nil:
 				b.log.Error("encoding a batch failed; batch lost", "items", s.enc.Count(), "err", err)
+			case errors.Is(err, stream.ErrTooLarge):
+				b.log.Error("batch larger than the stream accepts; batch lost", "items", s.enc.Count(), "err", err)
 			case b.spool == nil:
 				b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
 			default:

@@ -174,6 +174,16 @@ func (s *Spool) Replay(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = s.st.Publish(pctx, stream.Record{Subject: subj, ID: id, Data: []byte(data)})
 		cancel()
+		if errors.Is(err, stream.ErrTooLarge) {
+			// It will never fit: keep it aside (for a person to look at)
+			// instead of blocking every record behind it.
+			s.log.Error("spool: record can never be published; moved aside", "file", f+".toolarge", "err", err)
+			if rerr := os.Rename(f, f+".toolarge"); rerr == nil {
+				s.size.Add(-int64(len(b)))
+			}
+			s.dropped.Inc()
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,10 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,5 +74,50 @@ func TestSpoolKeepsWhatTheStreamRefused(t *testing.T) {
 	}
 	if got, want := reg.Counter("les_stream_spool_replayed_records_total").Get(), reg.Counter("les_stream_spooled_records_total").Get(); got != want {
 		t.Fatalf("replayed %d of %d spooled records", got, want)
+	}
+}
+
+// tooLargeStream refuses records over a size, as a server's max_payload does.
+type tooLargeStream struct {
+	stream.Stream
+	max int
+}
+
+func (s *tooLargeStream) Publish(ctx context.Context, recs ...stream.Record) error {
+	for _, r := range recs {
+		if len(r.Data) > s.max {
+			return stream.ErrTooLarge
+		}
+	}
+	return s.Stream.Publish(ctx, recs...)
+}
+
+// TestSpoolSkipsRecordsThatNeverFit: a spooled record the stream can never
+// take is moved aside and counted; the records behind it are replayed.
+func TestSpoolSkipsRecordsThatNeverFit(t *testing.T) {
+	real := openStream(t)
+	reg := selfmetric.New()
+	dir := t.TempDir()
+	sp, err := OpenSpool(SpoolConfig{Dir: dir}, &tooLargeStream{Stream: real, max: 100}, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{10, 500, 20} {
+		if err := sp.Write(stream.Record{Subject: "les.in.metrics.0", ID: fmt.Sprint("r", i), Data: make([]byte, n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sp.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Counter("les_stream_spool_replayed_records_total").Get(); got != 2 {
+		t.Fatalf("replayed %d records, want 2 (the small ones)", got)
+	}
+	if got := reg.Counter("les_stream_dropped_records_total").Get(); got != 1 {
+		t.Fatalf("dropped %d, want 1", got)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || !strings.HasSuffix(ents[0].Name(), ".toolarge") {
+		t.Fatalf("spool dir holds %v, want only the moved-aside record", ents)
 	}
 }

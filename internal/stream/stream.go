@@ -79,6 +79,10 @@ type Stream interface {
 // ErrClosed is returned by operations on a closed stream.
 var ErrClosed = errors.New("stream: closed")
 
+// ErrTooLarge is returned by Publish for a record larger than the stream
+// accepts; retrying cannot help.
+var ErrTooLarge = errors.New("stream: record larger than the server's maximum message size")
+
 // Origins of records, the second token of a subject.
 const (
 	OriginIngest  = "in"      // published by the agent: points to deliver as they are

@@ -232,6 +232,14 @@ func (s *Stream) ClientURL() string {
 // and waits for every acknowledgement; records the server pushes back on
 // (for example a full inbound queue) are retried with backoff until ctx ends.
 func (s *Stream) Publish(ctx context.Context, recs ...stream.Record) error {
+	if max := s.MaxPayload(); max > 0 {
+		for _, r := range recs {
+			// Leave room for the subject and the Nats-Msg-Id header.
+			if int64(len(r.Data)+len(r.Subject)+len(r.ID)+64) > max {
+				return fmt.Errorf("%w: record %s is %d bytes, the server's max_payload is %d", stream.ErrTooLarge, r.ID, len(r.Data), max)
+			}
+		}
+	}
 	pending := recs
 	backoff := 20 * time.Millisecond
 	for {
@@ -282,6 +290,14 @@ func (s *Stream) publishOnce(ctx context.Context, recs []stream.Record) ([]strea
 		}
 	}
 	return failed, lastErr
+}
+
+// MaxPayload is the largest message the server accepts (0 if unknown).
+func (s *Stream) MaxPayload() int64 {
+	if s.nc == nil {
+		return 0
+	}
+	return s.nc.MaxPayload()
 }
 
 // Consume implements stream.Stream.

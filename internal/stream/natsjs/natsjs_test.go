@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 
@@ -23,4 +24,17 @@ func TestEmbeddedConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+func TestPublishTooLarge(t *testing.T) {
+	s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := make([]byte, s.MaxPayload()+1)
+	err = s.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: "big", Data: big})
+	if !errors.Is(err, stream.ErrTooLarge) {
+		t.Fatalf("publishing %d bytes: %v, want ErrTooLarge", len(big), err)
+	}
 }
