@@ -368,7 +368,7 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)
 	switch l.Transport {
 	case "tcp":
-		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine}, in, newDec, a.log)
+		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}, in, newDec, a.log)
 		if err != nil {
 			return nil, "", err
 		}

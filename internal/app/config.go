@@ -82,6 +82,8 @@ type ListenerConfig struct {
 	MaxDatagram int `yaml:"max_datagram"`
 	// Readers is the number of goroutines reading a datagram socket.
 	Readers int `yaml:"readers"`
+	// MaxConnections bounds open TCP connections (default 1024).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // SinkConfig is one entry of `sinks:`: a durable consumer delivering to

@@ -20,6 +20,9 @@ type TCPConfig struct {
 	MaxLine int // longer lines are rejected (default 32768)
 	// IdleTimeout closes connections silent for this long (default 5m).
 	IdleTimeout time.Duration
+	// MaxConnections bounds open connections (default 1024); more are
+	// closed at once and counted as rejected (reason too_many_connections).
+	MaxConnections int
 }
 
 // TCP accepts connections carrying newline-delimited lines.
@@ -38,6 +41,9 @@ type TCP struct {
 func ListenTCP(cfg TCPConfig, in *Intake, newDecoder func() Decoder, log *slog.Logger) (*TCP, error) {
 	if cfg.MaxLine <= 0 {
 		cfg.MaxLine = 32768
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 1024
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
@@ -76,6 +82,12 @@ func (t *TCP) Run(ctx context.Context) error {
 			continue
 		}
 		t.mu.Lock()
+		if len(t.conns) >= t.cfg.MaxConnections {
+			t.mu.Unlock()
+			_ = c.Close()
+			t.in.Reject(ReasonTooManyConnections)
+			continue
+		}
 		t.conns[c] = struct{}{}
 		t.mu.Unlock()
 		t.wg.Add(1)

@@ -25,10 +25,11 @@ const soRxqOvfl = 0x28
 
 // Reasons for rejections made by transports rather than decoders.
 const (
-	ReasonDatagramTooLarge = "datagram_too_large"
-	ReasonLineTooLong      = "line_too_long"
-	ReasonBadGzip          = "bad_gzip"
-	ReasonBodyTooLarge     = "body_too_large"
+	ReasonDatagramTooLarge   = "datagram_too_large"
+	ReasonLineTooLong        = "line_too_long"
+	ReasonBadGzip            = "bad_gzip"
+	ReasonBodyTooLarge       = "body_too_large"
+	ReasonTooManyConnections = "too_many_connections"
 )
 
 // UDPConfig configures a datagram listener.
