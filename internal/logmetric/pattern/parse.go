@@ -56,33 +56,16 @@ type parser struct {
 }
 
 func (ps *parser) parseOr() (*expr, error) {
-	l, err := ps.parseAnd()
-	if err != nil {
-		return nil, err
-	}
-	for {
-		t, err := ps.lx.lookahead()
-		if err != nil {
-			return nil, err
-		}
-		if t.kind != tOr {
-			return l, nil
-		}
-		ps.lx.next()
-		r, err := ps.parseAnd()
-		if err != nil {
-			return nil, err
-		}
-		if l.kind == xOr {
-			l.kids = append(l.kids, r)
-		} else {
-			l = &expr{kind: xOr, kids: []*expr{l, r}}
-		}
-	}
+	return ps.parseChain(tOr, xOr, ps.parseAnd)
 }
 
 func (ps *parser) parseAnd() (*expr, error) {
-	l, err := ps.parseUnary()
+	return ps.parseChain(tAnd, xAnd, ps.parseUnary)
+}
+
+// parseChain parses operand (op operand)* into one n-ary node of kind.
+func (ps *parser) parseChain(op tokKind, kind exprKind, operand func() (*expr, error)) (*expr, error) {
+	l, err := operand()
 	if err != nil {
 		return nil, err
 	}
@@ -91,18 +74,18 @@ func (ps *parser) parseAnd() (*expr, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t.kind != tAnd {
+		if t.kind != op {
 			return l, nil
 		}
 		ps.lx.next()
-		r, err := ps.parseUnary()
+		r, err := operand()
 		if err != nil {
 			return nil, err
 		}
-		if l.kind == xAnd {
+		if l.kind == kind {
 			l.kids = append(l.kids, r)
 		} else {
-			l = &expr{kind: xAnd, kids: []*expr{l, r}}
+			l = &expr{kind: kind, kids: []*expr{l, r}}
 		}
 	}
 }
