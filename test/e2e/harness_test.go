@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -50,21 +51,35 @@ func lesBinary(t *testing.T) string {
 	return binPath
 }
 
-// freePort returns a loopback port free for both TCP and UDP right now.
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// freePort returns a loopback port free for both TCP and UDP right now,
+// never the same one twice in a test run. Ports come from 20000–31999,
+// below Linux's ephemeral range (32768+), so sockets that other tests or
+// programs bind to port 0 cannot take it between here and les binding it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if portsUsed[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
+		portsUsed[port] = true
 		return port
 	}
 	t.Fatal("no free port")
