@@ -280,7 +280,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
-		a.log.Error("component failed; shutting down", "err", runErr)
+		a.log.Info("a component failed; shutting down") // the error itself is returned
 	}
 
 	// Shutdown in order.

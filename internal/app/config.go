@@ -231,6 +231,12 @@ func (l *ListenerConfig) validate() error {
 	if _, ok := formats[l.Format]; !ok {
 		return fmt.Errorf("format %q is not one of %s", l.Format, strings.Join(formatNames(), ", "))
 	}
+	if l.MaxLine < 0 || l.MaxDatagram < 0 || l.Readers < 0 || l.MaxConnections < 0 {
+		return errors.New("max_line, max_datagram, readers and max_connections must not be negative")
+	}
+	if l.Readers > 64 {
+		return fmt.Errorf("readers %d is more than 64", l.Readers)
+	}
 	f := formats[l.Format]
 	if !slices.Contains(f.transports, l.Transport) {
 		return fmt.Errorf("format %s does not support transport %q (use %s)", l.Format, l.Transport, strings.Join(f.transports, ", "))

@@ -103,3 +103,16 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("les config example does not load: %v", err)
 	}
 }
+
+func TestListenerLimitsValidated(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "les.yaml")
+	cfg := "agent:\n  listeners:\n    - { format: wavefront, transport: udp, address: 127.0.0.1:2878, readers: -1 }\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "les.yaml:3") || !strings.Contains(err.Error(), "negative") {
+		t.Fatalf("negative readers: %v", err)
+	}
+}

@@ -71,6 +71,13 @@ func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log 
 		replayed: reg.Counter("les_stream_spool_replayed_records_total"),
 		dropped:  reg.Counter("les_stream_dropped_records_total"),
 	}
+	// A crash while writing leaves *.rec.tmp files: never renamed, so
+	// never acknowledged as spooled; remove them.
+	if tmps, err := filepath.Glob(filepath.Join(cfg.Dir, "*.rec.tmp")); err == nil {
+		for _, f := range tmps {
+			_ = os.Remove(f)
+		}
+	}
 	files, _ := s.files()
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {

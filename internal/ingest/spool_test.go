@@ -121,3 +121,16 @@ func TestSpoolSkipsRecordsThatNeverFit(t *testing.T) {
 		t.Fatalf("spool dir holds %v, want only the moved-aside record", ents)
 	}
 }
+
+func TestSpoolRemovesTornTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/00000000000000000001.rec.tmp", []byte("torn"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSpool(SpoolConfig{Dir: dir}, openStream(t), selfmetric.New(), slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("torn temp file left: %v", ents)
+	}
+}
