@@ -23,6 +23,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("les tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "nats://127.0.0.1:4222", "NATS URL of the stream (les up prints it)")
+	token := fs.String("token", "", "the stream's token (stream.token), when it requires one")
 	fromStart := fs.Bool("from-start", false, "read from the first record instead of only new ones")
 	limit := fs.Int("limit", 0, "stop after this many items (0: run until Ctrl-C)")
 	logs := fs.Bool("logs", false, "only log records (same as --signal logs)")
@@ -44,7 +45,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		sigs = append(sigs, sig)
 	}
 	subjects := stream.SubjectsFor(strings.Split(*origins, ","), sigs)
-	st, err := natsjs.Dial(ctx, natsjs.Config{URL: *url}, slog.New(slog.DiscardHandler))
+	st, err := natsjs.Dial(ctx, natsjs.Config{URL: *url, Token: *token}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Fprintf(stderr, "les tail: %v\n", err)
 		return 1

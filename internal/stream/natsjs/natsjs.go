@@ -29,6 +29,8 @@ type Config struct {
 	CredsFile string `yaml:"creds_file"`
 	TLSCAFile string `yaml:"tls_ca_file"`
 	// Token for servers that use token auth; ${ENV} expansion applies.
+	// For the embedded server it is required from every client (les tail
+	// --token, your consumers); les itself connects in-process.
 	Token string `yaml:"token"`
 
 	// Name of the JetStream stream (default "LES").
@@ -123,6 +125,9 @@ func open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger, cre
 		s.srv = srv
 		url = srv.ClientURL()
 		opts = append(opts, nats.InProcessServer(srv))
+		if cfg.Token != "" {
+			opts = append(opts, nats.Token(cfg.Token))
+		}
 	} else {
 		if cfg.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -198,6 +203,9 @@ func startEmbedded(cfg Config, dataDir string) (*server.Server, error) {
 	}
 	if cfg.Sync == "always" {
 		opts.SyncAlways = true
+	}
+	if cfg.Token != "" {
+		opts.Authorization = cfg.Token
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

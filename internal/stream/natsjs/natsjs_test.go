@@ -38,3 +38,25 @@ func TestPublishTooLarge(t *testing.T) {
 		t.Fatalf("publishing %d bytes: %v, want ErrTooLarge", len(big), err)
 	}
 }
+
+// TestEmbeddedToken: with a token, the embedded server refuses clients
+// without it; les (in-process) and clients with it connect.
+func TestEmbeddedToken(t *testing.T) {
+	s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1", Token: "s3cret"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: "x", Data: []byte("x")}); err != nil {
+		t.Fatalf("in-process publish with token: %v", err)
+	}
+	if c, err := Dial(context.Background(), Config{URL: s.ClientURL()}, slog.New(slog.DiscardHandler)); err == nil {
+		c.Close()
+		t.Fatal("a client without the token connected")
+	}
+	c, err := Dial(context.Background(), Config{URL: s.ClientURL(), Token: "s3cret"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("client with the token: %v", err)
+	}
+	c.Close()
+}
