@@ -153,6 +153,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			CheckpointPath: filepath.Join(cfg.DataDir, "consumers", "rollup.ckpt"),
 			Tick:           cfg.Rollup.Tick,
 			Compression:    batcher.Compression(),
+			MaxRecordBytes: cfg.Agent.Batch.MaxBatchBytes,
 		}, st, rollupP, a.reg, a.log)
 		if err != nil {
 			return err

@@ -155,5 +155,6 @@ func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consume
 		CheckpointPath: filepath.Join(a.cfg.DataDir, "consumers", "logmetric.ckpt"),
 		Tick:           lm.Tick,
 		Compression:    comp,
+		MaxRecordBytes: a.cfg.Agent.Batch.MaxBatchBytes,
 	}, st, p, a.reg, a.log)
 }

@@ -223,117 +223,19 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 }
 
 func (r *ProcRunner) encodeOutbox() error {
-	type part struct {
-		origin string
-		enc    *wire.Encoder
-	}
-	var parts []part
-	// finish moves an encoder's items into the outbox as one record.
-	finish := func(origin string, enc *wire.Encoder) error {
+	for _, p := range wire.Split(&r.out, r.cfg.Origin, r.cfg.AggOrigin, r.cfg.MaxRecordBytes) {
 		r.ck.emitSeq++
-		data, err := enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
+		data, err := p.Enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
 		if err != nil {
 			return err
 		}
 		h, _ := wire.ParseHeader(data)
 		r.ck.outbox = append(r.ck.outbox, stream.Record{
-			Subject: stream.Subject(origin, enc.Signal(), 0), ID: h.ID(), Data: data,
+			Subject: stream.Subject(p.Origin, p.Enc.Signal(), 0), ID: h.ID(), Data: data,
 		})
-		r.emitted.Add(enc.Count())
-		enc.Reset()
-		return nil
-	}
-	get := func(origin string, sig wire.Signal) *wire.Encoder {
-		for _, p := range parts {
-			if p.origin == origin && p.enc.Signal() == sig {
-				return p.enc
-			}
-		}
-		e := wire.NewEncoder(sig)
-		parts = append(parts, part{origin, e})
-		return e
-	}
-	// full finishes enc's record once it reaches MaxRecordBytes.
-	full := func(origin string, enc *wire.Encoder) error {
-		if enc.Size() < r.cfg.MaxRecordBytes {
-			return nil
-		}
-		return finish(origin, enc)
-	}
-	agg := r.cfg.AggOrigin
-	if agg == "" {
-		agg = r.cfg.Origin
-	}
-	for i := range r.out.Metrics {
-		m := &r.out.Metrics[i]
-		o := r.cfg.Origin
-		if m.Aggregated() {
-			o = agg
-		}
-		e := get(o, wire.SignalMetrics)
-		if e.Size()+metricSizeHint(m) > r.cfg.MaxRecordBytes && e.Count() > 0 {
-			if err := finish(o, e); err != nil {
-				return err
-			}
-		}
-		e.AppendMetric(m)
-		if err := full(o, e); err != nil {
-			return err
-		}
-	}
-	for i := range r.out.Dists {
-		d := &r.out.Dists[i]
-		e := get(agg, wire.SignalDistributions)
-		if e.Size()+distSizeHint(d) > r.cfg.MaxRecordBytes && e.Count() > 0 {
-			if err := finish(agg, e); err != nil {
-				return err
-			}
-		}
-		e.AppendDistribution(d)
-		if err := full(agg, e); err != nil {
-			return err
-		}
-	}
-	for i := range r.out.Logs {
-		e := get(r.cfg.Origin, wire.SignalLogs)
-		e.AppendLog(&r.out.Logs[i])
-		if err := full(r.cfg.Origin, e); err != nil {
-			return err
-		}
-	}
-	for i := range r.out.Spans {
-		e := get(r.cfg.Origin, wire.SignalSpans)
-		e.AppendSpan(&r.out.Spans[i])
-		if err := full(r.cfg.Origin, e); err != nil {
-			return err
-		}
-	}
-	for _, p := range parts {
-		if p.enc.Count() > 0 {
-			if err := finish(p.origin, p.enc); err != nil {
-				return err
-			}
-		}
+		r.emitted.Add(p.Enc.Count())
 	}
 	return nil
-}
-
-// metricSizeHint and distSizeHint over-estimate an item's encoded size, so
-// a record is finished before an item would take it past MaxRecordBytes.
-func metricSizeHint(m *model.Metric) int {
-	n := 64 + len(m.Name) + len(m.Source)
-	for _, t := range m.Tags {
-		n += 20 + len(t.Key) + len(t.Value)
-	}
-	return n
-}
-
-func distSizeHint(d *model.Distribution) int {
-	n := 96 + len(d.Name) + len(d.Source) + 20*len(d.Centroids) + 20*len(d.Quantiles)
-	for _, t := range d.Tags {
-		n += 20 + len(t.Key) + len(t.Value)
-	}
-	return n
 }
 
 func (r *ProcRunner) checkpointLocked() error {

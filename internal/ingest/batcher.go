@@ -390,56 +390,14 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	for _, r := range encodeRecords(batch, stream.OriginIngest, stream.OriginAgg, b.cfg.MaxBatchBytes) {
+	for _, part := range wire.Split(batch, stream.OriginIngest, stream.OriginAgg, b.cfg.MaxBatchBytes) {
+		r := sealed{enc: part.Enc, origin: part.Origin}
 		if _, _, err := b.publish(ctx, nil, r); err != nil {
 			b.publishErrors.Inc()
 			return err
 		}
 	}
 	return nil
-}
-
-// encodeRecords splits batch into encoders per (origin, signal): items
-// to deliver as they are under origin, raw input of the rollup (see
-// model.Metric.Aggregated) and distributions under aggOrigin ("" keeps
-// everything under origin). An encoder that reaches maxBytes is closed and
-// a new one started, so no record outgrows a stream message.
-func encodeRecords(batch *model.Batch, origin, aggOrigin string, maxBytes int) []sealed {
-	if aggOrigin == "" {
-		aggOrigin = origin
-	}
-	var out []sealed
-	enc := func(o string, sig wire.Signal) *wire.Encoder {
-		for i := len(out) - 1; i >= 0; i-- {
-			if s := out[i]; s.origin == o && s.enc.Signal() == sig {
-				if s.enc.Size() < maxBytes {
-					return s.enc
-				}
-				break
-			}
-		}
-		e := wire.NewEncoder(sig)
-		out = append(out, sealed{enc: e, origin: o})
-		return e
-	}
-	for i := range batch.Metrics {
-		m := &batch.Metrics[i]
-		o := origin
-		if m.Aggregated() {
-			o = aggOrigin
-		}
-		enc(o, wire.SignalMetrics).AppendMetric(m)
-	}
-	for i := range batch.Dists {
-		enc(aggOrigin, wire.SignalDistributions).AppendDistribution(&batch.Dists[i])
-	}
-	for i := range batch.Logs {
-		enc(origin, wire.SignalLogs).AppendLog(&batch.Logs[i])
-	}
-	for i := range batch.Spans {
-		enc(origin, wire.SignalSpans).AppendSpan(&batch.Spans[i])
-	}
-	return out
 }
 
 // publish encodes s and publishes it; on failure the returned record (if
