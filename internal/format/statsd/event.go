@@ -45,11 +45,7 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 	ntags, prio := 0, len(d.sourceTags)
 	for len(rest) > 0 {
 		var sec []byte
-		if i := bytes.IndexByte(rest, '|'); i >= 0 {
-			sec, rest = rest[:i], rest[i+1:]
-		} else {
-			sec, rest = rest, nil
-		}
+		sec, rest = nextField(rest)
 		if len(sec) == 0 {
 			continue
 		}
@@ -132,11 +128,7 @@ func (d *Decoder) decodeServiceCheck(dst *model.Batch, line []byte, now int64) {
 			break
 		}
 		var sec []byte
-		if j := bytes.IndexByte(rest, '|'); j >= 0 {
-			sec, rest = rest[:j], rest[j+1:]
-		} else {
-			sec, rest = rest, nil
-		}
+		sec, rest = nextField(rest)
 		if len(sec) == 0 {
 			continue
 		}

@@ -172,11 +172,7 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 	ntags := 0
 	for len(rest) > 0 {
 		var sec []byte
-		if i := bytes.IndexByte(rest, '|'); i >= 0 {
-			sec, rest = rest[:i], rest[i+1:]
-		} else {
-			sec, rest = rest, nil
-		}
+		sec, rest = nextField(rest)
 		if len(sec) == 0 {
 			continue
 		}
@@ -395,4 +391,13 @@ func SetValue(member []byte) float64 {
 		h *= 1099511628211
 	}
 	return float64(h & (1<<53 - 1))
+}
+
+// nextField cuts rest at its next '|': the field before it and the rest
+// after it (nil when there is none).
+func nextField(rest []byte) (field, tail []byte) {
+	if i := bytes.IndexByte(rest, '|'); i >= 0 {
+		return rest[:i], rest[i+1:]
+	}
+	return rest, nil
 }
