@@ -22,6 +22,8 @@ type command struct {
 // commands is the explicit table of subcommands.
 var commands = map[string]command{
 	"up":      {"run the agent, the embedded stream and the consumers", cmdUp},
+	"agent":   {"run only the agent: listeners → batches → the configured stream (kafka, kinesis, nats)", cmdAgent},
+	"consume": {"run only the consumers (rollup, logmetric, sinks) on the configured stream; --partitions splits the work", cmdConsume},
 	"tail":    {"print what is on the stream, one JSON object per item", cmdTail},
 	"query":   {"print the recent closed windows of a rolled-up series (count, min, max, avg, percentiles)", cmdQuery},
 	"send":    {"send Wavefront lines (arguments or stdin) to a running les", cmdSend},
@@ -72,7 +74,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if !ok {
 			return
 		}
-		if args[0] == "up" {
+		if args[0] == "up" || args[0] == "agent" || args[0] == "consume" {
 			fmt.Fprintf(stderr, "les: received %v; shutting down (again to exit at once)\n", sig)
 		}
 		cancel()

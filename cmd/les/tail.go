@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/les-streams/les/internal/app"
 	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -22,7 +22,8 @@ var errLimit = errors.New("limit reached")
 func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("les tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", "nats://127.0.0.1:4222", "NATS URL of the stream (les up prints it)")
+	cfgPath := fs.String("config", "", "read the stream this les.yaml configures (any kind); default: the embedded stream of a les up on this machine")
+	url := fs.String("url", "", "NATS URL of the stream (les up prints it; default nats://127.0.0.1:4222)")
 	token := fs.String("token", "", "the stream's token (stream.token), when it requires one")
 	fromStart := fs.Bool("from-start", false, "read from the first record instead of only new ones")
 	limit := fs.Int("limit", 0, "stop after this many items (0: run until Ctrl-C)")
@@ -44,8 +45,26 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		sigs = append(sigs, sig)
 	}
-	subjects := stream.SubjectsFor(strings.Split(*origins, ","), sigs)
-	st, err := natsjs.Dial(ctx, natsjs.Config{URL: *url, Token: *token}, slog.New(slog.DiscardHandler))
+	origs := strings.Split(*origins, ",")
+	for i, o := range origs {
+		origs[i] = strings.TrimSpace(o)
+		if !stream.ValidOrigin(origs[i]) {
+			fmt.Fprintf(stderr, "les tail: origin %q is not one of %s\n", o, strings.Join(stream.AllOrigins(), ", "))
+			return 2
+		}
+	}
+	cfg, err := app.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "les tail: %v\n", err)
+		return 2
+	}
+	if *url != "" {
+		cfg.Stream.Kind, cfg.Stream.NATS.URL = "nats", *url
+	}
+	if *token != "" {
+		cfg.Stream.NATS.Token, cfg.Stream.Embedded.Token = *token, *token
+	}
+	st, err := app.OpenClient(ctx, cfg, backends(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Fprintf(stderr, "les tail: %v\n", err)
 		return 1
@@ -57,49 +76,62 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	var b model.Batch
 	var buf []byte
 	n := 0
-	err = st.Consume(ctx, stream.ConsumeOptions{Subjects: subjects, FromStart: *fromStart, Batch: 16},
-		func(ctx context.Context, ds []stream.Delivery) error {
-			for _, d := range ds {
-				b.Reset()
-				h, err := dec.Decode(&b, d.Data)
-				if err != nil {
-					fmt.Fprintf(stderr, "les tail: record %d: %v\n", d.Seq, err)
-					continue
-				}
-				o := jsonl.Options{}
-				_ = h
-				emit := func(line []byte) error {
-					_, _ = w.Write(line)
-					n++
-					if *limit > 0 && n >= *limit {
-						return errLimit
-					}
-					return nil
-				}
-				for i := range b.Metrics {
-					if err := emit(jsonl.AppendMetric(buf[:0], &b.Metrics[i], o)); err != nil {
-						return err
-					}
-				}
-				for i := range b.Dists {
-					if err := emit(jsonl.AppendDistribution(buf[:0], &b.Dists[i], o)); err != nil {
-						return err
-					}
-				}
-				for i := range b.Logs {
-					if err := emit(jsonl.AppendLog(buf[:0], &b.Logs[i], o)); err != nil {
-						return err
-					}
-				}
-				for i := range b.Spans {
-					if err := emit(jsonl.AppendSpan(buf[:0], &b.Spans[i], o)); err != nil {
-						return err
-					}
+	emit := func(line []byte) error {
+		_, _ = w.Write(line)
+		n++
+		if *limit > 0 && n >= *limit {
+			return errLimit
+		}
+		return nil
+	}
+	// tailRecords prints the items of ds; it returns errLimit once
+	// --limit items are out.
+	tailRecords := func(ds []stream.Delivery) error {
+		o := jsonl.Options{}
+		for _, d := range ds {
+			b.Reset()
+			if _, err := dec.Decode(&b, d.Data); err != nil {
+				fmt.Fprintf(stderr, "les tail: record at %s/%s: %v\n", d.Partition, d.Pos, err)
+				continue
+			}
+			for i := range b.Metrics {
+				if err := emit(jsonl.AppendMetric(buf[:0], &b.Metrics[i], o)); err != nil {
+					return err
 				}
 			}
-			return w.Flush()
+			for i := range b.Dists {
+				if err := emit(jsonl.AppendDistribution(buf[:0], &b.Dists[i], o)); err != nil {
+					return err
+				}
+			}
+			for i := range b.Logs {
+				if err := emit(jsonl.AppendLog(buf[:0], &b.Logs[i], o)); err != nil {
+					return err
+				}
+			}
+			for i := range b.Spans {
+				if err := emit(jsonl.AppendSpan(buf[:0], &b.Spans[i], o)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = st.Consume(ctx, stream.ConsumeOptions{Origins: origs, Signals: sigs, FromStart: *fromStart, Batch: 16},
+		func(ctx context.Context, ds []stream.Delivery) error {
+			err := tailRecords(ds)
+			if errors.Is(err, errLimit) {
+				stop() // Consume returns once the handler does
+				err = nil
+			}
+			if ferr := w.Flush(); err == nil {
+				err = ferr
+			}
+			return err
 		})
-	if err != nil && !errors.Is(err, errLimit) {
+	if err != nil {
 		fmt.Fprintf(stderr, "les tail: %v\n", err)
 		return 1
 	}

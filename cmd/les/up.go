@@ -9,21 +9,46 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/les-streams/les/internal/app"
 	"github.com/les-streams/les/internal/ingest"
 )
 
-func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("les up", flag.ContinueOnError)
+func cmdUp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runApp(ctx, app.ModeUp, args, stdout, stderr)
+}
+
+func cmdAgent(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runApp(ctx, app.ModeAgent, args, stdout, stderr)
+}
+
+func cmdConsume(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runApp(ctx, app.ModeConsume, args, stdout, stderr)
+}
+
+// runApp is les up, les agent and les consume: the same config file, the
+// halves the mode names.
+func runApp(ctx context.Context, mode app.Mode, args []string, stdout, stderr io.Writer) int {
+	name := "les " + mode.String()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML config file (default: built-in defaults; see 'les config example')")
-	dataDir := fs.String("data-dir", "", "directory for the embedded stream and checkpoints (default ./les-data)")
+	dataDir := fs.String("data-dir", "", "directory for the embedded stream, checkpoints and the spool (default ./les-data)")
 	httpAddr := fs.String("http", "", "les API address (default 127.0.0.1:2880)")
-	wfAddr := fs.String("wavefront", "", "Wavefront TCP+UDP listener address (default 127.0.0.1:2878)")
-	natsAddr := fs.String("stream-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
-	streamURL := fs.String("stream-url", "", "use an external NATS JetStream server instead of the embedded one")
+	var wfAddr, natsAddr, partitions *string
+	if mode != app.ModeConsume {
+		wfAddr = fs.String("wavefront", "", "Wavefront TCP+UDP listener address (default 127.0.0.1:2878)")
+	}
+	if mode == app.ModeUp {
+		natsAddr = fs.String("stream-listen", "", "embedded stream's client address (default 127.0.0.1:4222)")
+	}
+	streamURL := fs.String("stream-url", "", "use the NATS JetStream server at this URL (stream.kind nats)")
+	if mode == app.ModeConsume {
+		partitions = fs.String("partitions", "", "logical partitions this process consumes, e.g. 0-3 or 0,2,4 (default: all); processes with the same config split them")
+	}
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file when les stops (for go tool pprof)")
 	if err := fs.Parse(args); err != nil {
@@ -40,13 +65,17 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	if *httpAddr != "" {
 		cfg.Agent.HTTP.Listen = *httpAddr
 	}
-	if *natsAddr != "" {
-		cfg.Stream.Listen = *natsAddr
+	if natsAddr != nil && *natsAddr != "" {
+		cfg.Stream.Embedded.Listen = *natsAddr
 	}
 	if *streamURL != "" {
-		cfg.Stream.URL = *streamURL
+		if cfg.Stream.Kind == "embedded" && cfg.Stream.Partitions == 1 && *cfgPath == "" {
+			cfg.Stream.Partitions = 0 // the default of kind nats
+		}
+		cfg.Stream.Kind = "nats"
+		cfg.Stream.NATS.URL = *streamURL
 	}
-	if *wfAddr != "" {
+	if wfAddr != nil && *wfAddr != "" {
 		for i := range cfg.Agent.Listeners {
 			if cfg.Agent.Listeners[i].Format == "wavefront" {
 				cfg.Agent.Listeners[i].Address = *wfAddr
@@ -56,6 +85,13 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "les: %v\n", err)
 		return 2
+	}
+	opts := app.Options{Mode: mode, Backends: backends()}
+	if partitions != nil && *partitions != "" {
+		if opts.Partitions, err = parsePartitions(*partitions, cfg.Stream.Partitions); err != nil {
+			fmt.Fprintf(stderr, "les: --partitions: %v\n", err)
+			return 2
+		}
 	}
 	log := newLogger(stderr, cfg.Log)
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -69,21 +105,34 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		}
 		defer stop()
 	}
-	a := app.New(cfg, log)
+	a := app.New(cfg, log, opts)
 	err = a.Run(ctx, func(info app.Info) {
-		fmt.Fprintf(stdout, "les %s is up\n", version)
+		fmt.Fprintf(stdout, "les %s (%s) is up\n", version, mode)
 		fmt.Fprintf(stdout, "  data:     %s\n", info.DataDir)
-		fmt.Fprintf(stdout, "  stream:   %s (les tail --url %s)\n", info.StreamURL, info.StreamURL)
-		fmt.Fprintf(stdout, "  http:     http://%s  (/report, /logs, /cwlogs, /telemetry, /query, /metrics, /healthz)\n", info.HTTP)
-		fmt.Fprintln(stdout, "  listeners:")
-		for _, l := range info.Listeners {
-			fmt.Fprintf(stdout, "    %s\n", l)
+		if info.Stream == "embedded" || info.Stream == "nats" {
+			fmt.Fprintf(stdout, "  stream:   %s %s (les tail --url %s)\n", info.Stream, info.StreamURL, info.StreamURL)
+		} else {
+			fmt.Fprintf(stdout, "  stream:   %s %s (les tail --config FILE)\n", info.Stream, info.StreamURL)
+		}
+		if mode == app.ModeConsume {
+			fmt.Fprintf(stdout, "  http:     http://%s  (/query, /metrics, /healthz)\n", info.HTTP)
+		} else {
+			fmt.Fprintf(stdout, "  http:     http://%s  (/report, /logs, /cwlogs, /telemetry, /query, /metrics, /healthz)\n", info.HTTP)
+		}
+		if len(info.Listeners) > 0 {
+			fmt.Fprintln(stdout, "  listeners:")
+			for _, l := range info.Listeners {
+				fmt.Fprintf(stdout, "    %s\n", l)
+			}
 		}
 		if len(info.Sinks) > 0 {
 			fmt.Fprintln(stdout, "  sinks:")
 			for _, s := range info.Sinks {
 				fmt.Fprintf(stdout, "    %s\n", s)
 			}
+		}
+		if opts.Partitions != nil {
+			fmt.Fprintf(stdout, "  partitions: %v of %d\n", opts.Partitions, cfg.Stream.Partitions)
 		}
 		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	})
@@ -97,6 +146,34 @@ func cmdUp(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return 1
 	}
 	return 0
+}
+
+// parsePartitions reads "0-3,6" into partition numbers below n.
+func parsePartitions(s string, n int) ([]int, error) {
+	seen := map[int]bool{}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a {
+			return nil, fmt.Errorf("%q is not a partition or range like 0-3", part)
+		}
+		if b >= n {
+			return nil, fmt.Errorf("partition %d is not below stream.partitions (%d)", b, n)
+		}
+		for p := a; p <= b; p++ {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // writeHeapProfile writes the heap profile as of the last garbage

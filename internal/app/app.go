@@ -22,30 +22,63 @@ import (
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
 	"github.com/les-streams/les/internal/wire"
 )
 
 // Info describes a running les, for the start-up banner.
 type Info struct {
+	Mode      Mode
 	DataDir   string
+	Stream    string // backend
 	StreamURL string
 	HTTP      string
 	Listeners []string
 	Sinks     []string
 }
 
+// Mode says which halves a process runs.
+type Mode int
+
+const (
+	// ModeUp runs both halves (les up).
+	ModeUp Mode = iota
+	// ModeAgent runs the front half only: listeners → batches → stream (les agent).
+	ModeAgent
+	// ModeConsume runs the back half only: rollup, logmetric, sinks (les consume).
+	ModeConsume
+)
+
+func (m Mode) String() string {
+	return [...]string{"up", "agent", "consume"}[m]
+}
+
+// Options are what the binary decides, not the config file.
+type Options struct {
+	Mode Mode
+	// Backends are the stream backends this binary offers (see Backend).
+	Backends []Backend
+	// Partitions assigns logical partitions to this process's consumers
+	// (les consume --partitions); nil means all.
+	Partitions []int
+}
+
 // App is one les process: agent, stream and consumers.
 type App struct {
-	cfg *Config
-	log *slog.Logger
-	reg *selfmetric.Registry
+	cfg      *Config
+	log      *slog.Logger
+	reg      *selfmetric.Registry
+	mode     Mode
+	backends []Backend
+	parts    []int
 }
 
 // New returns an app for cfg (already validated by Load). It does no I/O.
-func New(cfg *Config, log *slog.Logger) *App {
-	return &App{cfg: cfg, log: log, reg: selfmetric.New()}
+func New(cfg *Config, log *slog.Logger, o Options) *App {
+	return &App{cfg: cfg, log: log, reg: selfmetric.New(), mode: o.Mode, backends: o.Backends, parts: o.Partitions}
 }
+
+func (a *App) agent() bool     { return a.mode != ModeConsume }
+func (a *App) consumers() bool { return a.mode != ModeAgent }
 
 // Registry exposes the self-metrics (for tests and benchmarks).
 func (a *App) Registry() *selfmetric.Registry { return a.reg }
@@ -66,20 +99,28 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	st, err := natsjs.Open(ctx, cfg.Stream, cfg.DataDir, a.log)
+	if a.mode == ModeAgent && cfg.Stream.Kind == "embedded" {
+		return errors.New("les agent publishes to a stream other processes read: set stream.kind to nats, kafka or kinesis (or run les up, which embeds the stream)")
+	}
+	if a.mode == ModeConsume && cfg.Stream.Kind == "embedded" {
+		return errors.New("les consume reads a stream other processes write: set stream.kind to nats, kafka or kinesis (a les up's embedded stream is stream.kind nats with url nats://127.0.0.1:4222)")
+	}
+	st, err := a.openStream(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	caps := st.Capabilities()
 	// A batch is cut once it reaches max_batch_bytes, so one more item may
-	// follow: keep batches at most half the server's max_payload (1 MiB by
-	// default on an external nats-server) so every record fits.
-	if mp := st.MaxPayload(); mp > 0 && int64(cfg.Agent.Batch.MaxBatchBytes) > mp/2 {
-		a.log.Info("lowering agent.batch.max_batch_bytes to half the stream server's max_payload",
-			"configured", cfg.Agent.Batch.MaxBatchBytes, "max_payload", mp)
+	// follow: keep batches at most half the largest record the stream
+	// takes (1 MiB by default on an external nats-server) so every record
+	// fits.
+	if mp := caps.MaxRecordBytes; mp > 0 && int64(cfg.Agent.Batch.MaxBatchBytes) > mp/2 {
+		a.log.Info("lowering agent.batch.max_batch_bytes to half the stream's largest record",
+			"configured", cfg.Agent.Batch.MaxBatchBytes, "max_record_bytes", mp)
 		cfg.Agent.Batch.MaxBatchBytes = int(mp / 2)
 	}
-	info := Info{DataDir: cfg.DataDir, StreamURL: st.ClientURL()}
+	info := Info{DataDir: cfg.DataDir, StreamURL: st.ClientURL(), Stream: caps.Backend, Mode: a.mode}
 
 	batcher, err := ingest.NewBatcher(cfg.Agent.Batch, st, a.reg, a.log)
 	if err != nil {
@@ -116,7 +157,11 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			_ = r.Run(stopped) // with ctx done, Run closes the socket and returns
 		}
 	}()
-	for _, l := range cfg.Agent.Listeners {
+	listenerCfgs := cfg.Agent.Listeners
+	if !a.agent() {
+		listenerCfgs = nil
+	}
+	for _, l := range listenerCfgs {
 		r, addr, err := a.bind(l, batcher)
 		if err != nil {
 			return err
@@ -125,11 +170,13 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		info.Listeners = append(info.Listeners, fmt.Sprintf("%-16s %-8s %s", l.Format, l.Transport, addr))
 	}
 	listeners = append(listeners, sockets...)
-	inputs, err := a.inputRunners(batcher, &info)
-	if err != nil {
-		return err
+	if a.agent() {
+		inputs, err := a.inputRunners(batcher, &info)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, inputs...)
 	}
-	listeners = append(listeners, inputs...)
 	httpLn, err = net.Listen("tcp", cfg.Agent.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", cfg.Agent.HTTP.Listen, err)
@@ -139,7 +186,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	var procs []runner
 	var rollupRun *consumer.ProcRunner
 	var rollupP *rollupProc
-	if !cfg.Rollup.Disabled {
+	if !cfg.Rollup.Disabled && a.consumers() {
 		rc, _ := cfg.Rollup.engineConfig()
 		eng, err := rollup.New(rc)
 		if err != nil {
@@ -148,7 +195,9 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		rollupP = &rollupProc{Rollup: eng, rules: rc.Rules}
 		rollupRun, err = consumer.NewProcRunner(consumer.ProcConfig{
 			Name:           "rollup",
-			Subjects:       rollupSubjects(rc),
+			Origins:        rollupOrigins(rc),
+			Signals:        []wire.Signal{wire.SignalMetrics, wire.SignalDistributions},
+			Partitions:     a.parts,
 			Origin:         stream.OriginRollup,
 			CheckpointPath: filepath.Join(cfg.DataDir, "consumers", "rollup.ckpt"),
 			Tick:           cfg.Rollup.Tick,
@@ -171,12 +220,14 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		})
 	}
 
-	lmRun, err := a.logmetricRunner(st, batcher.Compression())
-	if err != nil {
-		return err
-	}
-	if lmRun != nil {
-		procs = append(procs, lmRun)
+	if a.consumers() {
+		lmRun, err := a.logmetricRunner(st, batcher.Compression())
+		if err != nil {
+			return err
+		}
+		if lmRun != nil {
+			procs = append(procs, lmRun)
+		}
 	}
 
 	var sinks []*consumer.SinkRunner
@@ -187,8 +238,12 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if rollupRun == nil {
 		sinkOrigins = append(sinkOrigins, stream.OriginAgg)
 	}
-	for i := range cfg.Sinks {
-		sc := &cfg.Sinks[i]
+	sinkCfgs := cfg.Sinks
+	if !a.consumers() {
+		sinkCfgs = nil
+	}
+	for i := range sinkCfgs {
+		sc := &sinkCfgs[i]
 		sk, err := a.newSink(sc)
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", sc.Name, err)
@@ -198,10 +253,17 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			sig, _ := wire.ParseSignal(s)
 			sigs = append(sigs, sig)
 		}
+		sinkParts := a.parts
+		if caps.DurableCursors && caps.Backend == "kafka" {
+			sinkParts = nil // the consumer group assigns partitions
+		}
 		r, err := consumer.NewSinkRunner(consumer.SinkConfig{
-			Name:     sc.Name,
-			Subjects: stream.SubjectsFor(sinkOrigins, sigs),
-			Retry:    sc.Retry,
+			Name:          sc.Name,
+			Origins:       sinkOrigins,
+			Signals:       sigs,
+			Partitions:    sinkParts,
+			Retry:         sc.Retry,
+			PositionsPath: filepath.Join(cfg.DataDir, "consumers", sc.Name+".pos"),
 		}, st, sk, a.reg, a.log)
 		if err != nil {
 			return err
@@ -237,6 +299,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	batchCtx, cancelBatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBatch()
 	batchDone := make(chan error, 1)
+	// The batcher also publishes for nobody in consume mode: it is
+	// cheap and keeps one shutdown path.
 	go func() { batchDone <- batcher.Run(batchCtx, drainTimeout) }()
 
 	inCtx, cancelIn := context.WithCancel(ctx)
@@ -253,7 +317,9 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		}()
 	}
 	mux := a.mux(batcher)
-	a.logHandlers(mux, batcher)
+	if a.agent() {
+		a.logHandlers(mux, batcher)
+	}
 	if rollupRun != nil {
 		mux.Handle("/query", requireToken(cfg.Agent.HTTP.Token, queryHandler(rollupRun, rollupP)))
 	}
@@ -349,11 +415,14 @@ func limitConcurrency(h http.Handler, n int, wait time.Duration) http.Handler {
 
 // catchUp gives consumers a moment to deliver what was just published.
 func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
+	if !st.Capabilities().DurableCursors {
+		return
+	}
 	deadline := time.Now().Add(limit)
 	for _, n := range names {
 		for time.Now().Before(deadline) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			lag, err := st.Lag(ctx, n)
+			lag, err := st.Lag(ctx, stream.LagQuery{Durable: n})
 			cancel()
 			if err != nil || lag == 0 {
 				break
@@ -395,15 +464,17 @@ func (a *App) mux(b *ingest.Batcher) *http.ServeMux {
 			},
 		}
 	}
-	mux.Handle("/report", &ingest.LineHandler{
-		Formats: map[string]*ingest.HTTPFormat{
-			"wavefront":   wf(wavefront.ModeMetrics, "wavefront"),
-			"graphite_v2": wf(wavefront.ModeMetrics, "wavefront"),
-			"histogram":   wf(wavefront.ModeHistogram, "histogram"),
-			"trace":       wf(wavefront.ModeTrace, "trace"),
-		},
-		Default: "wavefront", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
-	})
+	if a.agent() {
+		mux.Handle("/report", &ingest.LineHandler{
+			Formats: map[string]*ingest.HTTPFormat{
+				"wavefront":   wf(wavefront.ModeMetrics, "wavefront"),
+				"graphite_v2": wf(wavefront.ModeMetrics, "wavefront"),
+				"histogram":   wf(wavefront.ModeHistogram, "histogram"),
+				"trace":       wf(wavefront.ModeTrace, "trace"),
+			},
+			Default: "wavefront", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
+		})
+	}
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.reg.WritePrometheus(w)

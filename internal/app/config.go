@@ -14,18 +14,17 @@ import (
 	"github.com/les-streams/les/internal/config"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/sink"
-	"github.com/les-streams/les/internal/stream/natsjs"
 	"github.com/les-streams/les/internal/wire"
 )
 
 // Config is les.yaml.
 type Config struct {
 	// DataDir holds the embedded stream and consumer checkpoints.
-	DataDir string        `yaml:"data_dir"`
-	Agent   AgentConfig   `yaml:"agent"`
-	Stream  natsjs.Config `yaml:"stream"`
-	Sinks   []SinkConfig  `yaml:"sinks"`
-	Rollup  RollupConfig  `yaml:"rollup"`
+	DataDir string       `yaml:"data_dir"`
+	Agent   AgentConfig  `yaml:"agent"`
+	Stream  StreamConfig `yaml:"stream"`
+	Sinks   []SinkConfig `yaml:"sinks"`
+	Rollup  RollupConfig `yaml:"rollup"`
 	// Logmetric derives metrics from logs (logmetric.go).
 	Logmetric LogmetricConfig `yaml:"logmetric"`
 	// Inputs pull data from outside, e.g. Kinesis streams (inputs.go).
@@ -167,9 +166,7 @@ func (c *Config) Validate() error {
 	if err := c.Agent.Spool.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "agent", "spool"))
 	}
-	if err := c.Stream.Validate(); err != nil {
-		errs = append(errs, c.errAt(err.Error(), "stream"))
-	}
+	errs = append(errs, c.validateStream()...)
 	if c.Agent.Listeners == nil {
 		c.Agent.Listeners = DefaultListeners()
 	}

@@ -19,7 +19,7 @@ func startApp(t *testing.T, cfg *Config) Info {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)
-	go func() { done <- New(cfg, slog.New(slog.DiscardHandler)).Run(ctx, func(i Info) { ready <- i }) }()
+	go func() { done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -42,7 +42,7 @@ func startApp(t *testing.T, cfg *Config) Info {
 // of holding a connection, a goroutine and a body buffer forever.
 func TestHTTPSlowBodyTimesOut(t *testing.T) {
 	cfg := &Config{DataDir: t.TempDir()}
-	cfg.Stream.Listen = "127.0.0.1:-1"
+	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
 	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.HTTP.ReadTimeout = 300 * time.Millisecond
 	cfg.Agent.Listeners = []ListenerConfig{}

@@ -149,7 +149,9 @@ func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consume
 	}
 	return consumer.NewProcRunner(consumer.ProcConfig{
 		Name:           "logmetric",
-		Subjects:       stream.SubjectsFor([]string{stream.OriginIngest}, []wire.Signal{wire.SignalLogs}),
+		Origins:        []string{stream.OriginIngest},
+		Signals:        []wire.Signal{wire.SignalLogs},
+		Partitions:     a.parts,
 		Origin:         stream.OriginDerived,
 		AggOrigin:      stream.OriginAgg,
 		CheckpointPath: filepath.Join(a.cfg.DataDir, "consumers", "logmetric.ckpt"),

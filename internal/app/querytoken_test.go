@@ -10,7 +10,7 @@ import (
 // requests without the token, as the intake endpoints do.
 func TestQueryRequiresToken(t *testing.T) {
 	cfg := &Config{DataDir: t.TempDir()}
-	cfg.Stream.Listen = "127.0.0.1:-1"
+	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
 	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.HTTP.Token = "s3cret"
 	cfg.Agent.Listeners = []ListenerConfig{}

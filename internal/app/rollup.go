@@ -15,7 +15,6 @@ import (
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/wire"
 )
 
 // RollupConfig is the `rollup:` section: the built-in consumer that rolls
@@ -130,16 +129,15 @@ func (p *rollupProc) ruleMatches(name string) bool {
 	return false
 }
 
-// rollupSubjects: the rollup reads its raw input (agent and logmetric
+// rollupOrigins: the rollup reads its raw input (agent and logmetric
 // output under origin agg); with rules it also reads plain points, which
-// the rules may turn into distributions.
-func rollupSubjects(rc rollup.Config) []string {
-	sigs := []wire.Signal{wire.SignalMetrics, wire.SignalDistributions}
-	subjects := stream.SubjectsFor([]string{stream.OriginAgg}, sigs)
+// the rules may turn into distributions (plain distributions there are
+// few and the rollup merges them too).
+func rollupOrigins(rc rollup.Config) []string {
 	if len(rc.Rules) > 0 {
-		subjects = append(subjects, stream.SubjectsFor([]string{stream.OriginIngest, stream.OriginDerived}, []wire.Signal{wire.SignalMetrics})...)
+		return []string{stream.OriginAgg, stream.OriginIngest, stream.OriginDerived}
 	}
-	return subjects
+	return []string{stream.OriginAgg}
 }
 
 // queryHandler serves /query?name=N[&source=S][&window=minute].

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/stream/embedded"
+	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
 )
 
 // TestShutdownWithStreamDown: with an external stream gone and intake
@@ -21,12 +22,13 @@ func TestShutdownWithStreamDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about 30s")
 	}
-	ext, err := natsjs.Open(context.Background(), natsjs.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &Config{DataDir: t.TempDir()}
-	cfg.Stream.URL = ext.ClientURL()
+	cfg.Stream.Kind = "nats"
+	cfg.Stream.NATS.URL = ext.ClientURL()
 	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.Batch.MaxBatchBytes = 1024
 	cfg.Agent.Batch.QueueBatches = 1
@@ -37,7 +39,7 @@ func TestShutdownWithStreamDown(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a := New(cfg, slog.New(slog.DiscardHandler))
+	a := New(cfg, slog.New(slog.DiscardHandler), testOptions())
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)

@@ -19,7 +19,7 @@ func TestRunReleasesSocketsOnStartupError(t *testing.T) {
 	defer busy.Close()
 	free := freeAddr(t)
 	cfg := &Config{DataDir: t.TempDir()}
-	cfg.Stream.Listen = "127.0.0.1:-1"
+	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
 	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.Listeners = []ListenerConfig{
 		{Format: "wavefront", Transport: "tcp", Address: free},
@@ -31,7 +31,7 @@ func TestRunReleasesSocketsOnStartupError(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := New(cfg, slog.New(slog.DiscardHandler)).Run(ctx, nil); err == nil {
+	if err := New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, nil); err == nil {
 		t.Fatal("Run bound a busy address")
 	}
 	ln, err := net.Listen("tcp", free)
@@ -56,13 +56,13 @@ func TestRunReleasesSocketsWhenHTTPBusy(t *testing.T) {
 	defer busy.Close()
 	free := freeAddr(t)
 	cfg := &Config{DataDir: t.TempDir()}
-	cfg.Stream.Listen = "127.0.0.1:-1"
+	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
 	cfg.Agent.HTTP.Listen = busy.Addr().String()
 	cfg.Agent.Listeners = []ListenerConfig{{Format: "wavefront", Transport: "tcp", Address: free}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := New(cfg, slog.New(slog.DiscardHandler)).Run(context.Background(), nil); err == nil {
+	if err := New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(context.Background(), nil); err == nil {
 		t.Fatal("Run bound a busy HTTP address")
 	}
 	ln, err := net.Listen("tcp", free)

@@ -7,39 +7,69 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
-// checkpoint is what a processor consumer persists: its position in the
-// stream, its state, and the records it emitted but has not yet confirmed
-// published.
+// checkpoint is what a consumer persists: its position in every physical
+// partition it reads, the record ids it has folded in lately (to drop
+// re-published records on streams that do not), a processor's state, and
+// the records it emitted but has not yet confirmed published.
 //
-// File layout (little endian): "LESC", version u8, lastSeq u64, emitSeq
-// u64, state (u32 length + bytes), outbox count u32, then per record
-// subject, id, data (each u32 length + bytes), and a CRC-32C of everything
-// before it.
+// File layout, version 2 (little endian; str = u32 length + bytes):
+// "LESC", 0x02, emitSeq u64, positions count u32 then (partition str, pos
+// str) each, seen count u32 then (id str, first-seen unix ns i64) each,
+// state str, outbox count u32 then per record origin str, signal u8,
+// partition u32, id str, data str; and a CRC-32C of everything before it.
+//
+// Version 1 (a single JetStream sequence, outbox records by subject) is
+// still read: its sequence becomes the position of every partition
+// (positionAll), which holds for the embedded stream that wrote it.
 type checkpoint struct {
-	lastSeq uint64
-	emitSeq uint64
-	state   []byte
-	outbox  []stream.Record
+	emitSeq   uint64
+	positions map[string]stream.Position
+	seen      map[string]int64
+	state     []byte
+	outbox    []stream.Record
 }
+
+// positionAll is the key of a version 1 checkpoint's sequence, which
+// applies to every partition; expandPositions replaces it.
+const positionAll = "*"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 func (c *checkpoint) marshal() []byte {
-	b := []byte("LESC\x01")
-	b = binary.LittleEndian.AppendUint64(b, c.lastSeq)
+	b := []byte("LESC\x02")
 	b = binary.LittleEndian.AppendUint64(b, c.emitSeq)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.positions)))
+	for p, pos := range c.positions {
+		b = appendStr(b, p)
+		b = appendStr(b, string(pos))
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.seen)))
+	for id, t := range c.seen {
+		b = appendStr(b, id)
+		b = binary.LittleEndian.AppendUint64(b, uint64(t))
+	}
 	b = appendBytes(b, c.state)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.outbox)))
 	for _, r := range c.outbox {
-		b = appendBytes(b, []byte(r.Subject))
-		b = appendBytes(b, []byte(r.ID))
+		b = appendStr(b, r.Origin)
+		b = append(b, byte(r.Signal))
+		b = binary.LittleEndian.AppendUint32(b, uint32(r.Partition))
+		b = appendStr(b, r.ID)
 		b = appendBytes(b, r.Data)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+func appendStr(b []byte, v string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -49,57 +79,139 @@ func appendBytes(b, v []byte) []byte {
 
 var errBadCheckpoint = errors.New("corrupt checkpoint")
 
+// reader reads the fields of a checkpoint body; ok turns false at the
+// first field that does not fit.
+type reader struct {
+	p  []byte
+	ok bool
+}
+
+func (r *reader) bytes() []byte {
+	n := r.u32()
+	if !r.ok || uint64(n) > uint64(len(r.p)) {
+		r.ok = false
+		return nil
+	}
+	v := r.p[:n]
+	r.p = r.p[n:]
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	if !r.ok || len(r.p) < 4 {
+		r.ok = false
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.p)
+	r.p = r.p[4:]
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if !r.ok || len(r.p) < 8 {
+		r.ok = false
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.p)
+	r.p = r.p[8:]
+	return v
+}
+
+func (r *reader) u8() byte {
+	if !r.ok || len(r.p) < 1 {
+		r.ok = false
+		return 0
+	}
+	v := r.p[0]
+	r.p = r.p[1:]
+	return v
+}
+
 func unmarshalCheckpoint(b []byte) (checkpoint, error) {
-	var c checkpoint
-	if len(b) < 5+16+4+4+4 || string(b[:5]) != "LESC\x01" {
+	c := checkpoint{positions: map[string]stream.Position{}, seen: map[string]int64{}}
+	if len(b) < 9 || string(b[:4]) != "LESC" || (b[4] != 1 && b[4] != 2) {
 		return c, errBadCheckpoint
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, crcTable) != sum {
 		return c, fmt.Errorf("%w: checksum mismatch", errBadCheckpoint)
 	}
-	p := body[5:]
-	c.lastSeq = binary.LittleEndian.Uint64(p)
-	c.emitSeq = binary.LittleEndian.Uint64(p[8:])
-	p = p[16:]
-	next := func() ([]byte, bool) {
-		if len(p) < 4 {
-			return nil, false
-		}
-		n := binary.LittleEndian.Uint32(p)
-		if uint64(n) > uint64(len(p)-4) {
-			return nil, false
-		}
-		v := p[4 : 4+n]
-		p = p[4+n:]
-		return v, true
+	r := reader{p: body[5:], ok: true}
+	if b[4] == 1 {
+		return c, c.unmarshalV1(&r)
 	}
-	var ok bool
-	if c.state, ok = next(); !ok {
+	c.emitSeq = r.u64()
+	for n := r.u32(); r.ok && n > 0; n-- {
+		p, pos := string(r.bytes()), stream.Position(r.bytes())
+		c.positions[p] = pos
+	}
+	for n := r.u32(); r.ok && n > 0; n-- {
+		id := string(r.bytes())
+		c.seen[id] = int64(r.u64())
+	}
+	c.state = r.bytes()
+	for n := r.u32(); r.ok && n > 0; n-- {
+		var rec stream.Record
+		rec.Origin = string(r.bytes())
+		rec.Signal = wire.Signal(r.u8())
+		rec.Partition = int(r.u32())
+		rec.ID = string(r.bytes())
+		rec.Data = r.bytes()
+		c.outbox = append(c.outbox, rec)
+	}
+	if !r.ok || len(r.p) != 0 {
 		return c, errBadCheckpoint
-	}
-	if len(p) < 4 {
-		return c, errBadCheckpoint
-	}
-	n := binary.LittleEndian.Uint32(p)
-	p = p[4:]
-	for i := uint32(0); i < n; i++ {
-		subj, ok1 := next()
-		id, ok2 := next()
-		data, ok3 := next()
-		if !ok1 || !ok2 || !ok3 {
-			return c, errBadCheckpoint
-		}
-		c.outbox = append(c.outbox, stream.Record{Subject: string(subj), ID: string(id), Data: data})
 	}
 	return c, nil
+}
+
+// unmarshalV1 reads "LESC\x01": lastSeq u64, emitSeq u64, state, outbox
+// count u32, then per record subject, id, data.
+func (c *checkpoint) unmarshalV1(r *reader) error {
+	if last := r.u64(); last > 0 {
+		c.positions[positionAll] = stream.Position(strconv.FormatUint(last, 10))
+	}
+	c.emitSeq = r.u64()
+	c.state = r.bytes()
+	for n := r.u32(); r.ok && n > 0; n-- {
+		subj, id, data := string(r.bytes()), string(r.bytes()), r.bytes()
+		t := strings.Split(subj, ".") // les.<origin>.<signal>.<partition>
+		if len(t) != 4 {
+			return errBadCheckpoint
+		}
+		sig, err := wire.ParseSignal(t[2])
+		p, perr := strconv.Atoi(t[3])
+		if err != nil || perr != nil {
+			return errBadCheckpoint
+		}
+		c.outbox = append(c.outbox, stream.Record{Origin: t[1], Signal: sig, Partition: p, ID: id, Data: data})
+	}
+	if !r.ok || len(r.p) != 0 {
+		return errBadCheckpoint
+	}
+	return nil
+}
+
+// expandPositions turns a version 1 sequence into a position for each of
+// n partitions (the embedded stream's partition tokens "0" … "n-1").
+func (c *checkpoint) expandPositions(n int) {
+	all, ok := c.positions[positionAll]
+	if !ok {
+		return
+	}
+	delete(c.positions, positionAll)
+	for p := range n {
+		if _, ok := c.positions[strconv.Itoa(p)]; !ok {
+			c.positions[strconv.Itoa(p)] = all
+		}
+	}
 }
 
 // loadCheckpoint reads path; a missing file is an empty checkpoint.
 func loadCheckpoint(path string) (checkpoint, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return checkpoint{}, nil
+		return checkpoint{positions: map[string]stream.Position{}, seen: map[string]int64{}}, nil
 	}
 	if err != nil {
 		return checkpoint{}, err

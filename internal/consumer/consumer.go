@@ -8,7 +8,11 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,22 +29,34 @@ import (
 type SinkConfig struct {
 	// Name is the durable consumer name (its cursor survives restarts).
 	Name string
-	// Subjects the consumer reads (see stream.SubjectsFor).
-	Subjects []string
-	Retry    sink.RetryConfig
+	// Origins and Signals the consumer reads (see stream.ConsumeOptions).
+	Origins []string
+	Signals []wire.Signal
+	// Partitions assigned to this process (nil: all). On streams with
+	// durable cursors of their own the stream may assign them instead
+	// (Kafka consumer groups) and this must be nil.
+	Partitions []int
+	Retry      sink.RetryConfig
 	// Batch is the most records per fetch (default 16).
 	Batch int
+	// PositionsPath is where the cursor is kept on streams that keep none
+	// (Capabilities.DurableCursors false: Kinesis); required there.
+	PositionsPath string
 }
 
 // SinkRunner delivers every record on its subjects to one sink.
 type SinkRunner struct {
-	cfg SinkConfig
-	st  stream.Stream
-	sk  sink.Sink
-	log *slog.Logger
-	dec wire.Decoder
-	b   model.Batch
-	lag atomic.Int64
+	cfg   SinkConfig
+	st    stream.Stream
+	sk    sink.Sink
+	log   *slog.Logger
+	dec   wire.Decoder
+	b     model.Batch
+	lag   atomic.Int64
+	posMu sync.Mutex
+	// pos is the cursor kept in PositionsPath (streams without durable
+	// cursors); nil otherwise.
+	pos *checkpoint
 
 	consumed   *metrics.Counter
 	delivered  *metrics.Counter
@@ -59,6 +75,9 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 	if cfg.Batch <= 0 {
 		cfg.Batch = 16
 	}
+	if !st.Capabilities().DurableCursors && cfg.PositionsPath == "" {
+		return nil, fmt.Errorf("consumer %s: the %s stream keeps no cursors; a positions file is required", cfg.Name, st.Capabilities().Backend)
+	}
 	r := &SinkRunner{cfg: cfg, st: st, sk: sk, log: log.With("consumer", cfg.Name),
 		consumed:   reg.Counter("les_consumer_records_total", "consumer", cfg.Name),
 		delivered:  reg.Counter("les_sink_delivered_items_total", "sink", cfg.Name),
@@ -72,10 +91,28 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 
 // Run consumes until ctx is cancelled, then closes the sink.
 func (r *SinkRunner) Run(ctx context.Context) error {
-	go pollLag(ctx, r.st, r.cfg.Name, &r.lag)
-	err := r.st.Consume(ctx, stream.ConsumeOptions{
-		Durable: r.cfg.Name, Subjects: r.cfg.Subjects, Batch: r.cfg.Batch,
-	}, r.handle)
+	o := stream.ConsumeOptions{Origins: r.cfg.Origins, Signals: r.cfg.Signals,
+		Partitions: r.cfg.Partitions, Batch: r.cfg.Batch}
+	q := stream.LagQuery{Origins: o.Origins, Signals: o.Signals}
+	if r.st.Capabilities().DurableCursors {
+		o.Durable, q.Durable = r.cfg.Name, r.cfg.Name
+	} else {
+		ck, err := loadCheckpoint(r.cfg.PositionsPath)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", r.cfg.Name, err)
+		}
+		r.pos = &ck
+		o.After = maps.Clone(ck.positions)
+	}
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		pollLag(lagCtx, r.st, q, r.positions, &r.lag)
+	}()
+	err := r.st.Consume(ctx, o, r.handle)
+	stopLag()
+	<-lagDone
 	if cerr := r.sk.Close(); err == nil {
 		err = cerr
 	}
@@ -97,7 +134,7 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 			r.consumed.Inc()
 			continue
 		}
-		err = sink.Deliver(ctx, r.sk, &r.b, sink.Meta{RecordID: h.ID(), Seq: d.Seq}, r.cfg.Retry,
+		err = sink.Deliver(ctx, r.sk, &r.b, sink.Meta{RecordID: h.ID(), Partition: d.Partition, Pos: string(d.Pos)}, r.cfg.Retry,
 			func(error) { r.retries.Inc() })
 		switch {
 		case err == nil:
@@ -112,15 +149,43 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		}
 		r.consumed.Inc()
 	}
+	if r.pos != nil {
+		r.posMu.Lock()
+		for _, d := range ds {
+			r.pos.positions[d.Partition] = d.Pos
+		}
+		err := r.pos.save(r.cfg.PositionsPath)
+		r.posMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("consumer %s: positions: %w", r.cfg.Name, err)
+		}
+	}
 	return nil
 }
 
+// positions returns a copy of the cursor kept in PositionsPath (nil when
+// the stream keeps it).
+func (r *SinkRunner) positions() map[string]stream.Position {
+	if r.pos == nil {
+		return nil
+	}
+	r.posMu.Lock()
+	defer r.posMu.Unlock()
+	return maps.Clone(r.pos.positions)
+}
+
+// deadLetterRecord publishes d unchanged under origin dlq, same signal and
+// partition; its id names the consumer and the record's place.
 func (r *SinkRunner) deadLetterRecord(ctx context.Context, d stream.Delivery, cause error) error {
-	r.log.Warn("dead-lettering record", "seq", d.Seq, "err", cause)
+	r.log.Warn("dead-lettering record", "partition", d.Partition, "pos", d.Pos, "err", cause)
+	p, _ := strconv.Atoi(d.Partition)
+	if p < 0 || p >= r.st.Capabilities().Partitions {
+		p = 0 // a physical partition that is not a logical one (a shard id)
+	}
 	err := r.st.Publish(ctx, stream.Record{
-		Subject: stream.DLQSubject(r.cfg.Name),
-		ID:      "dlq-" + r.cfg.Name + "-" + uitoa(d.Seq),
-		Data:    d.Data,
+		Origin: stream.OriginDLQ, Signal: d.Signal, Partition: p,
+		ID:   "dlq-" + r.cfg.Name + "-" + d.Partition + "-" + string(d.Pos),
+		Data: d.Data,
 	})
 	if err == nil {
 		r.deadLetter.Inc()
@@ -128,25 +193,16 @@ func (r *SinkRunner) deadLetterRecord(ctx context.Context, d stream.Delivery, ca
 	return err
 }
 
-func uitoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
-}
-
-// pollLag refreshes a consumer's lag every few seconds.
-func pollLag(ctx context.Context, st stream.Stream, name string, lag *atomic.Int64) {
+// pollLag refreshes a consumer's lag every few seconds; positions, when
+// not nil, gives the cursor of a consumer that keeps its own.
+func pollLag(ctx context.Context, st stream.Stream, q stream.LagQuery, positions func() map[string]stream.Position, lag *atomic.Int64) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		if n, err := st.Lag(ctx, name); err == nil {
+		if q.Durable == "" {
+			q.After = positions()
+		}
+		if n, err := st.Lag(ctx, q); err == nil {
 			lag.Store(int64(n))
 		}
 		select {

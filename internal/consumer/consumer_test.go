@@ -16,15 +16,16 @@ import (
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/stream/embedded"
+	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
 	"github.com/les-streams/les/internal/wire"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
 
-func openStream(t *testing.T, dir string) *natsjs.Stream {
+func openStream(t *testing.T, dir string) *embedsrv.Stream {
 	t.Helper()
-	st, err := natsjs.Open(context.Background(), natsjs.Config{Listen: "127.0.0.1:-1"}, dir, quiet)
+	st, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1"}, dir, 1, embedsrv.Deps{Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func publishMetrics(t *testing.T, st stream.Stream, first, n, per int) {
 			t.Fatal(err)
 		}
 		if err := st.Publish(context.Background(), stream.Record{
-			Subject: stream.Subject(stream.OriginIngest, wire.SignalMetrics, 0), ID: fmt.Sprint("r", i), Data: data,
+			Origin: stream.OriginIngest, Signal: wire.SignalMetrics, ID: fmt.Sprint("r", i), Data: data,
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +106,7 @@ func emittedTotal(t *testing.T, st stream.Stream, want float64) float64 {
 	defer cancel()
 	var total float64
 	var dec wire.Decoder
-	_ = st.Consume(ctx, stream.ConsumeOptions{Subjects: []string{"les.rollup.>"}, FromStart: true},
+	_ = st.Consume(ctx, stream.ConsumeOptions{Origins: []string{stream.OriginRollup}, FromStart: true},
 		func(ctx context.Context, ds []stream.Delivery) error {
 			for _, d := range ds {
 				var b model.Batch
@@ -126,7 +127,7 @@ func emittedTotal(t *testing.T, st stream.Stream, want float64) float64 {
 
 func runProc(t *testing.T, st stream.Stream, ckpt string, p Processor, until func() bool) {
 	t.Helper()
-	r, err := NewProcRunner(ProcConfig{Name: "count", Subjects: []string{"les.in.>"}, Origin: stream.OriginRollup,
+	r, err := NewProcRunner(ProcConfig{Name: "count", Origins: []string{stream.OriginIngest}, Origin: stream.OriginRollup,
 		CheckpointPath: ckpt, Tick: 10 * time.Millisecond}, st, p, selfmetric.New(), quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -188,11 +189,12 @@ func TestProcRunnerExactThroughRestartsAndFailedPublishes(t *testing.T) {
 }
 
 func TestCheckpointRoundTripAndCorruption(t *testing.T) {
-	c := checkpoint{lastSeq: 42, emitSeq: 7, state: []byte("state"),
-		outbox: []stream.Record{{Subject: "les.rollup.metrics.0", ID: "x-1", Data: []byte{1, 2, 3}}}}
+	c := checkpoint{positions: map[string]stream.Position{"0": "42", "shardId-000000000001": "49590338271490256608559692538361571095921575989136588898"},
+		seen: map[string]int64{"a-1": 5}, emitSeq: 7, state: []byte("state"),
+		outbox: []stream.Record{{Origin: stream.OriginRollup, Signal: wire.SignalMetrics, Partition: 3, ID: "x-1", Data: []byte{1, 2, 3}}}}
 	b := c.marshal()
 	got, err := unmarshalCheckpoint(b)
-	if err != nil || got.lastSeq != 42 || got.emitSeq != 7 || string(got.state) != "state" || len(got.outbox) != 1 || got.outbox[0].ID != "x-1" {
+	if err != nil || got.positions["0"] != "42" || len(got.positions) != 2 || got.seen["a-1"] != 5 || got.outbox[0].Partition != 3 || got.emitSeq != 7 || string(got.state) != "state" || len(got.outbox) != 1 || got.outbox[0].ID != "x-1" {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	for i := range b {
@@ -244,13 +246,13 @@ func TestSinkRunnerRetriesAndDeadLetters(t *testing.T) {
 		e := wire.NewEncoder(wire.SignalMetrics)
 		e.AppendMetric(&model.Metric{Name: name, Value: 1})
 		data, _ := e.Finish(nil, 1, uint64(i+1), wire.CompressionNone)
-		if err := st.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: name, Data: data}); err != nil {
+		if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics, ID: name, Data: data}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sk := &recordingSink{failures: 2, permanent: true}
 	reg := selfmetric.New()
-	r, err := NewSinkRunner(SinkConfig{Name: "rec", Subjects: []string{"les.in.>"},
+	r, err := NewSinkRunner(SinkConfig{Name: "rec", Origins: []string{stream.OriginIngest},
 		Retry: sink.RetryConfig{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}}, st, sk, reg, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +287,7 @@ func TestSinkRunnerRetriesAndDeadLetters(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	found := false
-	_ = st.Consume(dctx, stream.ConsumeOptions{Subjects: []string{stream.DLQSubject("rec")}, FromStart: true},
+	_ = st.Consume(dctx, stream.ConsumeOptions{Origins: []string{stream.OriginDLQ}, FromStart: true},
 		func(ctx context.Context, ds []stream.Delivery) error {
 			found = true
 			dcancel()
@@ -305,13 +307,13 @@ func TestSinkRunnerDeadLettersAfterMaxAttempts(t *testing.T) {
 		e := wire.NewEncoder(wire.SignalMetrics)
 		e.AppendMetric(&model.Metric{Name: name, Value: 1})
 		data, _ := e.Finish(nil, 1, uint64(i+1), wire.CompressionNone)
-		if err := st.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: name, Data: data}); err != nil {
+		if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics, ID: name, Data: data}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sk := &recordingSink{failures: 3} // fails 3 times: the first record's 3 attempts
 	reg := selfmetric.New()
-	r, err := NewSinkRunner(SinkConfig{Name: "max", Subjects: []string{"les.in.>"},
+	r, err := NewSinkRunner(SinkConfig{Name: "max", Origins: []string{stream.OriginIngest},
 		Retry: sink.RetryConfig{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}, st, sk, reg, quiet)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,12 @@ type Processor interface {
 type ProcConfig struct {
 	// Name identifies the consumer and its checkpoint file.
 	Name string
-	// Subjects the processor reads.
-	Subjects []string
+	// Origins and Signals the processor reads (see stream.ConsumeOptions).
+	Origins []string
+	Signals []wire.Signal
+	// Partitions assigned to this process (nil: all); processes splitting
+	// the partitions between them each roll up their own series.
+	Partitions []int
 	// Origin of the records it publishes (e.g. stream.OriginRollup).
 	Origin string
 	// AggOrigin, when set, is where emitted raw input of the rollup goes
@@ -58,16 +63,23 @@ type ProcConfig struct {
 	// windows is split into several records, each below the stream's
 	// message size limit.
 	MaxRecordBytes int
+	// DedupWindow is how long record ids are remembered, so a record
+	// published twice (a producer that retried or replayed its spool after
+	// the stream had in fact stored it) is folded in once on streams that
+	// do not drop re-published ids themselves (default 15m; at least the
+	// stream's own window).
+	DedupWindow time.Duration
 	// Now is the clock (default time.Now().UnixNano).
 	Now func() int64
 }
 
 // ProcRunner runs one Processor with exactly-once effects: its cursor is
-// the stream sequence stored in its own checkpoint, next to the processor
-// state and an outbox of emitted records not yet confirmed published.
-// Emitted records carry ids derived from a persisted counter, so a
-// re-publish after a crash is de-duplicated by the stream and by
-// id-aware sinks.
+// the position in every partition, stored in its own checkpoint next to
+// the processor state, the ids of the records folded in lately (dropping
+// re-published records) and an outbox of emitted records not yet
+// confirmed published. Emitted records carry ids derived from a persisted
+// counter, so a re-publish after a crash is de-duplicated by streams that
+// do, by processors downstream and by id-aware sinks.
 type ProcRunner struct {
 	cfg      ProcConfig
 	st       stream.Stream
@@ -75,16 +87,17 @@ type ProcRunner struct {
 	log      *slog.Logger
 	producer uint64
 
-	mu        sync.Mutex
-	ck        checkpoint
-	dirty     bool
-	lastCkpt  time.Time
-	dec       wire.Decoder
-	in        model.Batch
-	out       model.Batch
-	lastSeqIn atomic.Uint64
+	mu       sync.Mutex
+	ck       checkpoint
+	dirty    bool
+	lastCkpt time.Time
+	dec      wire.Decoder
+	in       model.Batch
+	out      model.Batch
+	caps     stream.Capabilities
 
 	consumed *metrics.Counter
+	dups     *metrics.Counter
 	emitted  *metrics.Counter
 	ckpts    *metrics.Counter
 	corrupt  *metrics.Counter
@@ -108,10 +121,16 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 	if cfg.MaxRecordBytes <= 0 {
 		cfg.MaxRecordBytes = 1 << 20
 	}
+	caps := st.Capabilities()
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = 15 * time.Minute
+	}
+	cfg.DedupWindow = max(cfg.DedupWindow, caps.DedupWindow)
 	h := fnv.New64a()
 	h.Write([]byte("les-processor/" + cfg.Name))
-	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), producer: h.Sum64(),
+	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), producer: h.Sum64(), caps: caps,
 		consumed: reg.Counter("les_consumer_records_total", "consumer", cfg.Name),
+		dups:     reg.Counter("les_consumer_duplicate_records_total", "consumer", cfg.Name),
 		emitted:  reg.Counter("les_processor_emitted_items_total", "consumer", cfg.Name),
 		ckpts:    reg.Counter("les_processor_checkpoints_total", "consumer", cfg.Name),
 		corrupt:  reg.Counter("les_consumer_corrupt_records_total", "consumer", cfg.Name),
@@ -136,9 +155,11 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 			return fmt.Errorf("consumer %s: restore state: %w", r.cfg.Name, err)
 		}
 	}
+	ck.expandPositions(r.caps.Partitions)
 	r.ck = ck
+	after := maps.Clone(ck.positions)
 	r.mu.Unlock()
-	r.log.Info("processor starting", "from_seq", ck.lastSeq+1, "outbox", len(ck.outbox))
+	r.log.Info("processor starting", "positions", len(after), "outbox", len(ck.outbox), "backend", r.caps.Backend)
 	if err := r.publishOutbox(ctx); err != nil {
 		// Not fatal: the outbox stays checkpointed and every tick retries it.
 		r.log.Warn("re-publishing the checkpointed outbox failed; will retry", "err", err)
@@ -161,8 +182,8 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = r.st.Consume(ctx, stream.ConsumeOptions{Subjects: r.cfg.Subjects, StartSeq: ck.lastSeq + 1,
-		FromStart: true, Batch: r.cfg.Batch}, r.handle)
+	err = r.st.Consume(ctx, stream.ConsumeOptions{Origins: r.cfg.Origins, Signals: r.cfg.Signals,
+		Partitions: r.cfg.Partitions, After: after, Batch: r.cfg.Batch}, r.handle)
 	stopTick()
 	<-tickDone
 	// Final checkpoint so a clean restart replays nothing.
@@ -181,22 +202,42 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 	defer r.mu.Unlock()
 	now := r.cfg.Now()
 	for _, d := range ds {
-		if d.Seq <= r.ck.lastSeq {
+		if stream.ComparePositions(d.Pos, r.ck.positions[d.Partition]) <= 0 {
 			continue // already folded into the checkpointed state
+		}
+		r.ck.positions[d.Partition] = d.Pos
+		r.dirty = true
+		r.consumed.Inc()
+		h, err := wire.ParseHeader(d.Data)
+		if err != nil {
+			r.corrupt.Inc()
+			r.log.Warn("skipping undecodable record", "partition", d.Partition, "pos", d.Pos, "err", err)
+			continue
+		}
+		id := h.ID()
+		if _, dup := r.ck.seen[id]; dup {
+			r.dups.Inc()
+			continue
 		}
 		r.in.Reset()
 		if _, err := r.dec.Decode(&r.in, d.Data); err != nil {
 			r.corrupt.Inc()
-			r.log.Warn("skipping undecodable record", "seq", d.Seq, "err", err)
-		} else {
-			r.p.Add(&r.in, now)
+			r.log.Warn("skipping undecodable record", "partition", d.Partition, "pos", d.Pos, "err", err)
+			continue
 		}
-		r.ck.lastSeq = d.Seq
-		r.dirty = true
-		r.consumed.Inc()
+		r.ck.seen[id] = now
+		r.p.Add(&r.in, now)
 	}
-	r.lastSeqIn.Store(r.ck.lastSeq)
 	return nil
+}
+
+// pruneSeen forgets record ids older than the dedup window. r.mu held.
+func (r *ProcRunner) pruneSeen(now int64) {
+	for id, t := range r.ck.seen {
+		if now-t > int64(r.cfg.DedupWindow) {
+			delete(r.ck.seen, id)
+		}
+	}
 }
 
 // advance asks the processor for what is ready, checkpoints state, position
@@ -204,7 +245,9 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 func (r *ProcRunner) advance(ctx context.Context) error {
 	r.mu.Lock()
 	r.out.Reset()
-	r.p.Advance(r.cfg.Now(), &r.out)
+	now := r.cfg.Now()
+	r.p.Advance(now, &r.out)
+	r.pruneSeen(now)
 	if r.out.Len() > 0 {
 		if err := r.encodeOutbox(); err != nil {
 			r.mu.Unlock()
@@ -223,7 +266,7 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 }
 
 func (r *ProcRunner) encodeOutbox() error {
-	for _, p := range wire.Split(&r.out, r.cfg.Origin, r.cfg.AggOrigin, r.cfg.MaxRecordBytes) {
+	for _, p := range wire.Split(&r.out, r.cfg.Origin, r.cfg.AggOrigin, r.cfg.MaxRecordBytes, r.caps.Partitions) {
 		r.ck.emitSeq++
 		data, err := p.Enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
 		if err != nil {
@@ -231,7 +274,7 @@ func (r *ProcRunner) encodeOutbox() error {
 		}
 		h, _ := wire.ParseHeader(data)
 		r.ck.outbox = append(r.ck.outbox, stream.Record{
-			Subject: stream.Subject(p.Origin, p.Enc.Signal(), 0), ID: h.ID(), Data: data,
+			Origin: p.Origin, Signal: p.Enc.Signal(), Partition: p.Partition, ID: h.ID(), Data: data,
 		})
 		r.emitted.Add(p.Enc.Count())
 	}
@@ -277,15 +320,12 @@ func (r *ProcRunner) publishOutbox(ctx context.Context) error {
 }
 
 func (r *ProcRunner) updateLag(ctx context.Context) {
-	last, err := r.st.LastSeq(ctx)
-	if err != nil {
-		return
-	}
-	pos := r.lastSeqIn.Load()
-	if last >= pos {
-		// Counts every record in the stream after our position, including
-		// subjects we do not read: an upper bound.
-		r.lag.Store(int64(last - pos))
+	r.mu.Lock()
+	after := maps.Clone(r.ck.positions)
+	r.mu.Unlock()
+	n, err := r.st.Lag(ctx, stream.LagQuery{After: after, Origins: r.cfg.Origins, Signals: r.cfg.Signals})
+	if err == nil {
+		r.lag.Store(int64(n))
 	}
 }
 

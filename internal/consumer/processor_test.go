@@ -6,6 +6,7 @@ import (
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream/mem"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -14,7 +15,7 @@ import (
 // forever and grow with every tick.
 func TestEncodeOutboxSplitsLargeOutput(t *testing.T) {
 	r, err := NewProcRunner(ProcConfig{Name: "p", Origin: "rollup", AggOrigin: "agg", CheckpointPath: t.TempDir() + "/c",
-		MaxRecordBytes: 64 << 10}, nil, &countProc{}, selfmetric.New(), quiet)
+		MaxRecordBytes: 64 << 10}, mem.New(mem.NewStore(), mem.Config{Partitions: 4}), &countProc{}, selfmetric.New(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -37,9 +36,6 @@ type BatchConfig struct {
 	Publishers int `yaml:"publishers"`
 	// Compression of record bodies: none, gzip or zstd.
 	Compression string `yaml:"compression"`
-	// Partitions spreads records over subjects by series (metrics) or
-	// source (logs, spans).
-	Partitions int `yaml:"partitions"`
 	// PublishTimeout bounds how long a closed batch waits for the stream;
 	// after it the batch goes to the local spool (default 10s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
@@ -62,17 +58,14 @@ func (c *BatchConfig) Validate() error {
 	if c.Compression == "" {
 		c.Compression = "zstd"
 	}
-	if c.Partitions == 0 {
-		c.Partitions = 1
-	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
 	if _, err := wire.ParseCompression(c.Compression); err != nil {
 		return err
 	}
-	if c.FlushInterval < 0 || c.PublishTimeout < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 || c.Partitions < 1 {
-		return errors.New("batch: flush_interval and publish_timeout must be positive, max_batch_bytes ≥ 1024, queue_batches, publishers and partitions ≥ 1")
+	if c.FlushInterval < 0 || c.PublishTimeout < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 {
+		return errors.New("batch: flush_interval and publish_timeout must be positive, max_batch_bytes ≥ 1024, queue_batches and publishers ≥ 1")
 	}
 	if c.MaxBatchBytes > 4<<20 {
 		return errors.New("batch: max_batch_bytes must be at most 4 MiB (stream message size)")
@@ -97,7 +90,9 @@ type Batcher struct {
 	log      *slog.Logger
 	producer uint64
 	seq      atomic.Uint64
-	seed     maphash.Seed
+	// partitions is the stream's number of logical partitions; items go
+	// to the one the wire partition function names.
+	partitions int
 
 	spool *Spool // may be nil: then a batch the stream refuses is lost (logged, counted)
 
@@ -142,10 +137,10 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 	_, _ = rand.Read(id[:])
 	b := &Batcher{
 		cfg: cfg, comp: comp, st: st, log: log,
-		producer: binary.LittleEndian.Uint64(id[:]),
-		seed:     maphash.MakeSeed(),
-		open:     map[openKey]*openBatch{},
-		queue:    make(chan sealed, cfg.QueueBatches),
+		producer:   binary.LittleEndian.Uint64(id[:]),
+		partitions: max(st.Capabilities().Partitions, 1),
+		open:       map[openKey]*openBatch{},
+		queue:      make(chan sealed, cfg.QueueBatches),
 
 		publishedRecords: reg.Counter("les_stream_published_records_total"),
 		publishedBytes:   reg.Counter("les_stream_published_bytes_total"),
@@ -171,18 +166,6 @@ func (b *Batcher) NextSeq() uint64 { return b.seq.Add(1) }
 // Compression is the configured record compression.
 func (b *Batcher) Compression() wire.Compression { return b.comp }
 
-func (b *Batcher) partition(s1, s2 string) int {
-	if b.cfg.Partitions == 1 {
-		return 0
-	}
-	var h maphash.Hash
-	h.SetSeed(b.seed)
-	h.WriteString(s1)
-	h.WriteByte(0)
-	h.WriteString(s2)
-	return int(h.Sum64() % uint64(b.cfg.Partitions))
-}
-
 // Add encodes every accepted item of batch. It may block while the publish
 // queue is full. The batch is not kept. After Run has begun its drain,
 // the items are dropped and counted in les_ingest_dropped_items_total.
@@ -199,25 +182,25 @@ func (b *Batcher) Add(batch *model.Batch) {
 	}
 	for i := range batch.Metrics {
 		m := &batch.Metrics[i]
-		ob := b.get(metricOrigin(m), wire.SignalMetrics, b.partition(m.Name, m.Source))
+		ob := b.get(metricOrigin(m), wire.SignalMetrics, wire.MetricPartition(m, b.partitions))
 		ob.enc.AppendMetric(m)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Dists {
 		d := &batch.Dists[i]
-		ob := b.get(stream.OriginAgg, wire.SignalDistributions, b.partition(d.Name, d.Source))
+		ob := b.get(stream.OriginAgg, wire.SignalDistributions, wire.DistPartition(d, b.partitions))
 		ob.enc.AppendDistribution(d)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Logs {
 		l := &batch.Logs[i]
-		ob := b.get(stream.OriginIngest, wire.SignalLogs, b.partition(l.Source, ""))
+		ob := b.get(stream.OriginIngest, wire.SignalLogs, wire.LogPartition(l, b.partitions))
 		ob.enc.AppendLog(l)
 		full = b.cutIfFull(full, ob)
 	}
 	for i := range batch.Spans {
 		s := &batch.Spans[i]
-		ob := b.get(stream.OriginIngest, wire.SignalSpans, b.partition(s.Source, ""))
+		ob := b.get(stream.OriginIngest, wire.SignalSpans, wire.SpanPartition(s, b.partitions))
 		ob.enc.AppendSpan(s)
 		full = b.cutIfFull(full, ob)
 	}
@@ -291,6 +274,25 @@ func (b *Batcher) Flush(age time.Duration) {
 	b.enqueueAll(b.cut(age))
 }
 
+// flushUntil is Flush for Run: it stops queuing when ctx ends (the queue
+// may be full for a long time while the stream is down) and returns the
+// batches it cut but did not queue (nil when it queued them all).
+func (b *Batcher) flushUntil(ctx context.Context, age time.Duration) []sealed {
+	b.mu.Lock()
+	full := b.cut(age)
+	b.mu.Unlock()
+	for i, s := range full {
+		b.queued.Add(1)
+		select {
+		case b.queue <- s:
+		case <-ctx.Done():
+			b.queued.Add(-1)
+			return full[i:]
+		}
+	}
+	return nil
+}
+
 // cut takes every open batch older than age out of b.open. b.mu held.
 func (b *Batcher) cut(age time.Duration) []sealed {
 	now := time.Now()
@@ -320,10 +322,11 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	tick := time.NewTicker(max(b.cfg.FlushInterval/4, time.Millisecond))
 	defer tick.Stop()
-	for {
+	var left []sealed // cut by a flush, not queued when ctx ended
+	for left == nil {
 		select {
 		case <-tick.C:
-			b.Flush(b.cfg.FlushInterval)
+			left = b.flushUntil(ctx, b.cfg.FlushInterval)
 			continue
 		case <-ctx.Done():
 		}
@@ -336,7 +339,7 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	defer timer.Stop()
 	b.mu.Lock()
 	b.closed = true
-	full := b.cut(0)
+	full := append(left, b.cut(0)...)
 	b.mu.Unlock()
 	for _, s := range full {
 		b.queued.Add(1)
@@ -390,8 +393,8 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 func (b *Batcher) PublishNow(ctx context.Context, batch *model.Batch) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	for _, part := range wire.Split(batch, stream.OriginIngest, stream.OriginAgg, b.cfg.MaxBatchBytes) {
-		r := sealed{enc: part.Enc, origin: part.Origin}
+	for _, part := range wire.Split(batch, stream.OriginIngest, stream.OriginAgg, b.cfg.MaxBatchBytes, b.partitions) {
+		r := sealed{enc: part.Enc, origin: part.Origin, partition: part.Partition}
 		if _, _, err := b.publish(ctx, nil, r); err != nil {
 			b.publishErrors.Inc()
 			return err
@@ -409,11 +412,7 @@ func (b *Batcher) publish(ctx context.Context, buf []byte, s sealed) ([]byte, st
 		return buf, stream.Record{}, err
 	}
 	h, _ := wire.ParseHeader(buf)
-	rec := stream.Record{
-		Subject: stream.Subject(s.origin, s.enc.Signal(), s.partition),
-		ID:      h.ID(),
-		Data:    buf,
-	}
+	rec := stream.Record{Origin: s.origin, Signal: s.enc.Signal(), Partition: s.partition, ID: h.ID(), Data: buf}
 	if err := b.st.Publish(ctx, rec); err != nil {
 		return buf, rec, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/stream/mem"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -75,12 +76,11 @@ func TestLineReader(t *testing.T) {
 	}
 }
 
-func openStream(t *testing.T) *natsjs.Stream {
+// openStream returns an in-memory stream of 3 partitions that takes
+// records up to 8 MiB (as the embedded server does).
+func openStream(t *testing.T) *mem.Stream {
 	t.Helper()
-	st, err := natsjs.Open(context.Background(), natsjs.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mem.New(mem.NewStore(), mem.Config{Partitions: 3, MaxRecordBytes: 8 << 20})
 	t.Cleanup(func() { st.Close() })
 	return st
 }
@@ -90,7 +90,7 @@ func openStream(t *testing.T) *natsjs.Stream {
 func TestBatcherPublishesEverything(t *testing.T) {
 	st := openStream(t)
 	reg := selfmetric.New()
-	b, err := NewBatcher(BatchConfig{FlushInterval: 20 * time.Millisecond, MaxBatchBytes: 4096, Partitions: 3}, st, reg, slog.New(slog.DiscardHandler))
+	b, err := NewBatcher(BatchConfig{FlushInterval: 20 * time.Millisecond, MaxBatchBytes: 4096}, st, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestBatcherPublishesEverything(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ccancel()
 	var dec wire.Decoder
-	err = st.Consume(cctx, stream.ConsumeOptions{Durable: "check", Subjects: []string{"les.in.>"}, Batch: 100},
+	err = st.Consume(cctx, stream.ConsumeOptions{Durable: "check", Origins: []string{stream.OriginIngest}, Batch: 100},
 		func(ctx context.Context, ds []stream.Delivery) error {
 			for _, d := range ds {
 				var out model.Batch
@@ -124,8 +124,13 @@ func TestBatcherPublishesEverything(t *testing.T) {
 					t.Errorf("decode: %v", err)
 					continue
 				}
-				if !strings.HasPrefix(d.Subject, "les.in."+h.Signal.String()+".") {
-					t.Errorf("record of %v on subject %s", h.Signal, d.Subject)
+				if d.Origin != stream.OriginIngest || d.Signal != h.Signal {
+					t.Errorf("record of %v published as %s/%v", h.Signal, d.Origin, d.Signal)
+				}
+				for i := range out.Metrics {
+					if p := wire.MetricPartition(&out.Metrics[i], 3); d.Partition != strconv.Itoa(p) {
+						t.Errorf("metric of partition %d in a record of partition %s", p, d.Partition)
+					}
 				}
 				metrics += len(out.Metrics)
 				logs += len(out.Logs)

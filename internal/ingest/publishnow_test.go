@@ -21,6 +21,10 @@ func (stuckStream) Publish(ctx context.Context, _ ...stream.Record) error {
 	return ctx.Err()
 }
 
+func (stuckStream) Capabilities() stream.Capabilities {
+	return stream.Capabilities{Backend: "stuck", Partitions: 1, MaxRecordBytes: 1 << 20}
+}
+
 // TestHTTPIntakeStreamStuck: when the stream does not take records, an
 // HTTP POST is answered 503 after PublishTimeout (the client retries)
 // instead of holding the request, its body and its goroutine forever, and

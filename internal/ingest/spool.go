@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // SpoolConfig bounds the local spool: records the stream did not take in
@@ -50,6 +55,7 @@ type Spool struct {
 	spooled  *metrics.Counter
 	replayed *metrics.Counter
 	dropped  *metrics.Counter
+	damaged  *metrics.Counter
 }
 
 // OpenSpool creates the spool directory and measures what is already in it.
@@ -70,6 +76,7 @@ func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log 
 		spooled:  reg.Counter("les_stream_spooled_records_total"),
 		replayed: reg.Counter("les_stream_spool_replayed_records_total"),
 		dropped:  reg.Counter("les_stream_dropped_records_total"),
+		damaged:  reg.Counter("les_stream_spool_damaged_files_total"),
 	}
 	// A crash while writing leaves *.rec.tmp files: never renamed, so
 	// never acknowledged as spooled; remove them.
@@ -91,13 +98,13 @@ func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log 
 
 // Write stores rec durably (fsync) or drops it when the spool is full.
 func (s *Spool) Write(rec stream.Record) error {
-	need := int64(len(rec.Data) + len(rec.Subject) + len(rec.ID) + 2)
+	buf := marshalSpooled(rec)
+	need := int64(len(buf))
 	// Reserve the space first: publishers spool concurrently.
 	if !s.reserve(need) {
 		s.dropped.Inc()
 		return fmt.Errorf("spool: full (%d bytes); record %s dropped", s.cfg.MaxBytes, rec.ID)
 	}
-	// name: <seq>.rec; content: subject \n id \n data
 	name := filepath.Join(s.cfg.Dir, fmt.Sprintf("%020d.rec", s.seq.Add(1)))
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
@@ -106,8 +113,6 @@ func (s *Spool) Write(rec stream.Record) error {
 		s.dropped.Inc()
 		return fmt.Errorf("spool: %w", err)
 	}
-	buf := make([]byte, 0, need)
-	buf = append(append(append(append(append(buf, rec.Subject...), '\n'), rec.ID...), '\n'), rec.Data...)
 	_, err = f.Write(buf)
 	if err == nil {
 		err = f.Sync()
@@ -126,6 +131,90 @@ func (s *Spool) Write(rec stream.Record) error {
 	}
 	s.spooled.Inc()
 	return nil
+}
+
+// A spool file (<seq>.rec) is, little endian: "LESS", version 0x02,
+// origin (u8 length + bytes), signal u8, partition u32, id (u8 length +
+// bytes), data (u32 length + bytes), and a CRC-32C of everything before
+// it. Files of the first version ("<subject>\n<id>\n<data>") are still
+// read.
+const spoolMagic = "LESS\x02"
+
+var spoolCRC = crc32.MakeTable(crc32.Castagnoli)
+
+func marshalSpooled(rec stream.Record) []byte {
+	b := make([]byte, 0, len(spoolMagic)+1+len(rec.Origin)+1+4+1+len(rec.ID)+4+len(rec.Data)+4)
+	b = append(b, spoolMagic...)
+	b = append(b, byte(len(rec.Origin)))
+	b = append(b, rec.Origin...)
+	b = append(b, byte(rec.Signal))
+	b = binary.LittleEndian.AppendUint32(b, uint32(rec.Partition))
+	b = append(b, byte(len(rec.ID)))
+	b = append(b, rec.ID...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(rec.Data)))
+	b = append(b, rec.Data...)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, spoolCRC))
+}
+
+var errBadSpoolFile = errors.New("damaged spool file")
+
+func unmarshalSpooled(b []byte) (stream.Record, error) {
+	var r stream.Record
+	if !bytes.HasPrefix(b, []byte(spoolMagic)) {
+		return unmarshalSpooledV1(b)
+	}
+	if len(b) < len(spoolMagic)+4 {
+		return r, errBadSpoolFile
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, spoolCRC) != sum {
+		return r, fmt.Errorf("%w: checksum mismatch", errBadSpoolFile)
+	}
+	p := body[len(spoolMagic):]
+	str := func() (string, bool) {
+		if len(p) < 1 || int(p[0]) > len(p)-1 {
+			return "", false
+		}
+		v := string(p[1 : 1+p[0]])
+		p = p[1+p[0]:]
+		return v, true
+	}
+	var ok bool
+	if r.Origin, ok = str(); !ok || len(p) < 5 {
+		return r, errBadSpoolFile
+	}
+	r.Signal = wire.Signal(p[0])
+	r.Partition = int(binary.LittleEndian.Uint32(p[1:]))
+	p = p[5:]
+	if r.ID, ok = str(); !ok || len(p) < 4 {
+		return r, errBadSpoolFile
+	}
+	n := binary.LittleEndian.Uint32(p)
+	if uint64(n) != uint64(len(p)-4) {
+		return r, errBadSpoolFile
+	}
+	r.Data = p[4:]
+	if !stream.ValidOrigin(r.Origin) {
+		return r, fmt.Errorf("%w: origin %q", errBadSpoolFile, r.Origin)
+	}
+	return r, nil
+}
+
+// unmarshalSpooledV1 reads "les.<origin>.<signal>.<partition>\n<id>\n<data>".
+func unmarshalSpooledV1(b []byte) (stream.Record, error) {
+	var r stream.Record
+	subj, rest, ok1 := bytes.Cut(b, []byte("\n"))
+	id, data, ok2 := bytes.Cut(rest, []byte("\n"))
+	t := strings.Split(string(subj), ".")
+	if !ok1 || !ok2 || len(t) != 4 || t[0] != "les" || !stream.ValidOrigin(t[1]) {
+		return r, errBadSpoolFile
+	}
+	sig, err := wire.ParseSignal(t[2])
+	p, perr := strconv.Atoi(t[3])
+	if err != nil || perr != nil || p < 0 {
+		return r, errBadSpoolFile
+	}
+	return stream.Record{Origin: t[1], Signal: sig, Partition: p, ID: string(id), Data: data}, nil
 }
 
 // reserve adds n to the spool's size unless that would pass MaxBytes.
@@ -170,16 +259,21 @@ func (s *Spool) Replay(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		subj, rest, ok1 := strings.Cut(string(b), "\n")
-		id, data, ok2 := strings.Cut(rest, "\n")
-		if !ok1 || !ok2 {
-			s.log.Error("spool: unreadable file, removing", "file", f)
-			s.dropped.Inc()
-			os.Remove(f)
+		rec, err := unmarshalSpooled(b)
+		if err != nil {
+			// It can never be published: keep it aside for a person to
+			// look at, and go on with the next.
+			s.log.Error("spool: damaged file moved aside", "file", f+".bad", "err", err)
+			if rerr := os.Rename(f, f+".bad"); rerr == nil {
+				s.size.Add(-int64(len(b)))
+			}
+			s.damaged.Inc()
 			continue
 		}
+		// The stream's partition count may have changed since.
+		rec.Partition %= max(s.st.Capabilities().Partitions, 1)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = s.st.Publish(pctx, stream.Record{Subject: subj, ID: id, Data: []byte(data)})
+		err = s.st.Publish(pctx, rec)
 		cancel()
 		if errors.Is(err, stream.ErrTooLarge) {
 			// It will never fit: keep it aside (for a person to look at)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // TestSpoolBoundUnderConcurrentWrites: publishers spool concurrently; the
@@ -15,8 +16,8 @@ import (
 // counted as dropped.
 func TestSpoolBoundUnderConcurrentWrites(t *testing.T) {
 	reg := selfmetric.New()
-	rec := stream.Record{Subject: "les.in.logs.0", ID: "id", Data: bytes.Repeat([]byte("x"), 1000)}
-	per := int64(len(rec.Data) + len(rec.Subject) + len(rec.ID) + 2)
+	rec := stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalLogs, ID: "id", Data: bytes.Repeat([]byte("x"), 1000)}
+	per := int64(len(marshalSpooled(rec)))
 	const fit, writers, each = 4, 8, 4
 	sp, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: fit * per}, nil, reg, slog.New(slog.DiscardHandler))
 	if err != nil {

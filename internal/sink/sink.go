@@ -15,8 +15,10 @@ type Meta struct {
 	// RecordID is the wire batch id ("<producer>-<seq>"), stable across
 	// re-deliveries: sinks that can de-duplicate use it.
 	RecordID string
-	// Seq is the record's position in the stream.
-	Seq uint64
+	// Partition and Pos are where the record was read from: the physical
+	// partition and position in it (see stream.Delivery).
+	Partition string
+	Pos       string
 }
 
 // Sink delivers batches to one backend.

@@ -1,79 +1,199 @@
-// Package stream defines how les talks to the durable stream: publishing
-// records and consuming them with durable cursors. Backends live in
-// sub-packages (natsjs: embedded or external NATS JetStream).
+// Package stream defines the contract between les' two halves: producers
+// publish records to a durable, partitioned stream and consumers read them
+// with their own cursors. Backends live in sub-packages (embedded, natsjs,
+// kafka, kinesis; mem for tests) and all pass streamtest's conformance
+// suite. ADR 0004 records why the contract looks like this.
+//
+// The contract in one paragraph: a record belongs to one origin, one
+// signal and one logical partition (wire.Partition of its series or
+// source). A backend stores records of one partition in order; its
+// positions are opaque per physical partition (a NATS subject, a Kafka
+// partition, a Kinesis shard), decimal strings that increase within it.
+// Delivery is at least once. A backend declares in Capabilities whether it
+// drops re-published record ids itself; where it does not, consumers whose
+// effects must be exact de-duplicate by record id.
 package stream
 
 import (
 	"context"
 	"errors"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/les-streams/les/internal/wire"
 )
 
-// Record is one message to publish: an encoded wire record on a subject.
+// Record is one message to publish: one encoded wire record.
 type Record struct {
-	// Subject names the record's origin, signal and partition; build it with
-	// Subject.
-	Subject string
-	// ID de-duplicates re-publishes of the same batch (the wire batch id).
-	ID   string
+	// Origin is who produced the record and for whom (Origin* constants).
+	Origin string
+	// Signal is the wire signal of Data.
+	Signal wire.Signal
+	// Partition is the logical partition, 0 ≤ Partition < the stream's
+	// Capabilities().Partitions; wire.Partition computes it.
+	Partition int
+	// ID is the wire batch id; backends that de-duplicate use it.
+	ID string
+	// Data is the encoded record. Publish does not keep it after
+	// returning.
 	Data []byte
+}
+
+// Position is a place in one physical partition: a decimal unsigned
+// integer without leading zeros (a NATS stream sequence, a Kafka offset, a
+// Kinesis sequence number). Positions of one partition increase in stream
+// order; compare them with ComparePositions. "" is no position.
+type Position string
+
+// ComparePositions orders positions of the same partition: -1, 0 or +1.
+func ComparePositions(a, b Position) int {
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(string(a), string(b))
 }
 
 // Delivery is one record handed to a consumer. Data is owned by the
 // delivery and valid until the handler returns.
 type Delivery struct {
-	Subject      string
+	Origin string
+	Signal wire.Signal
+	// Partition names the physical partition the record was read from
+	// (a NATS subject's partition token, a Kafka partition number, a
+	// Kinesis shard id); Pos is its place there.
+	Partition    string
+	Pos          Position
 	Data         []byte
-	Seq          uint64    // position in the stream, increasing
-	NumDelivered uint64    // 1 on first delivery, more on redelivery
-	Time         time.Time // when the stream stored it
+	NumDelivered uint64    // 1 on first delivery, more on redelivery (0 if the backend cannot tell)
+	Time         time.Time // when the stream stored it (zero if unknown)
 }
 
-// Handler processes a batch of deliveries in stream order. Returning nil
-// acknowledges all of them; returning an error redelivers all of them later
-// (with backoff), so a handler must be idempotent per record.
+// Handler processes deliveries in stream order per partition. Returning
+// nil acknowledges all of them; returning an error redelivers all of them
+// later (with backoff), so a handler must be idempotent per record.
 type Handler func(ctx context.Context, ds []Delivery) error
 
 // ConsumeOptions configures one consumer. When the interface grows, it
 // grows here.
 type ConsumeOptions struct {
-	// Durable names the consumer's cursor; it survives restarts. Empty means
-	// an ephemeral consumer that starts at the end (or at StartSeq).
+	// Durable names a cursor kept by the stream; it survives restarts and
+	// moves only when the handler returns nil. Empty: the consumer keeps
+	// its own cursor (After) or none.
 	Durable string
-	// Subjects filters what the consumer receives (NATS wildcards allowed).
-	Subjects []string
+	// Origins and Signals filter what the consumer receives; empty means
+	// all. Each backend maps them to subjects, topics or record filtering.
+	Origins []string
+	Signals []wire.Signal
+	// Partitions restricts the consumer to these logical partitions
+	// (scale-out by assignment); nil means all. A backend whose physical
+	// partitions are not the logical ones (Kinesis shards) documents how it
+	// maps them.
+	Partitions []int
+	// After makes a consumer without Durable resume after these positions
+	// (a checkpoint it keeps itself); partitions missing from the map start
+	// at the oldest record retained. Nil: FromStart decides.
+	After map[string]Position
+	// FromStart makes a consumer without Durable or After start at the
+	// oldest record; otherwise it starts at the newest.
+	FromStart bool
 	// Batch is the most deliveries per handler call (default 64).
 	Batch int
 	// MaxWait is the longest a partial batch waits for more (default 200ms).
 	MaxWait time.Duration
-	// FromStart makes an ephemeral consumer start at the first record.
-	FromStart bool
-	// StartSeq makes an ephemeral consumer start at this stream sequence
-	// (for consumers that keep their cursor in their own checkpoint).
-	StartSeq uint64
 	// AckWait is how long a delivery may stay unacknowledged before the
-	// stream redelivers it (default 2m).
+	// stream may redeliver it (default 2m), where the backend has one.
 	AckWait time.Duration
 }
 
-// Stream is a durable, ordered log of records.
+// Wants reports whether a consumer with these options reads records of
+// origin and sig (for backends that filter client-side).
+func (o *ConsumeOptions) Wants(origin string, sig wire.Signal) bool {
+	ok := len(o.Origins) == 0
+	for _, x := range o.Origins {
+		if x == origin {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return false
+	}
+	if len(o.Signals) == 0 {
+		return true
+	}
+	for _, s := range o.Signals {
+		if s == sig {
+			return true
+		}
+	}
+	return false
+}
+
+// WantsPartition reports whether logical partition p is assigned.
+func (o *ConsumeOptions) WantsPartition(p int) bool {
+	if o.Partitions == nil {
+		return true
+	}
+	for _, x := range o.Partitions {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Capabilities is what a backend guarantees; producers and consumers
+// adapt to it.
+type Capabilities struct {
+	// Backend names the backend ("embedded", "nats", "kafka", "kinesis",
+	// "mem") for logs and the les_stream_*{backend} metrics.
+	Backend string
+	// Partitions is the number of logical partitions producers spread
+	// records over (stream.partitions).
+	Partitions int
+	// MaxRecordBytes is the largest Data the backend stores (0: unknown).
+	MaxRecordBytes int64
+	// DedupWindow is how long the backend drops a record whose ID it has
+	// already stored; 0 means it never does and consumers that must be
+	// exact de-duplicate themselves.
+	DedupWindow time.Duration
+	// DurableCursors reports whether ConsumeOptions.Durable is kept by
+	// the stream (JetStream durable consumers, Kafka committed offsets).
+	// Without it a durable consumer keeps its positions in a file named
+	// by the caller (see the consumer package).
+	DurableCursors bool
+}
+
+// Stream is a durable, partitioned log of records.
 type Stream interface {
 	// Publish stores recs. When it returns nil every record is durable in
-	// the stream. It is safe for concurrent use.
+	// the stream. It is safe for concurrent use. A record larger than the
+	// backend accepts fails with an error wrapping ErrTooLarge.
 	Publish(ctx context.Context, recs ...Record) error
 	// Consume delivers records to h until ctx is cancelled or a
 	// non-retryable error occurs. It returns nil after a clean stop.
 	Consume(ctx context.Context, o ConsumeOptions, h Handler) error
-	// Lag reports how many records the durable consumer has not yet
-	// acknowledged (pending plus in flight).
-	Lag(ctx context.Context, durable string) (uint64, error)
-	// LastSeq is the sequence of the newest record in the stream.
-	LastSeq(ctx context.Context) (uint64, error)
+	// Lag reports how many records a consumer has not yet handled: the
+	// durable named q.Durable, or one positioned at q.After. Backends that
+	// cannot count return an error wrapping errors.ErrUnsupported.
+	Lag(ctx context.Context, q LagQuery) (uint64, error)
+	// Capabilities reports what the backend guarantees.
+	Capabilities() Capabilities
 	// Close releases connections (and stops an embedded server).
 	Close() error
+}
+
+// LagQuery names the consumer whose lag Stream.Lag reports.
+type LagQuery struct {
+	Durable string
+	After   map[string]Position
+	// Origins and Signals are the consumer's filters (a hint; backends
+	// may count records outside them, giving an upper bound).
+	Origins []string
+	Signals []wire.Signal
 }
 
 // ErrClosed is returned by operations on a closed stream.
@@ -81,9 +201,9 @@ var ErrClosed = errors.New("stream: closed")
 
 // ErrTooLarge is returned by Publish for a record larger than the stream
 // accepts; retrying cannot help.
-var ErrTooLarge = errors.New("stream: record larger than the server's maximum message size")
+var ErrTooLarge = errors.New("stream: record larger than the stream's maximum record size")
 
-// Origins of records, the second token of a subject.
+// Origins of records.
 const (
 	OriginIngest  = "in"      // published by the agent: points to deliver as they are
 	OriginAgg     = "agg"     // published by the agent or logmetric: raw input of the rollup (see model.Metric.Aggregated, and raw distributions)
@@ -92,25 +212,16 @@ const (
 	OriginDLQ     = "dlq"     // records a consumer could not process
 )
 
-// Prefix is the first token of every les subject.
-const Prefix = "les"
-
-// Subject returns "les.<origin>.<signal>.<partition>".
-func Subject(origin string, sig wire.Signal, partition int) string {
-	return Prefix + "." + origin + "." + sig.String() + "." + strconv.Itoa(partition)
+// AllOrigins returns every origin, in a fixed order.
+func AllOrigins() []string {
+	return []string{OriginIngest, OriginAgg, OriginRollup, OriginDerived, OriginDLQ}
 }
 
-// SubjectsFor returns filters matching every partition of the given
-// origins and signals.
-func SubjectsFor(origins []string, sigs []wire.Signal) []string {
-	var out []string
-	for _, o := range origins {
-		for _, s := range sigs {
-			out = append(out, Prefix+"."+o+"."+s.String()+".*")
-		}
+// ValidOrigin reports whether o is one of the Origin constants.
+func ValidOrigin(o string) bool {
+	switch o {
+	case OriginIngest, OriginAgg, OriginRollup, OriginDerived, OriginDLQ:
+		return true
 	}
-	return out
+	return false
 }
-
-// DLQSubject is where a consumer dead-letters records it cannot process.
-func DLQSubject(consumer string) string { return Prefix + "." + OriginDLQ + "." + consumer }

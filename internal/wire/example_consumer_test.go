@@ -22,7 +22,8 @@ import (
 	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/stream/embedded"
+	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -44,7 +45,7 @@ func TestNodeConsumerExample(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := natsjs.Open(ctx, natsjs.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	s, err := embedsrv.Open(ctx, embedded.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), 3, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestNodeConsumerExample(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, stream.Record{Subject: stream.Subject(origin, sig, int(seq%3)), ID: h.ID(), Data: data})
+		recs = append(recs, stream.Record{Origin: origin, Signal: sig, Partition: int(seq % 3), ID: h.ID(), Data: data})
 		if decodable {
 			want = append(want, jsonlLines(b, sig)...)
 		}
@@ -79,8 +80,8 @@ func TestNodeConsumerExample(t *testing.T) {
 	recs = append(recs, recs[0])
 	// Node.js before 22.15 cannot read zstd: the example skips such records.
 	add(stream.OriginRollup, wire.SignalMetrics, wire.CompressionZstd, zstdOK)
-	// Dead letters are not item records and never match les.*.*.*.
-	recs = append(recs, stream.Record{Subject: stream.DLQSubject("rollup"), ID: "dlq-1", Data: recs[1].Data})
+	// Dead letters (les.dlq.*.*) are not item records: the example skips them.
+	recs = append(recs, stream.Record{Origin: stream.OriginDLQ, Signal: wire.SignalMetrics, ID: "dlq-1", Data: recs[1].Data})
 	for _, sig := range wire.Signals {
 		add(stream.OriginDerived, sig, wire.CompressionGzip, true)
 	}
@@ -105,7 +106,7 @@ func TestNodeConsumerExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Publish(ctx, stream.Record{Subject: stream.Subject(stream.OriginIngest, wire.SignalSpans, 0), ID: "feedface-99", Data: data}); err != nil {
+	if err := s.Publish(ctx, stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalSpans, ID: "feedface-99", Data: data}); err != nil {
 		t.Fatal(err)
 	}
 	got, stderr = runExample(ctx, t, node, s.ClientURL(), "--limit", "1")

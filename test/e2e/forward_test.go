@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/les-streams/les/internal/stream/natsjs"
+	"github.com/les-streams/les/internal/stream/embedded"
+	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
 )
 
 // TestExternalJetStream runs les against a separate NATS JetStream server
-// (stream.url) instead of the embedded one.
+// (stream.kind nats) instead of the embedded one.
 func TestExternalJetStream(t *testing.T) {
-	ext, err := natsjs.Open(context.Background(), natsjs.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
+	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ sinks:
     type: file
     file: { path: ./out.ndjson }
 `))
-	l.Config = strings.Replace(l.Config, "stream: { listen:", fmt.Sprintf("stream: { url: %q, listen:", ext.ClientURL()), 1)
+	l.Config = strings.Replace(l.Config, "stream: { embedded: { listen:", fmt.Sprintf("stream: { kind: nats, nats: { url: %q }, embedded: { listen:", ext.ClientURL()), 1)
 	l.Start()
 	if !strings.Contains(l.Output(), ext.ClientURL()) {
 		t.Fatalf("les does not report the external stream:\n%s", l.Output())

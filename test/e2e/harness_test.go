@@ -140,7 +140,7 @@ agent:
     - { format: trace, transport: tcp, address: 127.0.0.1:%d }
   http: { listen: 127.0.0.1:%d }
   batch: { flush_interval: 50ms }
-stream: { listen: 127.0.0.1:%d }
+stream: { embedded: { listen: 127.0.0.1:%d } }
 `, l.Ports["wavefront"], l.Ports["wavefront"], l.Ports["hist_minute"], l.Ports["hist_minute"],
 		l.Ports["dist"], l.Ports["statsd"], l.Ports["trace"], l.Ports["http"], l.Ports["nats"]) + extra
 	return l

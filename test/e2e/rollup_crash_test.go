@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // TestRollupCrashSafety is DESIGN §6 "crash safety": under steady load, les
@@ -229,7 +231,7 @@ sinks:
 	}
 	inByWin := map[winKey]float64{}
 	inIDs := map[string]uint64{}
-	for _, rec := range readStream(t, l, []string{"les.agg.distributions.*", "les.agg.metrics.*"}) {
+	for _, rec := range readStream(t, l, stream.OriginAgg, wire.SignalDistributions, wire.SignalMetrics) {
 		if s, ok := inIDs[rec.ID]; ok {
 			t.Errorf("ingest record %s is on the stream twice (seq %d and %d)", rec.ID, s, rec.Seq)
 		}
@@ -265,7 +267,7 @@ sinks:
 	var streamEmitted float64
 	seen := map[string]bool{}
 	streamDups := 0
-	for _, rec := range readStream(t, l, []string{"les.rollup.distributions.*"}) {
+	for _, rec := range readStream(t, l, stream.OriginRollup, wire.SignalDistributions) {
 		if seen[rec.ID] {
 			streamDups++
 			continue

@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/natsjs"
 	"github.com/les-streams/les/internal/wire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // distLine is one distribution as printed by les tail, /query and the
@@ -102,29 +105,27 @@ func fileSinkDists(t *testing.T, path string) (dists []distLine, dupLines int) {
 
 // streamRecord is one record read back from the stream.
 type streamRecord struct {
-	Subject string
-	ID      string
-	Seq     uint64
-	Batch   model.Batch // owned copy of what the test needs (see readStream)
+	Origin string
+	Signal wire.Signal
+	ID     string
+	Seq    uint64      // the JetStream sequence (the embedded stream's position)
+	Batch  model.Batch // owned copy of what the test needs (see readStream)
 }
 
-// readStream reads every record on subjects (NATS wildcards) from the
-// start of the running les' stream, up to the stream's last sequence at the
-// time of the call.
+// readStream reads every record of origin and one of sigs from the start
+// of the running les' stream, up to the stream's last sequence at the time
+// of the call.
 // Each record's batch keeps only counts and kinds (names are cloned).
-func readStream(t *testing.T, l *Les, subjects []string) []streamRecord {
+func readStream(t *testing.T, l *Les, origin string, sigs ...wire.Signal) []streamRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := natsjs.Dial(ctx, natsjs.Config{URL: "nats://" + l.Addr("nats")}, slog.New(slog.DiscardHandler))
+	st, err := natsjs.Open(ctx, natsjs.Config{URL: "nats://" + l.Addr("nats")}, 1, natsjs.Deps{MustExist: true})
 	if err != nil {
 		t.Fatalf("%v\nles output:\n%s", err, lastLines(l.Output(), 40))
 	}
 	defer st.Close()
-	last, err := st.LastSeq(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	last := lastSeq(t, ctx, "nats://"+l.Addr("nats"))
 	var out []streamRecord
 	if last == 0 {
 		return nil
@@ -136,23 +137,24 @@ func readStream(t *testing.T, l *Les, subjects []string) []streamRecord {
 	done := false
 	h := func(_ context.Context, ds []stream.Delivery) error {
 		for _, d := range ds {
-			if d.Seq > last {
+			seq, _ := strconv.ParseUint(string(d.Pos), 10, 64)
+			if seq > last {
 				done = true
 				break
 			}
-			if d.Seq == last {
+			if seq == last {
 				done = true
 			}
-			if !matchAny(subjects, d.Subject) {
+			if d.Origin != origin || !slices.Contains(sigs, d.Signal) {
 				continue
 			}
 			b.Reset()
 			hdr, err := dec.Decode(&b, d.Data)
 			if err != nil {
-				t.Errorf("record %d: %v", d.Seq, err)
+				t.Errorf("record %d: %v", seq, err)
 				continue
 			}
-			r := streamRecord{Subject: d.Subject, ID: hdr.ID(), Seq: d.Seq}
+			r := streamRecord{Origin: d.Origin, Signal: d.Signal, ID: hdr.ID(), Seq: seq}
 			for _, m := range b.Metrics {
 				r.Batch.Metrics = append(r.Batch.Metrics, model.Metric{Name: strings.Clone(m.Name), Kind: m.Kind, Value: m.Value, Timestamp: m.Timestamp})
 			}
@@ -168,7 +170,7 @@ func readStream(t *testing.T, l *Les, subjects []string) []streamRecord {
 		return nil
 	}
 	// Read everything (so the last sequence is always seen) and filter here.
-	if err := st.Consume(cctx, stream.ConsumeOptions{Subjects: []string{stream.Prefix + ".>"}, FromStart: true, Batch: 256}, h); err != nil && cctx.Err() == nil {
+	if err := st.Consume(cctx, stream.ConsumeOptions{FromStart: true, Batch: 256}, h); err != nil && cctx.Err() == nil {
 		t.Fatal(err)
 	}
 	return out
@@ -233,31 +235,28 @@ func execLes(ctx context.Context, l *Les, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// matchAny reports whether subject matches one of the NATS filters (only
-// trailing "*" and ">" tokens are supported, which is all les uses).
-func matchAny(filters []string, subject string) bool {
-	st := strings.Split(subject, ".")
-	for _, f := range filters {
-		ft := strings.Split(f, ".")
-		ok := true
-		for i, tok := range ft {
-			if tok == ">" {
-				ok = len(st) > i
-				break
-			}
-			if i >= len(st) || (tok != "*" && tok != st[i]) {
-				ok = false
-				break
-			}
-			if i == len(ft)-1 && len(st) != len(ft) {
-				ok = false
-			}
-		}
-		if ok {
-			return true
-		}
+// lastSeq is the JetStream sequence of the newest record of the stream
+// at url (asked of the server directly: positions are opaque to les).
+func lastSeq(t *testing.T, ctx context.Context, url string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "LES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
 
 func lastLines(s string, n int) string {

@@ -93,7 +93,7 @@ func Run(t *testing.T, newSink func(t *testing.T) sink.Sink, read func(t *testin
 		if err := s.Close(); err != nil {
 			t.Errorf("second Close: %v", err)
 		}
-		if err := s.Send(context.Background(), b, sink.Meta{RecordID: "sinktest-2", Seq: 2}); err == nil {
+		if err := s.Send(context.Background(), b, sink.Meta{RecordID: "sinktest-2", Pos: "2"}); err == nil {
 			t.Errorf("Send after Close succeeded")
 		}
 		if lines := read(t); len(lines) != want {
@@ -106,7 +106,7 @@ func send(t *testing.T, s sink.Sink, b *model.Batch, id string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.Send(ctx, b, sink.Meta{RecordID: id, Seq: 1}); err != nil {
+	if err := s.Send(ctx, b, sink.Meta{RecordID: id, Pos: "1"}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 }

@@ -2,23 +2,52 @@ package natsjs
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/streamtest"
 )
 
-func TestEmbeddedConformance(t *testing.T) {
-	dirs := map[string]string{}
-	streamtest.Run(t, func(t *testing.T) stream.Stream {
-		dir, ok := dirs[t.Name()]
-		if !ok {
-			dir = t.TempDir()
-			dirs[t.Name()] = dir
+var quiet = Deps{Log: slog.New(slog.DiscardHandler)}
+
+// startServer runs a real nats-server with JetStream, as an external
+// server les connects to over TCP.
+func startServer(t *testing.T, dir string, port int) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true,
+		StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return srv
+}
+
+func TestConformance(t *testing.T) {
+	servers := map[string]*server.Server{}
+	defer func() {
+		for _, srv := range servers {
+			srv.Shutdown()
 		}
-		s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1"}, dir, slog.New(slog.DiscardHandler))
+	}()
+	streamtest.Run(t, func(t *testing.T) stream.Stream {
+		// One server per subtest; reopening reconnects to it.
+		srv := servers[t.Name()]
+		if srv == nil {
+			srv = startServer(t, t.TempDir(), -1)
+			servers[t.Name()] = srv
+		}
+		s, err := Open(context.Background(), Config{URL: srv.ClientURL()}, streamtest.Partitions, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -26,37 +55,82 @@ func TestEmbeddedConformance(t *testing.T) {
 	})
 }
 
-func TestPublishTooLarge(t *testing.T) {
-	s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1"}, t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+// TestMustExistErrorHidesPassword: the error of opening a missing stream
+// with a URL that carries a password (les tail prints it) does not show
+// the password.
+func TestMustExistErrorHidesPassword(t *testing.T) {
+	srv := startServer(t, t.TempDir(), -1)
+	defer srv.Shutdown()
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://les:s3cret@", 1)
+	_, err := Open(context.Background(), Config{URL: url}, 1, Deps{MustExist: true})
+	if err == nil {
+		t.Fatal("found stream LES on a server without it")
 	}
-	defer s.Close()
-	big := make([]byte, s.MaxPayload()+1)
-	err = s.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: "big", Data: big})
-	if !errors.Is(err, stream.ErrTooLarge) {
-		t.Fatalf("publishing %d bytes: %v, want ErrTooLarge", len(big), err)
+	if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("error shows the password or no address: %v", err)
 	}
 }
 
-// TestEmbeddedToken: with a token, the embedded server refuses clients
-// without it; les (in-process) and clients with it connect.
-func TestEmbeddedToken(t *testing.T) {
-	s, err := Open(context.Background(), Config{Listen: "127.0.0.1:-1", Token: "s3cret"}, t.TempDir(), slog.New(slog.DiscardHandler))
+// TestOpenUnreachable: with no server up, Open returns (an agent starts
+// and spools), Publish fails within its deadline, and once the server
+// comes up the same Stream works.
+func TestOpenUnreachable(t *testing.T) {
+	port := freePort(t)
+	s, err := Open(context.Background(), Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, 1, quiet)
+	if err != nil {
+		t.Fatalf("Open with no server: %v", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err = s.Publish(ctx, streamtest.Rec(stream.OriginIngest, 0, 0))
+	cancel()
+	if err == nil {
+		t.Fatal("publish succeeded with no server")
+	}
+	srv := startServer(t, t.TempDir(), port)
+	defer srv.Shutdown()
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Publish(ctx, streamtest.Rec(stream.OriginIngest, 0, 0)); err != nil {
+		t.Fatalf("publish after the server came up: %v", err)
+	}
+}
+
+// TestConsumeStopsWhenServerGone: an ordered consumer of a server that
+// went away still returns soon after its ctx is cancelled; nats.go's
+// ordered consumer would otherwise retry recreating itself forever inside
+// Fetch and les' shutdown would never finish.
+func TestConsumeStopsWhenServerGone(t *testing.T) {
+	srv := startServer(t, t.TempDir(), -1)
+	cl, err := Open(context.Background(), Config{URL: srv.ClientURL()}, 1, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if err := s.Publish(context.Background(), stream.Record{Subject: "les.in.metrics.0", ID: "x", Data: []byte("x")}); err != nil {
-		t.Fatalf("in-process publish with token: %v", err)
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		close(started)
+		done <- cl.Consume(ctx, stream.ConsumeOptions{FromStart: true},
+			func(context.Context, []stream.Delivery) error { return nil })
+	}()
+	<-started
+	srv.Shutdown()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Consume still running 20s after its ctx was cancelled")
 	}
-	if c, err := Dial(context.Background(), Config{URL: s.ClientURL()}, slog.New(slog.DiscardHandler)); err == nil {
-		c.Close()
-		t.Fatal("a client without the token connected")
-	}
-	c, err := Dial(context.Background(), Config{URL: s.ClientURL(), Token: "s3cret"}, slog.New(slog.DiscardHandler))
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("client with the token: %v", err)
+		t.Fatal(err)
 	}
-	c.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,0 +1,326 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/les-streams/les/internal/stream"
+)
+
+// Consume implements stream.Stream. A Durable is a JetStream durable
+// consumer filtered to the wanted subjects; without one, an ordered
+// consumer starts at the smallest position in o.After (skipping, per
+// partition, what is at or before its position) or at the first or
+// newest record.
+func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.Handler) error {
+	if o.Batch <= 0 {
+		o.Batch = 64
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 200 * time.Millisecond
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 2 * time.Minute
+	}
+	for {
+		if err := s.ensure(ctx); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			return nil
+		} else {
+			s.log.Debug("waiting for the stream", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	subjects := s.filters(o.Origins, o.Signals, o.Partitions)
+	var after map[string]uint64
+	var cons jetstream.Consumer
+	var err error
+	if o.Durable == "" {
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects,
+			// Fetch takes no ctx; with unlimited attempts it retries
+			// recreating the consumer forever while the server is
+			// unreachable. One attempt per Fetch hands the retry to the
+			// loop below, which stops with ctx.
+			MaxResetAttempts: 1}
+		switch {
+		case o.After != nil:
+			after = map[string]uint64{}
+			start := uint64(math.MaxUint64)
+			for p := range s.partitions {
+				if !o.WantsPartition(p) {
+					continue
+				}
+				key := strconv.Itoa(p)
+				pos, perr := parsePos(o.After[key])
+				if perr != nil {
+					return perr
+				}
+				after[key] = pos
+				start = min(start, pos+1)
+			}
+			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+			if start > 1 && start != math.MaxUint64 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+			}
+		case o.FromStart:
+			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+		default:
+			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		}
+		cons, err = s.js.OrderedConsumer(ctx, s.cfg.Name, cfg)
+	} else {
+		want := jetstream.ConsumerConfig{
+			Durable:        o.Durable,
+			FilterSubjects: subjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        o.AckWait,
+			MaxAckPending:  o.Batch * 4,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+		}
+		cons, err = s.reclaimPending(ctx, &want)
+		if err == nil && cons == nil {
+			cons, err = s.js.CreateOrUpdateConsumer(ctx, s.cfg.Name, want)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream: consumer %q: %w", o.Durable, err)
+	}
+	ds := make([]stream.Delivery, 0, o.Batch)
+	msgs := make([]jetstream.Msg, 0, o.Batch)
+	retry := 0
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(o.Batch, jetstream.FetchMaxWait(o.MaxWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Debug("fetch", "consumer", o.Durable, "err", err)
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		ds, msgs = ds[:0], msgs[:0]
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			origin, sig, part, ok := parseSubject(m.Subject())
+			if !ok {
+				continue // the stream takes only les.> subjects
+			}
+			msgs = append(msgs, m)
+			if after != nil && md.Sequence.Stream <= after[part] {
+				continue // at or before this partition's checkpoint
+			}
+			ds = append(ds, stream.Delivery{Origin: origin, Signal: sig, Partition: part,
+				Pos: stream.Position(strconv.FormatUint(md.Sequence.Stream, 10)), Data: m.Data(),
+				NumDelivered: md.NumDelivered, Time: md.Timestamp})
+		}
+		if len(ds) == 0 {
+			s.ackAll(ctx, o.Durable, msgs)
+			continue
+		}
+		if err := h(ctx, ds); err != nil {
+			if o.Durable == "" {
+				// An ordered consumer cannot redeliver: restart it at the
+				// first delivery of the batch.
+				if ctx.Err() != nil {
+					return nil
+				}
+				retry++
+				sleep(ctx, min(time.Duration(retry)*250*time.Millisecond, 10*time.Second))
+				return s.restartAt(ctx, o, ds, after, h)
+			}
+			retry++
+			delay := min(time.Duration(retry)*250*time.Millisecond, 10*time.Second)
+			for _, m := range msgs {
+				_ = m.NakWithDelay(delay)
+			}
+			continue
+		}
+		retry = 0
+		for _, d := range ds {
+			if after != nil {
+				after[d.Partition], _ = parsePos(d.Pos)
+			}
+		}
+		s.ackAll(ctx, o.Durable, msgs)
+	}
+	return nil
+}
+
+// restartAt continues an ordered consumer whose handler failed: it
+// resumes just before the failed deliveries, which come again with
+// NumDelivered counted up.
+func (s *Stream) restartAt(ctx context.Context, o stream.ConsumeOptions, failed []stream.Delivery, after map[string]uint64, h stream.Handler) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	first, _ := parsePos(failed[0].Pos)
+	o.After = map[string]stream.Position{}
+	for p := range s.partitions {
+		key := strconv.Itoa(p)
+		pos := after[key]
+		if after == nil || pos >= first {
+			pos = first - 1
+		}
+		o.After[key] = stream.Position(strconv.FormatUint(pos, 10))
+	}
+	o.FromStart = false
+	attempts := map[stream.Position]uint64{}
+	for _, d := range failed {
+		attempts[d.Pos] = max(d.NumDelivered, 1)
+	}
+	return s.Consume(ctx, o, func(ctx context.Context, ds []stream.Delivery) error {
+		for i := range ds {
+			if n, ok := attempts[ds[i].Pos]; ok {
+				ds[i].NumDelivered = n + 1
+			}
+		}
+		err := h(ctx, ds)
+		if err != nil {
+			for _, d := range ds {
+				if _, ok := attempts[d.Pos]; ok {
+					attempts[d.Pos]++
+				}
+			}
+		} else {
+			for _, d := range ds {
+				delete(attempts, d.Pos)
+			}
+		}
+		return err
+	})
+}
+
+// ackAll acknowledges msgs of a durable consumer; it waits for the server
+// to confirm the last one: that bounds what a crash can re-deliver.
+func (s *Stream) ackAll(ctx context.Context, durable string, msgs []jetstream.Msg) {
+	if durable == "" {
+		return
+	}
+	for i, m := range msgs {
+		if i == len(msgs)-1 {
+			// The handler's effects are done, so confirm the ack even
+			// when ctx was cancelled meanwhile.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = m.DoubleAck(actx)
+			cancel()
+		} else {
+			_ = m.Ack()
+		}
+	}
+}
+
+func parsePos(p stream.Position) (uint64, error) {
+	if p == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(string(p), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stream: position %q is not a JetStream sequence", p)
+	}
+	return v, nil
+}
+
+// reclaimPending looks up the durable consumer want describes. When it
+// exists, want keeps its deliver policy (which cannot be updated). When
+// this process is the durable's only client (the embedded server), every
+// ack still pending belongs to a crashed incarnation; JetStream would hold
+// those records back for AckWait (2m) — and stop delivering altogether
+// once a few crashes have filled MaxAckPending. Then the consumer is
+// recreated at its ack floor and returned, so they are delivered at once;
+// records acknowledged out of order after the floor come again (at least
+// once; id-aware sinks skip them). It returns nil when the caller should
+// create or update the consumer itself.
+func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := s.js.Consumer(ctx, s.cfg.Name, want.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
+	if !s.deps.SoleClient || info.NumAckPending == 0 {
+		return nil, nil
+	}
+	if err := s.js.DeleteConsumer(ctx, s.cfg.Name, want.Durable); err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	want.OptStartSeq = info.AckFloor.Stream + 1
+	c, err = s.js.CreateConsumer(ctx, s.cfg.Name, *want)
+	if err != nil {
+		return nil, fmt.Errorf("reclaim: %w", err)
+	}
+	s.log.Info("redelivering records a previous run left unacknowledged", "consumer", want.Durable,
+		"pending", info.NumAckPending, "from_seq", want.OptStartSeq)
+	return c, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Lag implements stream.Stream. For a durable it is exact (pending plus
+// in flight); for positions it counts every record after the smallest
+// one, including subjects the consumer does not read: an upper bound.
+func (s *Stream) Lag(ctx context.Context, q stream.LagQuery) (uint64, error) {
+	if q.Durable != "" {
+		c, err := s.js.Consumer(ctx, s.cfg.Name, q.Durable)
+		if err != nil {
+			return 0, err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.NumPending + uint64(info.NumAckPending), nil
+	}
+	st, err := s.js.Stream(ctx, s.cfg.Name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var pos uint64
+	for _, p := range q.After {
+		v, _ := parsePos(p)
+		pos = max(pos, v)
+	}
+	if info.State.LastSeq < pos {
+		return 0, nil
+	}
+	return info.State.LastSeq - pos, nil
+}
+
+// Close implements stream.Stream: it drains the connection.
+func (s *Stream) Close() error {
+	s.closed.Do(func() {
+		if s.nc.IsConnected() {
+			_ = s.nc.Drain()
+			for s.nc.IsDraining() {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		s.nc.Close()
+	})
+	return nil
+}
