@@ -422,7 +422,11 @@ func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 	for _, n := range names {
 		for time.Now().Before(deadline) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			lag, err := st.Lag(ctx, stream.LagQuery{Durable: n})
+			q := stream.LagQuery{Durable: n}
+			if st.Capabilities().Backend != "kafka" {
+				q.Partitions = a.parts // the consumer group assigns Kafka's
+			}
+			lag, err := st.Lag(ctx, q)
 			cancel()
 			if err != nil || lag == 0 {
 				break

@@ -19,7 +19,9 @@ func startApp(t *testing.T, cfg *Config) Info {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)
-	go func() { done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i }) }()
+	go func() {
+		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -20,7 +20,7 @@ import (
 // the records it emitted but has not yet confirmed published.
 //
 // File layout, version 2 (little endian; str = u32 length + bytes):
-// "LESC", 0x02, emitSeq u64, positions count u32 then (partition str, pos
+// "LESC", 0x02, producer u64, emitSeq u64, positions count u32 then (partition str, pos
 // str) each, seen count u32 then (id str, first-seen unix ns i64) each,
 // state str, outbox count u32 then per record origin str, signal u8,
 // partition u32, id str, data str; and a CRC-32C of everything before it.
@@ -29,6 +29,11 @@ import (
 // still read: its sequence becomes the position of every partition
 // (positionAll), which holds for the embedded stream that wrote it.
 type checkpoint struct {
+	// producer and emitSeq make the ids of emitted records: producer is
+	// drawn at random on the first run and kept, so processes that split
+	// the partitions never emit the same id (a stream would drop one as a
+	// duplicate) and a restart re-publishes its outbox under the same ids.
+	producer  uint64
 	emitSeq   uint64
 	positions map[string]stream.Position
 	seen      map[string]int64
@@ -44,6 +49,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 func (c *checkpoint) marshal() []byte {
 	b := []byte("LESC\x02")
+	b = binary.LittleEndian.AppendUint64(b, c.producer)
 	b = binary.LittleEndian.AppendUint64(b, c.emitSeq)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.positions)))
 	for p, pos := range c.positions {
@@ -140,6 +146,7 @@ func unmarshalCheckpoint(b []byte) (checkpoint, error) {
 	if b[4] == 1 {
 		return c, c.unmarshalV1(&r)
 	}
+	c.producer = r.u64()
 	c.emitSeq = r.u64()
 	for n := r.u32(); r.ok && n > 0; n-- {
 		p, pos := string(r.bytes()), stream.Position(r.bytes())

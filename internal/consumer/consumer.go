@@ -93,7 +93,7 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 func (r *SinkRunner) Run(ctx context.Context) error {
 	o := stream.ConsumeOptions{Origins: r.cfg.Origins, Signals: r.cfg.Signals,
 		Partitions: r.cfg.Partitions, Batch: r.cfg.Batch}
-	q := stream.LagQuery{Origins: o.Origins, Signals: o.Signals}
+	q := stream.LagQuery{Origins: o.Origins, Signals: o.Signals, Partitions: o.Partitions}
 	if r.st.Capabilities().DurableCursors {
 		o.Durable, q.Durable = r.cfg.Name, r.cfg.Name
 	} else {

@@ -190,11 +190,11 @@ func TestProcRunnerExactThroughRestartsAndFailedPublishes(t *testing.T) {
 
 func TestCheckpointRoundTripAndCorruption(t *testing.T) {
 	c := checkpoint{positions: map[string]stream.Position{"0": "42", "shardId-000000000001": "49590338271490256608559692538361571095921575989136588898"},
-		seen: map[string]int64{"a-1": 5}, emitSeq: 7, state: []byte("state"),
+		seen: map[string]int64{"a-1": 5}, producer: 0xfeed, emitSeq: 7, state: []byte("state"),
 		outbox: []stream.Record{{Origin: stream.OriginRollup, Signal: wire.SignalMetrics, Partition: 3, ID: "x-1", Data: []byte{1, 2, 3}}}}
 	b := c.marshal()
 	got, err := unmarshalCheckpoint(b)
-	if err != nil || got.positions["0"] != "42" || len(got.positions) != 2 || got.seen["a-1"] != 5 || got.outbox[0].Partition != 3 || got.emitSeq != 7 || string(got.state) != "state" || len(got.outbox) != 1 || got.outbox[0].ID != "x-1" {
+	if err != nil || got.positions["0"] != "42" || got.producer != 0xfeed || len(got.positions) != 2 || got.seen["a-1"] != 5 || got.outbox[0].Partition != 3 || got.emitSeq != 7 || string(got.state) != "state" || len(got.outbox) != 1 || got.outbox[0].ID != "x-1" {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	for i := range b {

@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -126,9 +128,7 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 		cfg.DedupWindow = 15 * time.Minute
 	}
 	cfg.DedupWindow = max(cfg.DedupWindow, caps.DedupWindow)
-	h := fnv.New64a()
-	h.Write([]byte("les-processor/" + cfg.Name))
-	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), producer: h.Sum64(), caps: caps,
+	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), caps: caps,
 		consumed: reg.Counter("les_consumer_records_total", "consumer", cfg.Name),
 		dups:     reg.Counter("les_consumer_duplicate_records_total", "consumer", cfg.Name),
 		emitted:  reg.Counter("les_processor_emitted_items_total", "consumer", cfg.Name),
@@ -156,6 +156,10 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 		}
 	}
 	ck.expandPositions(r.caps.Partitions)
+	if ck.producer == 0 {
+		ck.producer = r.newProducer(ck)
+	}
+	r.producer = ck.producer
 	r.ck = ck
 	after := maps.Clone(ck.positions)
 	r.mu.Unlock()
@@ -229,6 +233,20 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		r.p.Add(&r.in, now)
 	}
 	return nil
+}
+
+// newProducer picks the producer id of a checkpoint that has none: the
+// id earlier versions derived from the name when the checkpoint has
+// emitted before (so ids stay unique), else a random one.
+func (r *ProcRunner) newProducer(ck checkpoint) uint64 {
+	if ck.emitSeq > 0 {
+		h := fnv.New64a()
+		h.Write([]byte("les-processor/" + r.cfg.Name))
+		return h.Sum64()
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1
 }
 
 // pruneSeen forgets record ids older than the dedup window. r.mu held.

@@ -189,7 +189,9 @@ type Stream interface {
 // LagQuery names the consumer whose lag Stream.Lag reports.
 type LagQuery struct {
 	Durable string
-	After   map[string]Position
+	// Partitions is the durable's assignment (ConsumeOptions.Partitions).
+	Partitions []int
+	After      map[string]Position
 	// Origins and Signals are the consumer's filters (a hint; backends
 	// may count records outside them, giving an upper bound).
 	Origins []string

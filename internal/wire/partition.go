@@ -4,8 +4,10 @@ import "github.com/les-streams/les/internal/model"
 
 // The partition function is part of the wire format (docs/wire-format.md,
 // "Partitioning") so that producers in any language put a series on the
-// same partition: a 64-bit FNV-1a hash over the series identity, then the
-// hash's top 32 bits scaled onto [0, n). Scaling (not modulo) keeps
+// same partition: a 64-bit FNV-1a hash over the series identity, mixed by
+// MurmurHash3's 64-bit finalizer (FNV alone barely changes its top bits
+// for names that differ in their last bytes, such as fn-10 … fn-19), then
+// the top 32 bits scaled onto [0, n). Scaling (not modulo) keeps
 // neighbouring hashes together, so partition p of n owns one contiguous
 // range of the hash space; Kinesis explicit hash keys are taken from it.
 
@@ -28,8 +30,8 @@ func fnvSep(h uint64) uint64 {
 }
 
 // SeriesHash is the hash of a metric series: FNV-1a 64 over name, 0x00,
-// source, 0x00, then for each tag in sorted order key, 0x00, value, 0x00.
-// tags must be sorted (model.SortTags).
+// source, 0x00, then for each tag in sorted order key, 0x00, value, 0x00;
+// then Mix. tags must be sorted (model.SortTags).
 func SeriesHash(name, source string, tags model.Tags) uint64 {
 	h := fnvSep(fnvString(fnvOffset, name))
 	h = fnvSep(fnvString(h, source))
@@ -37,13 +39,24 @@ func SeriesHash(name, source string, tags model.Tags) uint64 {
 		h = fnvSep(fnvString(h, tags[i].Key))
 		h = fnvSep(fnvString(h, tags[i].Value))
 	}
-	return h
+	return Mix(h)
 }
 
 // SourceHash is the hash logs and spans are partitioned by: FNV-1a 64 over
-// source, 0x00.
+// source, 0x00; then Mix.
 func SourceHash(source string) uint64 {
-	return fnvSep(fnvString(fnvOffset, source))
+	return Mix(fnvSep(fnvString(fnvOffset, source)))
+}
+
+// Mix is MurmurHash3's fmix64: h ^= h>>33; h *= 0xff51afd7ed558ccd;
+// h ^= h>>33; h *= 0xc4ceb9fe1a85ec53; h ^= h>>33.
+func Mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 // Partition maps a hash onto one of n partitions: (hash>>32) × n >> 32.

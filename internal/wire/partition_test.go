@@ -26,14 +26,39 @@ func TestSeriesHashMatchesSpec(t *testing.T) {
 		for _, t := range c.tags {
 			h.Write([]byte(t.Key + "\x00" + t.Value + "\x00"))
 		}
-		if got, want := SeriesHash(c.name, c.source, c.tags), h.Sum64(); got != want {
+		if got, want := SeriesHash(c.name, c.source, c.tags), fmix64(h.Sum64()); got != want {
 			t.Errorf("SeriesHash(%q,%q,%v) = %x, want %x", c.name, c.source, c.tags, got, want)
 		}
 	}
 	h := fnv.New64a()
 	h.Write([]byte("src\x00"))
-	if got := SourceHash("src"); got != h.Sum64() {
-		t.Errorf("SourceHash = %x, want %x", got, h.Sum64())
+	if got := SourceHash("src"); got != fmix64(h.Sum64()) {
+		t.Errorf("SourceHash = %x, want %x", got, fmix64(h.Sum64()))
+	}
+}
+
+// fmix64 is MurmurHash3's finalizer, written out from its reference
+// (smhasher's MurmurHash3.cpp) for the oracle.
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
+}
+
+// TestPartitionSpread: similar names (fn-00 … fn-39) spread over the
+// partitions about evenly.
+func TestPartitionSpread(t *testing.T) {
+	counts := make([]int, 4)
+	for s := range 400 {
+		counts[Partition(SeriesHash("scale.latency", fmt.Sprintf("fn-%03d", s), nil), 4)]++
+	}
+	for p, n := range counts {
+		if n < 70 || n > 130 {
+			t.Fatalf("partition %d has %d of 400 similar series: %v", p, n, counts)
+		}
 	}
 }
 
@@ -43,7 +68,7 @@ func TestPartitionGolden(t *testing.T) {
 	got := fmt.Sprintf("%016x %d %d", SeriesHash("cpu.load", "host-1", model.Tags{{Key: "env", Value: "prod"}}),
 		Partition(SeriesHash("cpu.load", "host-1", model.Tags{{Key: "env", Value: "prod"}}), 16),
 		Partition(SourceHash("fn-a"), 4))
-	const want = "d358eb057c63fd57 13 0"
+	const want = "bb4264458e41bc35 11 2"
 	if got != want {
 		t.Fatalf("golden partition values changed: %s, want %s", got, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,7 +19,22 @@ import (
 // consumer starts at the smallest position in o.After (skipping, per
 // partition, what is at or before its position) or at the first or
 // newest record.
+//
+// A Durable with Partitions is one durable consumer per assigned
+// partition, named DurableName(o.Durable, p), so that processes splitting
+// the partitions between them (les consume --partitions) each move only
+// their partitions' cursors, and a partition keeps its cursor when it is
+// assigned to another process. h is called for one partition at a time.
 func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.Handler) error {
+	if o.Durable != "" && o.Partitions != nil {
+		return s.consumePartitions(ctx, o, h)
+	}
+	return s.consume(ctx, o, h, false)
+}
+
+// consume is Consume with one JetStream consumer; exclusive says its
+// durable is read by this process only (a partition's durable).
+func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.Handler, exclusive bool) error {
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
@@ -84,7 +100,9 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			MaxAckPending:  o.Batch * 4,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
 		}
-		cons, err = s.reclaimPending(ctx, &want)
+		// A partition's durable belongs to the one process assigned the
+		// partition, so like the embedded server's it may be reclaimed.
+		cons, err = s.reclaimPending(ctx, &want, exclusive)
 		if err == nil && cons == nil {
 			cons, err = s.js.CreateOrUpdateConsumer(ctx, s.cfg.Name, want)
 		}
@@ -154,6 +172,40 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		s.ackAll(ctx, o.Durable, msgs)
 	}
 	return nil
+}
+
+// DurableName is the JetStream durable consumer of partition p of the
+// durable named name, when consumers are assigned partitions.
+func DurableName(name string, p int) string { return name + "_p" + strconv.Itoa(p) }
+
+func (s *Stream) consumePartitions(ctx context.Context, o stream.ConsumeOptions, h stream.Handler) error {
+	var mu sync.Mutex
+	serial := func(ctx context.Context, ds []stream.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return h(ctx, ds)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(o.Partitions))
+	for _, p := range o.Partitions {
+		po := o
+		po.Durable, po.Partitions = DurableName(o.Durable, p), []int{p}
+		go func() {
+			err := s.consume(ctx, po, serial, true)
+			if err != nil {
+				cancel() // one failed: stop the others, return its error
+			}
+			errc <- err
+		}()
+	}
+	var first error
+	for range o.Partitions {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // restartAt continues an ordered consumer whose handler failed: it
@@ -238,9 +290,11 @@ func parsePos(p stream.Position) (uint64, error) {
 // once a few crashes have filled MaxAckPending. Then the consumer is
 // recreated at its ack floor and returned, so they are delivered at once;
 // records acknowledged out of order after the floor come again (at least
-// once; id-aware sinks skip them). It returns nil when the caller should
-// create or update the consumer itself.
-func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+// once; id-aware sinks skip them). The same holds for a partition's
+// durable (DurableName), which only the process assigned the partition
+// reads. It returns nil when the caller should create or update the
+// consumer itself.
+func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerConfig, exclusive bool) (jetstream.Consumer, error) {
 	c, err := s.js.Consumer(ctx, s.cfg.Name, want.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, nil
@@ -253,7 +307,7 @@ func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerCon
 		return nil, err
 	}
 	want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
-	if !s.deps.SoleClient || info.NumAckPending == 0 {
+	if !(s.deps.SoleClient || exclusive) || info.NumAckPending == 0 {
 		return nil, nil
 	}
 	if err := s.js.DeleteConsumer(ctx, s.cfg.Name, want.Durable); err != nil {
@@ -282,15 +336,26 @@ func sleep(ctx context.Context, d time.Duration) {
 // one, including subjects the consumer does not read: an upper bound.
 func (s *Stream) Lag(ctx context.Context, q stream.LagQuery) (uint64, error) {
 	if q.Durable != "" {
-		c, err := s.js.Consumer(ctx, s.cfg.Name, q.Durable)
-		if err != nil {
-			return 0, err
+		names := []string{q.Durable}
+		if q.Partitions != nil {
+			names = names[:0]
+			for _, p := range q.Partitions {
+				names = append(names, DurableName(q.Durable, p))
+			}
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return 0, err
+		var n uint64
+		for _, name := range names {
+			c, err := s.js.Consumer(ctx, s.cfg.Name, name)
+			if err != nil {
+				return 0, err
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			n += info.NumPending + uint64(info.NumAckPending)
 		}
-		return info.NumPending + uint64(info.NumAckPending), nil
+		return n, nil
 	}
 	st, err := s.js.Stream(ctx, s.cfg.Name)
 	if err != nil {

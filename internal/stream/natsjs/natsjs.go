@@ -188,7 +188,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 		return nil, fmt.Errorf("stream: connect: %w", err)
 	}
 	s.nc = nc
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(pubAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("stream: jetstream: %w", err)
@@ -308,6 +308,15 @@ func (s *Stream) Capabilities() stream.Capabilities {
 	return stream.Capabilities{Backend: s.deps.Backend, Partitions: s.partitions,
 		MaxRecordBytes: max - overhead, DedupWindow: s.cfg.Duplicates, DurableCursors: true}
 }
+
+// pubAckTimeout is how long Publish waits for one record's
+// acknowledgement before publishing it again (the same Nats-Msg-Id, so a
+// record that was stored after all is dropped as a duplicate). Without it
+// an ack that never comes — the stream leader of a cluster went down with
+// the record in flight while this connection, to another node, stayed up —
+// blocks Publish until its ctx ends. It is JetStream's default API timeout
+// and below the agent's publish_timeout (10s), so one retry fits.
+const pubAckTimeout = 5 * time.Second
 
 // overhead leaves room in a message for the subject and headers.
 const overhead = 256

@@ -13,6 +13,7 @@ import (
 
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/streamtest"
+	"github.com/les-streams/les/internal/wire"
 )
 
 var quiet = Deps{Log: slog.New(slog.DiscardHandler)}
@@ -82,7 +83,7 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	err = s.Publish(ctx, streamtest.Rec(stream.OriginIngest, 0, 0))
+	err = s.Publish(ctx, streamtest.Rec(stream.OriginIngest, wire.SignalMetrics, 0))
 	cancel()
 	if err == nil {
 		t.Fatal("publish succeeded with no server")
@@ -91,7 +92,7 @@ func TestOpenUnreachable(t *testing.T) {
 	defer srv.Shutdown()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := s.Publish(ctx, streamtest.Rec(stream.OriginIngest, 0, 0)); err != nil {
+	if err := s.Publish(ctx, streamtest.Rec(stream.OriginIngest, wire.SignalMetrics, 0)); err != nil {
 		t.Fatalf("publish after the server came up: %v", err)
 	}
 }
@@ -133,4 +134,49 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDurablePerPartition: durables with partitions keep one cursor per
+// partition, so two processes splitting the partitions each see only
+// theirs, and a partition handed to another process keeps its cursor.
+func TestDurablePerPartition(t *testing.T) {
+	srv := startServer(t, t.TempDir(), -1)
+	defer srv.Shutdown()
+	s, err := Open(context.Background(), Config{URL: srv.ClientURL()}, 4, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var recs []stream.Record
+	for i := range 40 {
+		recs = append(recs, streamtest.Rec(stream.OriginIngest, wire.SignalMetrics, i))
+	}
+	if err := s.Publish(context.Background(), recs[:20]...); err != nil {
+		t.Fatal(err)
+	}
+	a := streamtest.Consume(t, s, stream.ConsumeOptions{Durable: "sink", Partitions: []int{0, 1}}, nil, streamtest.AtLeast(10))
+	b := streamtest.Consume(t, s, stream.ConsumeOptions{Durable: "sink", Partitions: []int{2, 3}}, nil, streamtest.AtLeast(10))
+	for _, d := range append(a, b...) {
+		var i int
+		fmt.Sscanf(string(d.Data), "payload-%d", &i)
+		if (d.Partition == "0" || d.Partition == "1") != (i%4 < 2) {
+			t.Fatalf("payload-%d delivered from partition %s", i, d.Partition)
+		}
+	}
+	// Reassign: one process takes all four; it resumes every cursor.
+	if err := s.Publish(context.Background(), recs[20:]...); err != nil {
+		t.Fatal(err)
+	}
+	all := streamtest.Consume(t, s, stream.ConsumeOptions{Durable: "sink", Partitions: []int{0, 1, 2, 3}}, nil, streamtest.AtLeast(20))
+	for _, d := range all {
+		var i int
+		fmt.Sscanf(string(d.Data), "payload-%d", &i)
+		if i < 20 {
+			t.Fatalf("payload-%d redelivered after reassignment", i)
+		}
+	}
+	lag, err := s.Lag(context.Background(), stream.LagQuery{Durable: "sink", Partitions: []int{0, 1, 2, 3}})
+	if err != nil || lag != 0 {
+		t.Fatalf("lag %d, %v", lag, err)
+	}
 }
