@@ -18,6 +18,7 @@ import (
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/embedded"
 	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
+	"github.com/les-streams/les/internal/stream/mem"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -340,5 +341,27 @@ func TestSinkRunnerDeadLettersAfterMaxAttempts(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestProcRunnerDropsRepublishedRecords: on a stream that does not
+// de-duplicate (Kafka, Kinesis: mem with DedupWindow 0), a record stored
+// twice — a producer's retry or spool replay after the stream had in fact
+// stored it — is folded in once, also across a restart.
+func TestProcRunnerDropsRepublishedRecords(t *testing.T) {
+	st := mem.New(mem.NewStore(), mem.Config{Partitions: 4})
+	ckpt := filepath.Join(t.TempDir(), "count.ckpt")
+	publishMetrics(t, st, 0, 8, 10) // 80 samples in records r0 … r7
+	publishMetrics(t, st, 0, 8, 10) // the same records again
+	p1 := &countProc{}
+	runProc(t, st, ckpt, p1, func() bool { return p1.total == 80 })
+	// After a restart the ids are still known: a third copy is dropped and
+	// new records are counted.
+	publishMetrics(t, st, 0, 8, 10)
+	publishMetrics(t, st, 8, 2, 10) // 20 new
+	p2 := &countProc{}
+	runProc(t, st, ckpt, p2, func() bool { return p2.total == 100 })
+	if got := emittedTotal(t, st, 100); got != 100 {
+		t.Fatalf("emitted %v, want exactly 100 (each record folded in once)", got)
 	}
 }
