@@ -84,6 +84,7 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 			if start > 1 && start != math.MaxUint64 {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+				s.checkGap(ctx, start)
 			}
 		case o.FromStart:
 			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
@@ -206,6 +207,23 @@ func (s *Stream) consumePartitions(ctx context.Context, o stream.ConsumeOptions,
 		}
 	}
 	return first
+}
+
+// checkGap reports positions the stream no longer holds: records from
+// start on were trimmed by retention before this consumer read them, so it
+// starts at the oldest record retained.
+func (s *Stream) checkGap(ctx context.Context, start uint64) {
+	st, err := s.js.Stream(ctx, s.cfg.Name)
+	if err != nil {
+		return
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.FirstSeq <= start {
+		return
+	}
+	s.gaps.Inc()
+	s.log.Warn("resuming after records the stream no longer holds (trimmed by retention); starting at the oldest",
+		"from_seq", start, "oldest_seq", info.State.FirstSeq, "records_missed_at_most", info.State.FirstSeq-start)
 }
 
 // restartAt continues an ordered consumer whose handler failed: it

@@ -54,6 +54,8 @@ type Config struct {
 	// MaxAge and MaxBytes bound what the stream retains (defaults 72h, 10 GiB).
 	MaxAge   time.Duration `yaml:"max_age"`
 	MaxBytes int64         `yaml:"max_bytes"`
+	// MaxMsgs bounds the number of records retained (default 0: no bound).
+	MaxMsgs int64 `yaml:"max_msgs"`
 	// Replicas of the stream in a cluster (default 1; 3 survives losing a node).
 	Replicas int `yaml:"replicas"`
 	// Duplicates is the de-duplication window for record ids (default 2m).
@@ -82,8 +84,8 @@ func (c *Config) Validate() error {
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
 	}
-	if c.MaxAge < 0 || c.MaxBytes < 0 || c.Replicas < 0 || c.Duplicates < 0 {
-		return errors.New("max_age, max_bytes, replicas and duplicates must not be negative")
+	if c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxMsgs < 0 || c.Replicas < 0 || c.Duplicates < 0 {
+		return errors.New("max_age, max_bytes, max_msgs, replicas and duplicates must not be negative")
 	}
 	if c.Replicas > 5 {
 		return fmt.Errorf("replicas: %d is more than JetStream's maximum of 5", c.Replicas)
@@ -135,6 +137,7 @@ type Stream struct {
 
 	publishErrors *metrics.Counter
 	retries       *metrics.Counter
+	gaps          *metrics.Counter
 }
 
 // Open connects to the servers of cfg and, unless cfg.Create is false,
@@ -164,6 +167,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	s := &Stream{cfg: cfg, deps: deps, log: deps.Log, partitions: partitions,
 		publishErrors: deps.Metrics.Counter("les_stream_publish_errors_total", "backend", deps.Backend),
 		retries:       deps.Metrics.Counter("les_stream_publish_retries_total", "backend", deps.Backend),
+		gaps:          deps.Metrics.Counter("les_stream_position_gaps_total", "backend", deps.Backend),
 	}
 	opts := []nats.Option{nats.Name("les"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(!deps.MustExist)}
@@ -233,6 +237,7 @@ func (s *Stream) ensure(ctx context.Context) error {
 		Retention:  jetstream.LimitsPolicy,
 		MaxAge:     s.cfg.MaxAge,
 		MaxBytes:   s.cfg.MaxBytes,
+		MaxMsgs:    maxMsgs(s.cfg.MaxMsgs),
 		Replicas:   s.cfg.Replicas,
 		Duplicates: s.cfg.Duplicates,
 		Discard:    jetstream.DiscardOld,
@@ -242,6 +247,13 @@ func (s *Stream) ensure(ctx context.Context) error {
 	}
 	s.created = true
 	return nil
+}
+
+func maxMsgs(n int64) int64 {
+	if n <= 0 {
+		return -1 // JetStream's "no limit"
+	}
+	return n
 }
 
 // prefix is the first token of every les subject.

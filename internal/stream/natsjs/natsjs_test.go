@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/streamtest"
 	"github.com/les-streams/les/internal/wire"
@@ -178,5 +179,33 @@ func TestDurablePerPartition(t *testing.T) {
 	lag, err := s.Lag(context.Background(), stream.LagQuery{Durable: "sink", Partitions: []int{0, 1, 2, 3}})
 	if err != nil || lag != 0 {
 		t.Fatalf("lag %d, %v", lag, err)
+	}
+}
+
+// TestResumeAfterTrimmedPosition: a consumer resuming after a position the
+// stream trimmed by retention starts at the oldest record and counts the
+// gap.
+func TestResumeAfterTrimmedPosition(t *testing.T) {
+	srv := startServer(t, t.TempDir(), -1)
+	defer srv.Shutdown()
+	reg := selfmetric.New()
+	s, err := Open(context.Background(), Config{URL: srv.ClientURL(), MaxMsgs: 5}, 1, Deps{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 20 {
+		rec := streamtest.Rec(stream.OriginIngest, wire.SignalMetrics, i)
+		rec.Partition = 0
+		if err := s.Publish(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := streamtest.Consume(t, s, stream.ConsumeOptions{After: map[string]stream.Position{"0": "3"}}, nil, streamtest.AtLeast(5))
+	if string(got[0].Data) != "payload-15" {
+		t.Fatalf("first delivery %q, want payload-15 (the oldest retained)", got[0].Data)
+	}
+	if n := reg.Counter("les_stream_position_gaps_total", "backend", "nats").Get(); n != 1 {
+		t.Fatalf("gaps counted %d, want 1", n)
 	}
 }
