@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,6 +210,9 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		if stream.ComparePositions(d.Pos, r.ck.positions[d.Partition]) <= 0 {
 			continue // already folded into the checkpointed state
 		}
+		if _, ok := r.ck.positions[d.Partition]; !ok {
+			r.newPartition(d.Partition)
+		}
 		r.ck.positions[d.Partition] = d.Pos
 		r.dirty = true
 		r.consumed.Inc()
@@ -247,6 +251,19 @@ func (r *ProcRunner) newProducer(ck checkpoint) uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return binary.LittleEndian.Uint64(b[:]) | 1
+}
+
+// newPartition warns once when records arrive on a logical partition
+// beyond stream.partitions: a producer configured with more partitions
+// than this consumer, so series may be split between consumers.
+func (r *ProcRunner) newPartition(part string) {
+	p, err := strconv.Atoi(part)
+	if err != nil || p < r.caps.Partitions || r.warnedPartitions {
+		return // a shard id, or a partition in range
+	}
+	r.warnedPartitions = true
+	r.log.Warn("records on a partition beyond stream.partitions: producers and consumers disagree on the number of partitions",
+		"partition", p, "stream.partitions", r.caps.Partitions)
 }
 
 // pruneSeen forgets record ids older than the dedup window. r.mu held.

@@ -81,6 +81,20 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 				after[key] = pos
 				start = min(start, pos+1)
 			}
+			// Positions of partitions beyond this stream's count (a
+			// producer configured with more) are honoured too.
+			for key, v := range o.After {
+				p, err := strconv.Atoi(key)
+				if _, done := after[key]; done || err != nil || !o.WantsPartition(p) {
+					continue
+				}
+				pos, perr := parsePos(v)
+				if perr != nil {
+					return perr
+				}
+				after[key] = pos
+				start = min(start, pos+1)
+			}
 			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 			if start > 1 && start != math.MaxUint64 {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
