@@ -98,6 +98,8 @@ type ProcRunner struct {
 	in       model.Batch
 	out      model.Batch
 	caps     stream.Capabilities
+	// warnedPartitions: newPartition has warned.
+	warnedPartitions bool
 
 	consumed *metrics.Counter
 	dups     *metrics.Counter
