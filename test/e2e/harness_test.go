@@ -96,6 +96,10 @@ type Les struct {
 	Config  string
 	done    chan struct{}
 	exitErr error
+
+	// Backend is the stream les runs on (streamBackend.Configure sets
+	// it); nil is the embedded stream of NewLes' config.
+	Backend *streamBackend
 }
 
 type syncBuffer struct {
@@ -282,4 +286,28 @@ func Eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// StopOrDump is Stop for tests that look for shutdown hangs: it sends
+// SIGINT and waits up to d; if les is still running then, it sends SIGQUIT
+// (the Go runtime prints every goroutine's stack) and fails the test with
+// les' output.
+func (l *Les) StopOrDump(d time.Duration) {
+	l.t.Helper()
+	if l.cmd == nil || l.cmd.Process == nil {
+		return
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-l.done:
+	case <-time.After(d):
+		_ = l.cmd.Process.Signal(syscall.SIGQUIT)
+		<-l.done
+		l.cmd = nil
+		l.t.Fatalf("les did not stop within %v of SIGINT; goroutines at SIGQUIT:\n%s", d, l.out.String())
+	}
+	if l.exitErr != nil {
+		l.t.Fatalf("les exited with %v:\n%s", l.exitErr, l.out.String())
+	}
+	l.cmd = nil
 }

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,11 +28,26 @@ import (
 // sum of the counts of every emitted window (and correction), de-duplicated
 // by record id, must equal the number of samples the stream accepted.
 //
-// The rollup consumer runs inside the les process, so kill -9 of les kills
-// the agent, the embedded stream and the rollup consumer at once; there is
-// no separate consumer process to kill. That is the harder case: the
-// checkpoint, the outbox and the stream's de-duplication state all have to
-// survive the same crash.
+// It runs on three stream backends:
+//   - embedded: the stream runs inside les, so kill -9 of les kills the
+//     agent, the stream and the rollup consumer at once; there is no
+//     separate consumer process to kill. That is the harder case: the
+//     checkpoint, the outbox and the stream's de-duplication state all
+//     have to survive the same crash.
+//   - kafka: a kfake cluster in the test process (it survives les), 4
+//     partitions; sinks keep their cursors in consumer groups.
+//   - kinesis: kinesalite, a 2-shard stream carrying 4 logical partitions;
+//     sinks keep their positions in files.
+//
+// Kafka and Kinesis do not drop re-published record ids (Capabilities
+// DedupWindow 0): an ingest record whose publish timed out after the broker
+// stored it is stored again when the agent replays its spool. There the
+// truth counts each ingest record id once, and the rollup must have folded
+// it in once (it de-duplicates by record id in its checkpoint). Kills alone
+// rarely leave such a copy, so halfway through the test re-publishes 20
+// stored ingest records itself, unchanged and under their ids: the
+// embedded stream must drop them, on Kafka and Kinesis they must be on the
+// stream twice and count once.
 //
 // Load (two kinds, counted exactly from the stream afterwards):
 //   - POST /report?f=histogram with !M distribution lines of integer
@@ -43,16 +60,31 @@ import (
 //
 // Timestamps lie 45–65 s in the past and grace is 10 s, so some samples
 // land in open windows and some are late (corrections), and everything
-// closes within about 25 s of the last sample. With -short
-// the test kills 3 times; without it (as CI runs go test ./...) 20 times.
+// closes within about 25 s of the last sample. With -short the test kills
+// 3 times per backend; without it (as CI runs go test ./...) 20 times;
+// LES_CRASH_KILLS overrides both. When the counts disagree, the last run's
+// whole output (debug log included) is written to $LES_E2E_OUTPUT_DIR if
+// set.
 func TestRollupCrashSafety(t *testing.T) {
 	kills := 20
 	if testing.Short() {
 		kills = 3
 	}
 	if s := os.Getenv("LES_CRASH_KILLS"); s != "" {
-		kills, _ = strconv.Atoi(s)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			t.Fatalf("LES_CRASH_KILLS=%q: want a number of kills", s)
+		}
+		kills = n
 	}
+	t.Run("embedded", func(t *testing.T) { rollupCrash(t, embeddedBackend(), kills) })
+	t.Run("kafka", func(t *testing.T) { rollupCrash(t, kafkaBackend(t), kills) })
+	t.Run("kinesis", func(t *testing.T) { rollupCrash(t, kinesisBackend(t), kills) })
+}
+
+// rollupCrash is TestRollupCrashSafety's body on backend b.
+func rollupCrash(t *testing.T, b *streamBackend, kills int) {
+	began := time.Now()
 	l := NewLes(t, `
 rollup: { grace: 10s, tick: 200ms }
 sinks:
@@ -61,6 +93,7 @@ sinks:
     signals: [distributions]
     file: { path: ./out.ndjson }
 `)
+	b.Configure(t, l)
 	l.Start()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -158,9 +191,32 @@ sinks:
 
 	start := time.Now()
 	var killTimes []time.Duration
-	outboxRe := regexp.MustCompile(`consumer=rollup from_seq=\d+ outbox=[1-9]`)
-	outboxes, reclaims := 0, 0
+	outboxRe := regexp.MustCompile(`consumer=rollup positions=\d+ outbox=[1-9]`)
+	dupRe := regexp.MustCompile(`(?m)^les_consumer_duplicate_records_total\{consumer="rollup"\} (\d+)`)
+	outboxes, reclaims, rollupDups := 0, 0, 0
+	// tally counts what one run of les logged and, scraped just before it
+	// was killed, how many re-published records its rollup dropped.
+	tally := func(metrics string) {
+		outboxes += len(outboxRe.FindAllString(l.Output(), -1))
+		reclaims += strings.Count(l.Output(), "left unacknowledged")
+		if m := dupRe.FindStringSubmatch(metrics); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			rollupDups += n
+		}
+	}
+	replayed := 0
 	for i := range kills {
+		if i == kills/2 {
+			// Halfway, replay a few records the stream already holds, as an
+			// agent does whose publish timed out after the stream stored
+			// it: streams that de-duplicate drop them, on the others the
+			// rollup must.
+			recs := readStream(t, l, stream.OriginAgg, wire.SignalDistributions, wire.SignalMetrics)
+			rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+			recs = recs[:min(len(recs), 20)]
+			republish(t, l, recs)
+			replayed = len(recs)
+		}
 		// Random moments: sometimes right after start (during outbox
 		// re-publish and replay), mostly while windows close and checkpoints
 		// are written.
@@ -170,11 +226,10 @@ sinks:
 		}
 		time.Sleep(d)
 		killTimes = append(killTimes, d)
+		m := scrapeMetrics(l)
 		l.Kill()
+		tally(m)
 		l.Start()
-		outboxes += len(outboxRe.FindAllString(l.Output(), -1))
-		reclaims += strings.Count(l.Output(), "left unacknowledged")
-		_ = i
 	}
 	time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 	close(stop)
@@ -199,27 +254,17 @@ sinks:
 	out := filepath.Join(l.Dir, "out.ndjson")
 	var emitted float64
 	var windows, corrections, dupLines int
-	// Wait until every window (and correction) has closed and reached the
-	// file sink: the emitted total stops changing for a few ticks' worth
-	// beyond grace.
+	// Every window (and correction) closes in the rollup by: the newest
+	// sample is at least 45 s old, so its window closes at its end plus
+	// grace (10 s) at the latest; a correction opened by the last late
+	// sample closes grace after it (stopped + 10 s). By then the agent has
+	// long published what it accepted (spool replays included).
 	stopped := time.Now()
-	deadline := stopped.Add(60 * time.Second)
-	// The newest sample is at least 45 s old: its window closes at its end
-	// plus grace (10 s) at the latest; a correction opened by the last late
-	// sample closes grace after it (stopped + 10 s).
 	lastClose := time.Unix((stopped.Unix()-45)/60*60+60+10, 0)
-	last, stableSince := -1.0, time.Now()
-	for time.Now().Before(deadline) {
-		var ds []distLine
-		ds, dupLines = fileSinkDists(t, out)
-		emitted, windows, corrections = sum(ds)
-		if emitted != last {
-			last, stableSince = emitted, time.Now()
-		}
-		if time.Since(stableSince) >= 3*time.Second && time.Since(stopped) >= 13*time.Second &&
-			time.Since(lastClose) >= 2*time.Second {
-			break
-		}
+	closed := func() bool {
+		return time.Since(stopped) >= 13*time.Second && time.Since(lastClose) >= 2*time.Second
+	}
+	for !closed() {
 		time.Sleep(200 * time.Millisecond)
 	}
 
@@ -230,12 +275,33 @@ sinks:
 		start int64
 	}
 	inByWin := map[winKey]float64{}
-	inIDs := map[string]uint64{}
+	// On a stream that drops re-published ids an id must be there once;
+	// on the others it may be there more than once (a publish that timed
+	// out after the broker stored it, replayed from the spool), with the
+	// same content, and counts once.
+	dedups := streamDedups(t, l)
+	type inRec struct {
+		at           string
+		count, items float64
+	}
+	inIDs := map[string]inRec{}
+	inDups := 0
 	for _, rec := range readStream(t, l, stream.OriginAgg, wire.SignalDistributions, wire.SignalMetrics) {
-		if s, ok := inIDs[rec.ID]; ok {
-			t.Errorf("ingest record %s is on the stream twice (seq %d and %d)", rec.ID, s, rec.Seq)
+		this := inRec{at: rec.Partition + "@" + string(rec.Pos), items: float64(len(rec.Batch.Dists) + len(rec.Batch.Metrics))}
+		for _, d := range rec.Batch.Dists {
+			this.count += d.Count
 		}
-		inIDs[rec.ID] = rec.Seq
+		if first, ok := inIDs[rec.ID]; ok {
+			inDups++
+			if dedups {
+				t.Errorf("ingest record %s is on the stream twice (at %s and %s)", rec.ID, first.at, this.at)
+			}
+			if first.count != this.count || first.items != this.items {
+				t.Errorf("ingest record id %s names two different records: %+v and %+v", rec.ID, first, this)
+			}
+			continue
+		}
+		inIDs[rec.ID] = this
 		for _, d := range rec.Batch.Dists {
 			if d.Name == "crash.latency" {
 				acceptedDist += d.Count
@@ -250,6 +316,9 @@ sinks:
 		}
 	}
 	accepted := acceptedDist + acceptedSamples
+	if !dedups && inDups < replayed {
+		t.Errorf("%d duplicate ingest ids on the stream, but the test re-published %d records", inDups, replayed)
+	}
 	if acceptedDist < float64(httpConfirmed.Load()) {
 		t.Errorf("stream holds distribution weight %v, but %d was confirmed with 2xx (lost after acknowledgement)", acceptedDist, httpConfirmed.Load())
 	}
@@ -262,6 +331,27 @@ sinks:
 	if accepted == 0 {
 		t.Fatal("nothing was accepted")
 	}
+
+	// Wait until the file sink holds everything (and nothing more arrives
+	// for a few ticks' worth), or give up at the deadline. Sinks may lag:
+	// on Kafka a restarted les' sink consumer gets its partitions only
+	// once the group has dropped the members of the killed runs (see
+	// kafkaBackend), so the deadline leaves room for that.
+	deadline := stopped.Add(100 * time.Second)
+	last, stableSince := -1.0, time.Now()
+	for {
+		var ds []distLine
+		ds, dupLines = fileSinkDists(t, out)
+		emitted, windows, corrections = sum(ds)
+		if emitted != last {
+			last, stableSince = emitted, time.Now()
+		}
+		if emitted == accepted && time.Since(stableSince) >= 3*time.Second || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	caughtUp := stableSince.Sub(stopped)
 
 	// Second view: the rollup records on the stream, de-duplicated by id.
 	var streamEmitted float64
@@ -280,14 +370,19 @@ sinks:
 		}
 	}
 
-	t.Logf("kills %d at random delays %v over %v of load", kills, killTimes, loadFor.Round(time.Millisecond))
+	t.Logf("backend %s (partitions %d): kills %d at random delays %v over %v of load",
+		b.Kind, max(b.Partitions, 1), kills, killTimes, loadFor.Round(time.Millisecond))
+	t.Logf("ingest records on the stream: %d ids, %d duplicate ids (counted once; the test re-published %d)", len(inIDs), inDups, replayed)
 	t.Logf("accepted: %v samples (%v !M centroid weight from %d HTTP requests, %d confirmed + up to %d cut by kills; %v TCP samples of %d sent)",
 		accepted, acceptedDist, httpRequests.Load(), httpConfirmed.Load(), httpFailed.Load(), acceptedSamples, tcpSent.Load())
-	t.Logf("emitted (file sink, de-duplicated by record id): count %v in %d windows + %d corrections; %d duplicate lines skipped",
-		emitted, windows, corrections, dupLines)
+	t.Logf("emitted (file sink, de-duplicated by record id): count %v in %d windows + %d corrections; %d duplicate lines skipped; last change %v after the load stopped",
+		emitted, windows, corrections, dupLines, caughtUp.Round(100*time.Millisecond))
 	t.Logf("emitted (rollup records on the stream, by id): count %v; %d duplicate records", streamEmitted, streamDups)
 	t.Logf("restarts that re-published a checkpointed outbox: %d; that reclaimed unacknowledged sink deliveries: %d", outboxes, reclaims)
-	t.Logf("les_rollup_late_samples_total %v", l.Metric("les_rollup_late_samples_total"))
+	tally(scrapeMetrics(l))
+	t.Logf("re-published records the rollup dropped by id (les_consumer_duplicate_records_total, summed over %d runs; a record replayed after a crash counts in each run that read it): %d",
+		kills+1, rollupDups)
+	t.Logf("les_rollup_late_samples_total (last run) %v", l.Metric("les_rollup_late_samples_total"))
 
 	if emitted != accepted {
 		var info []string
@@ -313,10 +408,34 @@ sinks:
 				t.Logf("window %s %s: accepted nothing, emitted %v", k.name, time.Unix(k.start, 0).UTC().Format(time.TimeOnly), v)
 			}
 		}
+		if b.diagnose != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			b.diagnose(ctx, t, "archive")
+			cancel()
+		}
+		if dir := os.Getenv("LES_E2E_OUTPUT_DIR"); dir != "" {
+			path := filepath.Join(dir, "rollup-crash-"+b.Kind+".log")
+			if err := os.WriteFile(path, []byte(l.Output()), 0o644); err == nil {
+				t.Logf("les output (last run) written to %s", path)
+			}
+		}
 		t.Errorf("file sink: sum of emitted counts %v != accepted samples %v (diff %v)", emitted, accepted, emitted-accepted)
 	}
 	if streamEmitted != accepted {
 		t.Errorf("stream: sum of emitted counts %v != accepted samples %v (diff %v)", streamEmitted, accepted, streamEmitted-accepted)
 	}
-	l.Stop()
+	l.StopOrDump(30 * time.Second)
+	t.Logf("backend %s: %v in all", b.Kind, time.Since(began).Round(time.Millisecond))
+}
+
+// scrapeMetrics returns les' /metrics text, or "" when les does not answer.
+func scrapeMetrics(l *Les) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + l.Addr("http") + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/stream/natsjs"
 	"github.com/les-streams/les/internal/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,72 +108,142 @@ type streamRecord struct {
 	Origin string
 	Signal wire.Signal
 	ID     string
-	Seq    uint64      // the JetStream sequence (the embedded stream's position)
-	Batch  model.Batch // owned copy of what the test needs (see readStream)
+	// Partition and Pos are where the record is: the physical partition
+	// (NATS subject token, Kafka "<origin>.<signal>/<n>", Kinesis shard id)
+	// and the position in it.
+	Partition string
+	Pos       stream.Position
+	Seq       uint64      // Pos as a number where it fits (the JetStream sequence of the embedded stream)
+	Batch     model.Batch // owned copy of what the test needs (see readStream)
+	// Logical is the logical partition of the record's first item (the
+	// agent puts one partition's items in a record); Data a copy of the
+	// record as stored.
+	Logical int
+	Data    []byte
 }
 
 // readStream reads every record of origin and one of sigs from the start
-// of the running les' stream, up to the stream's last sequence at the time
-// of the call.
-// Each record's batch keeps only counts and kinds (names are cloned).
+// of the stream les runs on (l.Backend; nil: the embedded stream of a
+// running les) up to the end of the stream as it is at the time of the
+// call, with a consumer of the backend package. Where the end is comes
+// from the backend's servers (streamBackend.end): JetStream's last
+// sequence, Kafka's high watermarks, Kinesis' shards read to
+// MillisBehindLatest 0.
+// Each record keeps a copy of its data; its batch only counts and kinds
+// (names are cloned).
 func readStream(t *testing.T, l *Les, origin string, sigs ...wire.Signal) []streamRecord {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	b := backendOf(l)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
-	st, err := natsjs.Open(ctx, natsjs.Config{URL: "nats://" + l.Addr("nats")}, 1, natsjs.Deps{MustExist: true})
+	st, err := b.open(ctx, l)
 	if err != nil {
-		t.Fatalf("%v\nles output:\n%s", err, lastLines(l.Output(), 40))
+		t.Fatalf("open the %s stream: %v\nles output:\n%s", b.Kind, err, lastLines(l.Output(), 40))
 	}
 	defer st.Close()
-	last := lastSeq(t, ctx, "nats://"+l.Addr("nats"))
-	var out []streamRecord
-	if last == 0 {
+	end, err := b.end(ctx, l, origin, sigs)
+	if err != nil {
+		t.Fatalf("the end of the %s stream: %v", b.Kind, err)
+	}
+	if end.empty() {
 		return nil
 	}
+	o := stream.ConsumeOptions{FromStart: true, Batch: 256}
+	if b.filters {
+		o.Origins, o.Signals = []string{origin}, sigs
+	} // else read everything, so that the end is always seen, and filter here
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var dec wire.Decoder
-	var b model.Batch
-	done := false
+	var (
+		out  []streamRecord
+		dec  wire.Decoder
+		bat  model.Batch
+		seen = map[string]stream.Position{}
+	)
 	h := func(_ context.Context, ds []stream.Delivery) error {
-		for _, d := range ds {
-			seq, _ := strconv.ParseUint(string(d.Pos), 10, 64)
-			if seq > last {
-				done = true
-				break
+		for i := range ds {
+			d := &ds[i]
+			if stream.ComparePositions(d.Pos, seen[d.Partition]) > 0 {
+				seen[d.Partition] = d.Pos
 			}
-			if seq == last {
-				done = true
-			}
-			if d.Origin != origin || !slices.Contains(sigs, d.Signal) {
+			if !end.includes(d) || d.Origin != origin || !slices.Contains(sigs, d.Signal) {
 				continue
 			}
-			b.Reset()
-			hdr, err := dec.Decode(&b, d.Data)
+			bat.Reset()
+			hdr, err := dec.Decode(&bat, d.Data)
 			if err != nil {
-				t.Errorf("record %d: %v", seq, err)
+				t.Errorf("record %s@%s: %v", d.Partition, d.Pos, err)
 				continue
 			}
-			r := streamRecord{Origin: d.Origin, Signal: d.Signal, ID: hdr.ID(), Seq: seq}
-			for _, m := range b.Metrics {
+			seq, _ := strconv.ParseUint(string(d.Pos), 10, 64)
+			r := streamRecord{Origin: d.Origin, Signal: d.Signal, ID: hdr.ID(), Partition: d.Partition, Pos: d.Pos, Seq: seq,
+				Data: bytes.Clone(d.Data)}
+			switch n := max(b.Partitions, 1); {
+			case len(bat.Metrics) > 0:
+				r.Logical = wire.MetricPartition(&bat.Metrics[0], n)
+			case len(bat.Dists) > 0:
+				r.Logical = wire.DistPartition(&bat.Dists[0], n)
+			}
+			for _, m := range bat.Metrics {
 				r.Batch.Metrics = append(r.Batch.Metrics, model.Metric{Name: strings.Clone(m.Name), Kind: m.Kind, Value: m.Value, Timestamp: m.Timestamp})
 			}
-			for _, d := range b.Dists {
+			for _, d := range bat.Dists {
 				r.Batch.Dists = append(r.Batch.Dists, model.Distribution{Name: strings.Clone(d.Name), Count: d.Count,
 					Timestamp: d.Timestamp, Window: d.Window, Correction: d.Correction})
 			}
 			out = append(out, r)
 		}
-		if done {
+		if end.reached(seen) {
 			stop()
 		}
 		return nil
 	}
-	// Read everything (so the last sequence is always seen) and filter here.
-	if err := st.Consume(cctx, stream.ConsumeOptions{FromStart: true, Batch: 256}, h); err != nil && cctx.Err() == nil {
-		t.Fatal(err)
+	err = st.Consume(cctx, o, h)
+	switch {
+	case err != nil && cctx.Err() == nil:
+		t.Fatalf("read the %s stream: %v", b.Kind, err)
+	case !end.reached(seen):
+		t.Fatalf("read the %s stream: stopped (%v) at %v before its end %v", b.Kind, ctx.Err(), seen, end)
 	}
 	return out
+}
+
+// republish publishes recs again, unchanged and under their ids, to the
+// stream l runs on, from the test process: what an agent does when a
+// publish timed out after the stream had stored it and it replays its
+// spool.
+func republish(t *testing.T, l *Les, recs []streamRecord) {
+	t.Helper()
+	b := backendOf(l)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	st, err := b.open(ctx, l)
+	if err != nil {
+		t.Fatalf("open the %s stream: %v", b.Kind, err)
+	}
+	defer st.Close()
+	out := make([]stream.Record, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, stream.Record{Origin: r.Origin, Signal: r.Signal, Partition: r.Logical, ID: r.ID, Data: r.Data})
+	}
+	if err := st.Publish(ctx, out...); err != nil {
+		t.Fatalf("re-publish %d records to the %s stream: %v", len(out), b.Kind, err)
+	}
+}
+
+// streamDedups reports whether the stream l runs on drops re-published
+// record ids itself (Capabilities().DedupWindow > 0).
+func streamDedups(t *testing.T, l *Les) bool {
+	t.Helper()
+	b := backendOf(l)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	st, err := b.open(ctx, l)
+	if err != nil {
+		t.Fatalf("open the %s stream: %v", b.Kind, err)
+	}
+	defer st.Close()
+	return st.Capabilities().DedupWindow > 0
 }
 
 // queryAPI GETs /query on les' HTTP API and parses its NDJSON.
@@ -237,26 +307,25 @@ func execLes(ctx context.Context, l *Les, args ...string) *exec.Cmd {
 
 // lastSeq is the JetStream sequence of the newest record of the stream
 // at url (asked of the server directly: positions are opaque to les).
-func lastSeq(t *testing.T, ctx context.Context, url string) uint64 {
-	t.Helper()
+func lastSeq(ctx context.Context, url string) (uint64, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	s, err := js.Stream(ctx, "LES")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	return info.State.LastSeq
+	return info.State.LastSeq, nil
 }
 
 func lastLines(s string, n int) string {

@@ -25,6 +25,8 @@ const (
 	DefaultMaxRecordBytes    = 1 << 20
 	DefaultClientID          = "les"
 	DefaultProduceTimeout    = 10 * time.Second
+	DefaultSessionTimeout    = 10 * time.Second
+	DefaultRebalanceTimeout  = 10 * time.Second
 )
 
 // batchSlack is what a produced batch may carry beyond max_record_bytes of
@@ -60,6 +62,13 @@ type Config struct {
 	// ProduceTimeout bounds one Publish call (default 10s); a caller's
 	// shorter deadline wins.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// SessionTimeout is how long a consumer-group member may go silent
+	// before the group drops it and moves its partitions (default 10s,
+	// Kafka's group.min.session.timeout.ms is 6s): a crashed les holds its
+	// partitions this long. RebalanceTimeout bounds how long a rebalance
+	// waits for members to rejoin (default 10s).
+	SessionTimeout   time.Duration `yaml:"session_timeout"`
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 }
 
 // TLSConfig configures TLS to the brokers.
@@ -159,6 +168,15 @@ func (c *Config) Validate() error {
 		c.ProduceTimeout = DefaultProduceTimeout
 	case c.ProduceTimeout < 0:
 		return fmt.Errorf("kafka.produce_timeout: %v is negative", c.ProduceTimeout)
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = DefaultRebalanceTimeout
+	}
+	if c.SessionTimeout < time.Second || c.RebalanceTimeout < time.Second {
+		return errors.New("kafka.session_timeout and kafka.rebalance_timeout must be at least 1s")
 	}
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
 		return errors.New("kafka.tls: options are set but kafka.tls.enabled is false")

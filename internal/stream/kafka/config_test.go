@@ -55,7 +55,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Brokers: []string{"b:9092"}, TopicPrefix: "les", ReplicationFactor: 1,
-		MaxRecordBytes: 1 << 20, ClientID: "les", ProduceTimeout: 10 * time.Second}
+		MaxRecordBytes: 1 << 20, ClientID: "les", ProduceTimeout: 10 * time.Second,
+		SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second}
 	if d := cmp.Diff(want, c); d != "" {
 		t.Fatalf("defaults (-want +got):\n%s", d)
 	}

@@ -200,6 +200,8 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsRevoked(c.group.revoke),
 		kgo.OnPartitionsLost(c.group.revoke),
+		kgo.SessionTimeout(c.s.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(c.s.cfg.RebalanceTimeout),
 	)...)
 	if err != nil {
 		return fmt.Errorf("kafka: consume: %w", err)
@@ -208,7 +210,17 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 		defer cancel()
 		_ = cl.LeaveGroupContext(lctx) // leaving late only delays the rebalance
-		cl.Close()
+		// Close waits for an in-flight JoinGroup, up to the rebalance
+		// timeout; a shutdown waits at most commitTimeout more for it.
+		closed := make(chan struct{})
+		go func() { cl.Close(); close(closed) }()
+		t := time.NewTimer(commitTimeout)
+		defer t.Stop()
+		select {
+		case <-closed:
+		case <-t.C:
+			c.s.log.Warn("kafka: leaving the consumer group is taking long; not waiting for it", "group", c.s.cfg.TopicPrefix+"."+c.o.Durable)
+		}
 	}()
 	c.cl = cl
 	return c.loop(ctx)
