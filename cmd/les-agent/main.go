@@ -10,10 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/les-streams/les/internal/app"
@@ -49,12 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(strings.ToUpper(cmpOr(cfg.Log.Level, "info"))))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	if cfg.Log.Format == "json" {
-		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	}
+	log := cfg.Log.NewLogger(stderr)
 	a := app.New(cfg, log, app.Options{Mode: app.ModeAgent, Backends: app.ClientBackends()})
 	err = a.Run(ctx, func(info app.Info) {
 		fmt.Fprintf(stdout, "les-agent %s is up: %d listeners, stream %s %s, http %s\n",
@@ -65,11 +58,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func cmpOr(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +41,22 @@ type Config struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // text (default) or json
+}
+
+// NewLogger returns les' logger writing to w at the configured level and
+// format.
+func (c LogConfig) NewLogger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	level := c.Level
+	if level == "" {
+		level = "info"
+	}
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(level)))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
 }
 
 // AgentConfig is the front half: listeners, HTTP API and batching.

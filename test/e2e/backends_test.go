@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -282,8 +279,8 @@ const kinesisStream = "les-e2e"
 // chain reads them. les uses 4 logical partitions: two per shard.
 func kinesisBackend(t *testing.T) *streamBackend {
 	t.Helper()
-	endpoint := startKinesalite(t)
-	awsEnv(t)
+	endpoint := kinesistest.Start(t)
+	kinesistest.AWSEnv(t)
 	client := kinesistest.Client(endpoint)
 	kinesistest.CreateStream(t, client, kinesisStream, 2)
 	cfg := func() kinesis.Config {
@@ -345,38 +342,6 @@ func kinesisEnd(ctx context.Context, c *awskinesis.Client, name string) (streamE
 		}
 	}
 	return e, nil
-}
-
-// startKinesalite starts kinesalite like kinesistest.Start, which skips the
-// test without node or test/kinesalite/node_modules; under CI (the CI
-// variable set) a missing one fails the test instead.
-func startKinesalite(t *testing.T) string {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		if _, err := exec.LookPath("node"); err != nil {
-			t.Fatal("CI is set but node is not in PATH: the Kinesis tests cannot run")
-		}
-		if _, err := os.Stat(filepath.Join("..", "kinesalite", "node_modules", "kinesalite")); err != nil {
-			t.Fatal("CI is set but test/kinesalite/node_modules is missing: run npm ci there")
-		}
-	}
-	return kinesistest.Start(t)
-}
-
-// awsEnv gives the SDK's default chain, in this process and the les it
-// starts, dummy credentials and the test region, and nothing else (no
-// shared files, profiles, instance metadata or endpoint overrides).
-func awsEnv(t *testing.T) {
-	t.Helper()
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
-		"AWS_REGION": kinesistest.Region, "AWS_CONFIG_FILE": filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"), "AWS_EC2_METADATA_DISABLED": "true",
-		"AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_KINESIS": "",
-	} {
-		t.Setenv(k, v)
-	}
 }
 
 // readTimeout bounds one readStream.

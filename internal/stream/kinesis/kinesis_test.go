@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,48 +32,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// startKinesalite starts kinesalite like kinesistest.Start, but under CI
-// (the CI variable set) a missing node or kinesalite fails the test
-// instead of skipping it.
-func startKinesalite(t testing.TB) string {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		if _, err := exec.LookPath("node"); err != nil {
-			t.Fatal("CI is set but node is not in PATH: the Kinesis tests cannot run")
-		}
-		dir, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				t.Fatal("module root not found")
-			}
-			dir = filepath.Dir(dir)
-		}
-		if _, err := os.Stat(filepath.Join(dir, "test", "kinesalite", "node_modules", "kinesalite")); err != nil {
-			t.Fatal("CI is set but test/kinesalite/node_modules is missing: run npm ci there")
-		}
-	}
-	return kinesistest.Start(t)
-}
-
-// awsEnv gives the SDK chain dummy credentials and nothing else.
-func awsEnv(t testing.TB) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
-		"AWS_REGION": kinesistest.Region, "AWS_CONFIG_FILE": filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"), "AWS_EC2_METADATA_DISABLED": "true",
-		"AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_KINESIS": "",
-	} {
-		t.Setenv(k, v)
-	}
-}
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
@@ -113,8 +69,8 @@ func client(t testing.TB, endpoint string) *awskinesis.Client {
 // TestConformance runs the stream conformance suite against kinesalite on
 // streams of 2 shards, so that pairs of logical partitions share a shard.
 func TestConformance(t *testing.T) {
-	endpoint := startKinesalite(t)
-	awsEnv(t)
+	endpoint := kinesistest.Start(t)
+	kinesistest.AWSEnv(t)
 	streamtest.Run(t, func(t *testing.T) stream.Stream { return open(t, endpoint, 2, nil) })
 }
 
@@ -123,8 +79,8 @@ func TestConformance(t *testing.T) {
 // and each logical partition in publish order, parents before children;
 // consumers of some partitions read only the shards holding them.
 func TestResharding(t *testing.T) {
-	endpoint := startKinesalite(t)
-	awsEnv(t)
+	endpoint := kinesistest.Start(t)
+	kinesistest.AWSEnv(t)
 	c := client(t, endpoint)
 	s := open(t, endpoint, 1, nil)
 	defer s.Close()
@@ -233,8 +189,8 @@ func waitActive(t *testing.T, c *awskinesis.Client, name string) {
 // TestForeignRecords puts a record of another producer before les'
 // records: it is skipped and counted, and the consumer goes on.
 func TestForeignRecords(t *testing.T) {
-	endpoint := startKinesalite(t)
-	awsEnv(t)
+	endpoint := kinesistest.Start(t)
+	kinesistest.AWSEnv(t)
 	reg := selfmetric.New()
 	s := open(t, endpoint, 2, reg)
 	defer s.Close()
@@ -263,7 +219,7 @@ func (w warnSignal) WithGroup(string) slog.Handler      { return w }
 // Open succeeds, Publish fails by its deadline with an error other than
 // ErrTooLarge, and Consume stops on cancel while it retries.
 func TestUnreachable(t *testing.T) {
-	awsEnv(t)
+	kinesistest.AWSEnv(t)
 	warned := warnSignal{once: new(sync.Once), ch: make(chan struct{})}
 	s, err := kinesis.Open(context.Background(), kinesis.Config{Stream: "nowhere", Endpoint: "http://127.0.0.1:1"},
 		streamtest.Partitions, kinesis.Deps{Log: slog.New(warned)})
@@ -369,8 +325,8 @@ func TestExample(t *testing.T) {
 // throughput; the in-process figures are les' and the SDK's client cost
 // alone (JSON and base64 encoding, SigV4 signing, HTTP).
 func BenchmarkPublish(b *testing.B) {
-	awsEnv(b)
-	endpoints := map[string]string{"kinesalite": startKinesalite(b), "discard": discardEndpoint(b)}
+	kinesistest.AWSEnv(b)
+	endpoints := map[string]string{"kinesalite": kinesistest.Start(b), "discard": discardEndpoint(b)}
 	for _, target := range []string{"kinesalite", "discard"} {
 		for _, size := range []int{64 << 10, 256 << 10} {
 			b.Run(fmt.Sprintf("%s/record=%dKiB", target, size>>10), func(b *testing.B) {
