@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +101,8 @@ type Les struct {
 	// Backend is the stream les runs on (streamBackend.Configure sets
 	// it); nil is the embedded stream of NewLes' config.
 	Backend *streamBackend
+	// Args is the subcommand and its flags (default: up).
+	Args []string
 }
 
 type syncBuffer struct {
@@ -150,7 +153,17 @@ stream: { embedded: { listen: 127.0.0.1:%d } }
 	return l
 }
 
-// Start runs `les up` and waits until it is ready.
+// StartLes runs `les <args> --config les.yaml` in dir with config and
+// waits until it is ready; it is killed when the test ends. For les agent
+// and les consume, whose ports the config names.
+func StartLes(t *testing.T, dir, config string, args ...string) *Les {
+	t.Helper()
+	l := &Les{t: t, Dir: dir, Config: config, Args: args}
+	l.Start()
+	return l
+}
+
+// Start runs `les up` (or l.Args) and waits until it is ready.
 func (l *Les) Start() {
 	t := l.t
 	t.Helper()
@@ -158,7 +171,11 @@ func (l *Les) Start() {
 		t.Fatal(err)
 	}
 	l.out = &syncBuffer{}
-	l.cmd = exec.Command(lesBinary(t), "up", "--config", "les.yaml")
+	args := l.Args
+	if len(args) == 0 {
+		args = []string{"up"}
+	}
+	l.cmd = exec.Command(lesBinary(t), append(slices.Clone(args), "--config", "les.yaml")...)
 	l.cmd.Dir = l.Dir
 	l.cmd.Stdout = l.out
 	l.cmd.Stderr = l.out

@@ -26,7 +26,7 @@ import (
 // spool: every line sent is on the stream, none twice.
 func TestAgentKafkaDownAtStart(t *testing.T) {
 	kport, wfPort, httpPort := freePort(t), freePort(t), freePort(t)
-	p := startProc(t, t.TempDir(), fmt.Sprintf(`data_dir: ./data
+	p := StartLes(t, t.TempDir(), fmt.Sprintf(`data_dir: ./data
 agent:
   listeners: [ { format: wavefront, transport: tcp, address: 127.0.0.1:%d } ]
   http: { listen: 127.0.0.1:%d }
@@ -112,11 +112,11 @@ stream: { kind: kafka, partitions: 4, kafka: { brokers: ["127.0.0.1:%d"] } }
 		})
 	for i := range lines {
 		if values[float64(i)] != 1 {
-			t.Fatalf("line %d is on the stream %d times (%d distinct lines of %d)\n%s", i, values[float64(i)], len(values), lines, lastLines(p.out.String(), 20))
+			t.Fatalf("line %d is on the stream %d times (%d distinct lines of %d)\n%s", i, values[float64(i)], len(values), lines, lastLines(p.Output(), 20))
 		}
 	}
-	if !strings.Contains(p.out.String(), "kafka") {
-		t.Errorf("the agent's output does not mention the stream:\n%s", p.out.String())
+	if !strings.Contains(p.Output(), "kafka") {
+		t.Errorf("the agent's output does not mention the stream:\n%s", p.Output())
 	}
 	t.Logf("%d lines, %v records spooled and replayed", lines, metric("les_stream_spool_replayed_records_total"))
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,60 +18,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// proc is one les process of a split deployment (les agent, les consume).
-type proc struct {
-	t    *testing.T
-	dir  string
-	args []string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-func startProc(t *testing.T, dir, config string, args ...string) *proc {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "les.yaml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, dir: dir, args: append(args, "--config", "les.yaml")}
-	p.start()
-	t.Cleanup(p.kill)
-	return p
-}
-
-func (p *proc) start() {
-	p.t.Helper()
-	p.out = &syncBuffer{}
-	p.cmd = exec.Command(lesBinary(p.t), p.args...)
-	p.cmd.Dir, p.cmd.Stdout, p.cmd.Stderr = p.dir, p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.done = make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.out.String(), "Press Ctrl-C to stop.") {
-		select {
-		case <-p.done:
-			p.t.Fatalf("les %v exited during start:\n%s", p.args, p.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("les %v did not start:\n%s", p.args, p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *proc) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.cmd = nil
-}
 
 // TestScaleOutConsumers: les agent publishes to a stream with 4
 // partitions; two les consume processes split them (--partitions 0-1 and
@@ -156,7 +101,7 @@ type scaleOutBackend struct {
 func scaleOut(t *testing.T, b scaleOutBackend) {
 	began := time.Now()
 	agentHTTP := freePort(t)
-	startProc(t, t.TempDir(), fmt.Sprintf(`data_dir: ./data
+	StartLes(t, t.TempDir(), fmt.Sprintf(`data_dir: ./data
 agent:
   listeners: [ { format: wavefront, transport: tcp, address: 127.0.0.1:%d } ]
   http: { listen: 127.0.0.1:%d }
@@ -174,10 +119,10 @@ sinks:
 `, httpOf[name]) + b.yaml
 	}
 	dirs := map[string]string{"A": t.TempDir(), "B": t.TempDir()}
-	a := startProc(t, dirs["A"], consumeYAML("A"), "consume", "--partitions", "0-1")
-	bp := startProc(t, dirs["B"], consumeYAML("B"), "consume", "--partitions", "2-3")
-	if !strings.Contains(a.out.String(), "partitions: [0 1] of 4") {
-		t.Fatalf("les consume does not report its partitions:\n%s", a.out.String())
+	a := StartLes(t, dirs["A"], consumeYAML("A"), "consume", "--partitions", "0-1")
+	bp := StartLes(t, dirs["B"], consumeYAML("B"), "consume", "--partitions", "2-3")
+	if !strings.Contains(a.Output(), "partitions: [0 1] of 4") {
+		t.Fatalf("les consume does not report its partitions:\n%s", a.Output())
 	}
 
 	// 40 series, weights acknowledged with 2xx by the agent's HTTP intake.
@@ -204,10 +149,9 @@ sinks:
 	for round := range 60 {
 		post(round)
 		if round == 30 {
-			bp.kill() // a consumer crashes mid-load; its partitions wait for it
-			bp.start()
+			bp.Kill() // a consumer crashes mid-load; its partitions wait for it
+			bp.Start()
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 
 	// emitted reads both file sinks, de-duplicated by (record id, item)
@@ -245,8 +189,8 @@ sinks:
 		return total, perSource, fileOf, dups
 	}
 	diag := func() string {
-		s := fmt.Sprintf("A:\n%s\n%s\nB:\n%s\n%s", lastLines(a.out.String(), 30), selfMetrics(t, httpOf["A"]),
-			lastLines(bp.out.String(), 30), selfMetrics(t, httpOf["B"]))
+		s := fmt.Sprintf("A:\n%s\n%s\nB:\n%s\n%s", lastLines(a.Output(), 30), selfMetrics(t, httpOf["A"]),
+			lastLines(bp.Output(), 30), selfMetrics(t, httpOf["B"]))
 		if b.diagnose != nil {
 			s += b.diagnose()
 		}
