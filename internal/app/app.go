@@ -253,15 +253,11 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			sig, _ := wire.ParseSignal(s)
 			sigs = append(sigs, sig)
 		}
-		sinkParts := a.parts
-		if caps.DurableCursors && caps.Backend == "kafka" {
-			sinkParts = nil // the consumer group assigns partitions
-		}
 		r, err := consumer.NewSinkRunner(consumer.SinkConfig{
 			Name:          sc.Name,
 			Origins:       sinkOrigins,
 			Signals:       sigs,
-			Partitions:    sinkParts,
+			Partitions:    a.durableParts(caps),
 			Retry:         sc.Retry,
 			PositionsPath: filepath.Join(cfg.DataDir, "consumers", sc.Name+".pos"),
 		}, st, sk, a.reg, a.log)
@@ -375,6 +371,16 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	return runErr
 }
 
+// durableParts is the partition assignment of this process's durable
+// consumers (sinks): les consume --partitions, unless the stream assigns
+// them itself.
+func (a *App) durableParts(caps stream.Capabilities) []int {
+	if caps.GroupAssignment {
+		return nil
+	}
+	return a.parts
+}
+
 // requireToken serves h only to requests carrying token (any, when token
 // is empty), as the intake endpoints do.
 func requireToken(token string, h http.Handler) http.Handler {
@@ -422,11 +428,7 @@ func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 	for _, n := range names {
 		for time.Now().Before(deadline) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			q := stream.LagQuery{Durable: n}
-			if st.Capabilities().Backend != "kafka" {
-				q.Partitions = a.parts // the consumer group assigns Kafka's
-			}
-			lag, err := st.Lag(ctx, q)
+			lag, err := st.Lag(ctx, stream.LagQuery{Durable: n, Partitions: a.durableParts(st.Capabilities())})
 			cancel()
 			if err != nil || lag == 0 {
 				break

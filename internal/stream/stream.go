@@ -165,6 +165,11 @@ type Capabilities struct {
 	// Without it a durable consumer keeps its positions in a file named
 	// by the caller (see the consumer package).
 	DurableCursors bool
+	// GroupAssignment reports whether the stream itself shares a durable
+	// consumer's partitions among the processes that run it (Kafka
+	// consumer groups); then ConsumeOptions.Partitions must be nil for a
+	// Durable.
+	GroupAssignment bool
 }
 
 // Stream is a durable, partitioned log of records.

@@ -140,7 +140,7 @@ func (s *Stream) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 // id).
 func (s *Stream) Capabilities() stream.Capabilities {
 	return stream.Capabilities{Backend: "kafka", Partitions: s.partitions,
-		MaxRecordBytes: s.cfg.MaxRecordBytes, DedupWindow: 0, DurableCursors: true}
+		MaxRecordBytes: s.cfg.MaxRecordBytes, DedupWindow: 0, DurableCursors: true, GroupAssignment: true}
 }
 
 // Close stops running Consume calls (each commits what its handler
