@@ -160,17 +160,13 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			s.ackAll(ctx, o.Durable, msgs)
 			continue
 		}
-		if err := h(ctx, ds); err != nil {
-			if o.Durable == "" {
-				// An ordered consumer cannot redeliver: restart it at the
-				// first delivery of the batch.
-				if ctx.Err() != nil {
-					return nil
-				}
-				retry++
-				sleep(ctx, min(time.Duration(retry)*250*time.Millisecond, 10*time.Second))
-				return s.restartAt(ctx, o, ds, after, h)
+		if o.Durable == "" {
+			// An ordered consumer cannot redeliver: hand the same
+			// deliveries to the handler again until it takes them.
+			if !retryHandler(ctx, h, ds) {
+				return nil
 			}
+		} else if err := h(ctx, ds); err != nil {
 			retry++
 			delay := min(time.Duration(retry)*250*time.Millisecond, 10*time.Second)
 			for _, m := range msgs {
@@ -240,48 +236,21 @@ func (s *Stream) checkGap(ctx context.Context, start uint64) {
 		"from_seq", start, "oldest_seq", info.State.FirstSeq, "records_missed_at_most", info.State.FirstSeq-start)
 }
 
-// restartAt continues an ordered consumer whose handler failed: it
-// resumes just before the failed deliveries, which come again with
-// NumDelivered counted up.
-func (s *Stream) restartAt(ctx context.Context, o stream.ConsumeOptions, failed []stream.Delivery, after map[string]uint64, h stream.Handler) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	first, _ := parsePos(failed[0].Pos)
-	o.After = map[string]stream.Position{}
-	for p := range s.partitions {
-		key := strconv.Itoa(p)
-		pos := after[key]
-		if after == nil || pos >= first {
-			pos = first - 1
-		}
-		o.After[key] = stream.Position(strconv.FormatUint(pos, 10))
-	}
-	o.FromStart = false
-	attempts := map[stream.Position]uint64{}
-	for _, d := range failed {
-		attempts[d.Pos] = max(d.NumDelivered, 1)
-	}
-	return s.Consume(ctx, o, func(ctx context.Context, ds []stream.Delivery) error {
+// retryHandler calls h with ds until it returns nil (true) or ctx ends
+// (false), backing off 250ms·n up to 10s; NumDelivered counts the calls.
+func retryHandler(ctx context.Context, h stream.Handler, ds []stream.Delivery) bool {
+	for n := uint64(1); ; n++ {
 		for i := range ds {
-			if n, ok := attempts[ds[i].Pos]; ok {
-				ds[i].NumDelivered = n + 1
-			}
+			ds[i].NumDelivered = n
 		}
-		err := h(ctx, ds)
-		if err != nil {
-			for _, d := range ds {
-				if _, ok := attempts[d.Pos]; ok {
-					attempts[d.Pos]++
-				}
-			}
-		} else {
-			for _, d := range ds {
-				delete(attempts, d.Pos)
-			}
+		if h(ctx, ds) == nil {
+			return true
 		}
-		return err
-	})
+		if ctx.Err() != nil {
+			return false
+		}
+		sleep(ctx, min(time.Duration(n)*250*time.Millisecond, 10*time.Second))
+	}
 }
 
 // ackAll acknowledges msgs of a durable consumer; it waits for the server
