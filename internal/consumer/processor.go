@@ -84,11 +84,10 @@ type ProcConfig struct {
 // counter, so a re-publish after a crash is de-duplicated by streams that
 // do, by processors downstream and by id-aware sinks.
 type ProcRunner struct {
-	cfg      ProcConfig
-	st       stream.Stream
-	p        Processor
-	log      *slog.Logger
-	producer uint64
+	cfg ProcConfig
+	st  stream.Stream
+	p   Processor
+	log *slog.Logger
 
 	mu       sync.Mutex
 	ck       checkpoint
@@ -162,7 +161,6 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 	if ck.producer == 0 {
 		ck.producer = r.newProducer(ck)
 	}
-	r.producer = ck.producer
 	r.ck = ck
 	after := maps.Clone(ck.positions)
 	r.mu.Unlock()
@@ -305,7 +303,7 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 func (r *ProcRunner) encodeOutbox() error {
 	for _, p := range wire.Split(&r.out, r.cfg.Origin, r.cfg.AggOrigin, r.cfg.MaxRecordBytes, r.caps.Partitions) {
 		r.ck.emitSeq++
-		data, err := p.Enc.Finish(nil, r.producer, r.ck.emitSeq, r.cfg.Compression)
+		data, err := p.Enc.Finish(nil, r.ck.producer, r.ck.emitSeq, r.cfg.Compression)
 		if err != nil {
 			return err
 		}
