@@ -26,22 +26,19 @@ import (
 // up by exactly one process, and the counts emitted by both together equal
 // the samples acknowledged: nothing lost, nothing counted twice.
 //
-// It runs on three stream backends, each a server outside the les
+// It runs on two stream backends, each a server outside the les
 // processes (so it outlives the kill):
 //   - nats: an embedded nats-server in the test process; a sink with
 //     partitions keeps one durable per partition, so each process' file
 //     sink writes exactly the windows its own rollup closed.
-//   - kafka: a kfake cluster in the test process (kafkaBackend). Sinks
-//     share a consumer group: the group assigns the partitions of the
-//     aggregate topic, --partitions applies to the rollup only, so a
-//     series' windows may be written by the other process' file sink, and
-//     after a rebalance a window a killed sink wrote but did not commit is
-//     written again by the other one. Ownership is therefore checked on
-//     the rollups' own state (/query), and the files are de-duplicated by
-//     record id together.
 //   - kinesis: kinesalite with a 2-shard stream carrying the 4 logical
 //     partitions (kinesisBackend); sink cursors are positions files under
 //     each process' data_dir.
+//
+// Not on Kafka yet: its sinks share partitions through a consumer group,
+// and after a rebalance a group member sometimes never fetches a
+// partition handed back to it (about 1 run in 6 against kfake; the
+// subtest that reproduces it is in commit 4387238).
 func TestScaleOutConsumers(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		natsPort := freePort(t)
@@ -56,26 +53,6 @@ func TestScaleOutConsumers(t *testing.T) {
 			diagnose: func() string { return consumerInfos(t, natsPort) },
 		})
 	})
-	t.Run("kafka", func(t *testing.T) {
-		// Known bug, not yet fixed: in about 1 run of 6 a sink's group
-		// member is handed back a partition that was revoked from it one
-		// generation earlier and never fetches it again (group Stable, lag
-		// 1, no error; fetch sessions are not the cause). Until it is
-		// found this subtest runs on request only, as the reproduction.
-		if os.Getenv("LES_E2E_KAFKA_SCALEOUT") == "" {
-			t.Skip("known bug: a re-assigned partition stalls (see the comment); LES_E2E_KAFKA_SCALEOUT=1 runs it")
-		}
-		b := kafkaBackend(t)
-		scaleOut(t, scaleOutBackend{
-			yaml: b.yaml, groupSinks: true,
-			diagnose: func() string {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				b.diagnose(ctx, t, "archive")
-				return ""
-			},
-		})
-	})
 	t.Run("kinesis", func(t *testing.T) {
 		b := kinesisBackend(t)
 		scaleOut(t, scaleOutBackend{yaml: b.yaml, positionsFiles: true})
@@ -85,10 +62,6 @@ func TestScaleOutConsumers(t *testing.T) {
 // scaleOutBackend is the stream TestScaleOutConsumers runs on.
 type scaleOutBackend struct {
 	yaml string // the stream: block of every process
-	// groupSinks: sinks are assigned partitions by a consumer group, not
-	// by --partitions (Kafka), so a file does not tell which rollup
-	// closed a window.
-	groupSinks bool
 	// positionsFiles: sinks keep their cursors in
 	// <data_dir>/consumers/<sink>.pos (Kinesis).
 	positionsFiles bool
@@ -155,9 +128,7 @@ sinks:
 	}
 
 	// emitted reads both file sinks, de-duplicated by (record id, item)
-	// across both: on Kafka a window written by a sink that was killed
-	// before committing is written again by whichever sink the group gives
-	// the partition to. fileOf is the file sink that wrote each source.
+	// across both. fileOf is the file sink that wrote each source.
 	type key struct {
 		rec  string
 		item int
@@ -256,17 +227,13 @@ sinks:
 			}
 		}
 	}
-	crossWritten := 0
 	for src, files := range fileOf {
 		if len(files) != 1 || !files[held[src]] {
-			if !b.groupSinks {
-				t.Fatalf("series %s (rolled up by %s) is in the files of %v", src, held[src], files)
-			}
-			crossWritten++
+			t.Fatalf("series %s (rolled up by %s) is in the files of %v", src, held[src], files)
 		}
 	}
-	t.Logf("acknowledged %d samples of %d series; emitted %v (all after %v); %d series rolled up by A, %d by B; %d series written (partly) by the other process' sink; %d lines written again; %v in all",
-		acked, series, total, emittedAt.Round(100*time.Millisecond), perProc["A"], perProc["B"], crossWritten, dups, time.Since(began).Round(100*time.Millisecond))
+	t.Logf("acknowledged %d samples of %d series; emitted %v (all after %v); %d series rolled up by A, %d by B; %d lines written again; %v in all",
+		acked, series, total, emittedAt.Round(100*time.Millisecond), perProc["A"], perProc["B"], dups, time.Since(began).Round(100*time.Millisecond))
 }
 
 // rollupQuery returns the closed windows of name the rollup of the les
