@@ -21,6 +21,7 @@ import (
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/wire"
 )
@@ -70,11 +71,14 @@ type App struct {
 	mode     Mode
 	backends []Backend
 	parts    []int
+	// sinkHTTP is the HTTP client network sinks share.
+	sinkHTTP *http.Client
 }
 
 // New returns an app for cfg (already validated by Load). It does no I/O.
 func New(cfg *Config, log *slog.Logger, o Options) *App {
-	return &App{cfg: cfg, log: log, reg: selfmetric.New(), mode: o.Mode, backends: o.Backends, parts: o.Partitions}
+	return &App{cfg: cfg, log: log, reg: selfmetric.New(), mode: o.Mode, backends: o.Backends, parts: o.Partitions,
+		sinkHTTP: &http.Client{Transport: sink.NewTransport()}}
 }
 
 func (a *App) agent() bool     { return a.mode != ModeConsume }

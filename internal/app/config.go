@@ -217,9 +217,6 @@ func (c *Config) Validate() error {
 			errs = append(errs, c.errAt(fmt.Sprintf("name %q may only contain letters, digits, '-' and '_'", s.Name), "sinks", i, "name"))
 		}
 		names[s.Name] = true
-		if len(s.Signals) == 0 {
-			s.Signals = []string{"metrics", "distributions", "logs", "spans"}
-		}
 		for j, sig := range s.Signals {
 			if _, err := wire.ParseSignal(sig); err != nil {
 				errs = append(errs, c.errAt(err.Error(), "sinks", i, "signals", j))

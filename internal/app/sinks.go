@@ -2,6 +2,10 @@ package app
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/sink/discard"
@@ -16,70 +20,83 @@ type (
 	discardSinkConfig   = discard.Config
 )
 
+// allSignals are the signal names of `signals:` in les.yaml.
+var allSignals = []string{"metrics", "distributions", "logs", "spans"}
+
+// sinkType is one line of the sink table.
+type sinkType struct {
+	// signals the sink takes; `signals:` defaults to them and may only
+	// narrow them, so a sink is never handed items it would drop.
+	signals []string
+	// settings returns a pointer to the sink's field in SinkConfig (a
+	// pointer to a pointer to its Config), so the table can check it.
+	settings func(c *SinkConfig) any
+	// optional: the settings block may be left out (all defaults).
+	optional bool
+	build    func(c *SinkConfig, d sink.Deps) (sink.Sink, error)
+}
+
 // sinkTypes is the explicit table of sink types: adding a sink is one
 // folder under internal/sink, one field in SinkConfig and one line here.
-var sinkTypes = map[string]struct {
-	validate func(c *SinkConfig) error
-	build    func(c *SinkConfig) (sink.Sink, error)
-}{
-	"file": {
-		validate: func(c *SinkConfig) error {
-			return need(c.File != nil, "file").or(func() error { return c.File.Validate() })
-		},
-		build: func(c *SinkConfig) (sink.Sink, error) { return file.New(*c.File) },
-	},
-	"wavefront": {
-		validate: func(c *SinkConfig) error {
-			return need(c.Wavefront != nil, "wavefront").or(func() error { return c.Wavefront.Validate() })
-		},
-		build: func(c *SinkConfig) (sink.Sink, error) { return wfsink.New(*c.Wavefront) },
-	},
-	"discard": {
-		validate: func(c *SinkConfig) error {
-			if c.Discard == nil {
-				c.Discard = &discard.Config{}
-			}
-			return c.Discard.Validate()
-		},
-		build: func(c *SinkConfig) (sink.Sink, error) { return discard.New(*c.Discard) },
-	},
+var sinkTypes = map[string]sinkType{
+	"file": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.File },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return file.New(*c.File) }},
+	"wavefront": {signals: []string{"metrics", "distributions", "spans"}, settings: func(c *SinkConfig) any { return &c.Wavefront },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return wfsink.New(*c.Wavefront) }},
+	"discard": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Discard }, optional: true,
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return discard.New(*c.Discard) }},
 }
 
-type check struct{ err error }
-
-func need(ok bool, key string) check {
-	if ok {
-		return check{}
+// sinkTypeNames lists the table's keys, sorted, for error messages.
+func sinkTypeNames() string {
+	var names []string
+	for k := range sinkTypes {
+		names = append(names, k)
 	}
-	return check{fmt.Errorf("settings under %q are required for this type", key)}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
-func (c check) or(next func() error) error {
-	if c.err != nil {
-		return c.err
-	}
-	return next()
+type validator interface{ Validate() error }
+
+// settingsOf returns the **Config field of c for type name.
+func settingsOf(c *SinkConfig, name string) reflect.Value {
+	return reflect.ValueOf(sinkTypes[name].settings(c)).Elem()
 }
 
 func (c *Config) validateSink(i int) []error {
 	s := &c.Sinks[i]
 	t, ok := sinkTypes[s.Type]
 	if !ok {
-		return []error{c.errAt(fmt.Sprintf("type %q is not one of discard, file, wavefront", s.Type), "sinks", i, "type")}
+		return []error{c.errAt(fmt.Sprintf("type %q is not one of %s", s.Type, sinkTypeNames()), "sinks", i, "type")}
 	}
-	others := map[string]bool{"file": s.File != nil, "wavefront": s.Wavefront != nil, "discard": s.Discard != nil}
 	var errs []error
-	for k, set := range others {
-		if set && k != s.Type {
+	for k := range sinkTypes {
+		if k != s.Type && !settingsOf(s, k).IsNil() {
 			errs = append(errs, c.errAt(fmt.Sprintf("settings for %q given on a sink of type %q", k, s.Type), "sinks", i, k))
 		}
 	}
-	if err := t.validate(s); err != nil {
+	if len(s.Signals) == 0 {
+		s.Signals = t.signals
+	}
+	for j, sig := range s.Signals {
+		if slices.Contains(allSignals, sig) && !slices.Contains(t.signals, sig) {
+			errs = append(errs, c.errAt(fmt.Sprintf("a %s sink does not take %s (it takes %s)", s.Type, sig, strings.Join(t.signals, ", ")), "sinks", i, "signals", j))
+		}
+	}
+	v := settingsOf(s, s.Type)
+	if v.IsNil() {
+		if !t.optional {
+			return append(errs, c.errAt(fmt.Sprintf("settings under %q are required for this type", s.Type), "sinks", i))
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+	}
+	if err := v.Interface().(validator).Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "sinks", i, s.Type))
 	}
 	return errs
 }
 
 func (a *App) newSink(s *SinkConfig) (sink.Sink, error) {
-	return sinkTypes[s.Type].build(s)
+	return sinkTypes[s.Type].build(s, sink.Deps{Name: s.Name, Log: a.log.With("sink", s.Name), Metrics: a.reg, HTTP: a.sinkHTTP})
 }

@@ -59,7 +59,8 @@ func (c *RetryConfig) fill() {
 //   - an error wrapping the last Send error after rc.MaxAttempts attempts.
 //
 // onRetry, if not nil, is called with each failure that will be retried,
-// before waiting. Zero fields of rc take the defaults of Validate. Deliver
+// before waiting. A failure that is a *RetryAfterError waits what the
+// backend asked (at most rc.MaxBackoff) instead of the backoff. Zero fields of rc take the defaults of Validate. Deliver
 // does not keep b after it returns (it is only passed to s.Send).
 func Deliver(ctx context.Context, s Sink, b *model.Batch, m Meta, rc RetryConfig, onRetry func(error)) error {
 	rc.fill()
@@ -88,6 +89,9 @@ func Deliver(ctx context.Context, s Sink, b *model.Batch, m Meta, rc RetryConfig
 			onRetry(err)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if ra, ok := errors.AsType[*RetryAfterError](err); ok {
+			wait = min(ra.After, rc.MaxBackoff) // the backend's word, bounded
+		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()

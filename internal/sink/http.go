@@ -1,0 +1,224 @@
+package sink
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/les-streams/les/internal/selfmetric"
+)
+
+// Deps is what every sink constructor receives from the app.
+type Deps struct {
+	// Name is the sink's name in les.yaml; label its self-metrics with
+	// sink=Name.
+	Name string
+	Log  *slog.Logger
+	// Metrics is the registry behind /metrics.
+	Metrics *selfmetric.Registry
+	// HTTP is the client network sinks use unless their TLS settings need
+	// a client of their own (HTTPClient builds it). Per-attempt timeouts
+	// come from the Send context.
+	HTTP *http.Client
+}
+
+// Dropped returns the counter family les_sink_dropped_items_total{sink,
+// reason} for items a sink was handed and could not deliver by design
+// (a name the backend refuses, a value it cannot store).
+func (d Deps) Dropped() *selfmetric.ReasonCounters {
+	return d.Metrics.NewReasonCounters("les_sink_dropped_items_total", "sink", d.Name)
+}
+
+// TLSConfig is what users write under a network sink's `tls:` key.
+type TLSConfig struct {
+	// CAFile holds PEM certificates to verify the server with instead of
+	// the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (mutual TLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name verified in the server certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables verification (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// IsZero reports whether nothing is set.
+func (c TLSConfig) IsZero() bool { return c == TLSConfig{} }
+
+// Validate checks that the files named exist and pair up.
+func (c TLSConfig) Validate() error {
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("tls: cert_file and key_file go together")
+	}
+	for _, f := range []string{c.CAFile, c.CertFile, c.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	return nil
+}
+
+// Config returns the crypto/tls configuration.
+func (c TLSConfig) Config() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: no certificates in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// HTTPClient returns d.HTTP when tc is zero, else a client of its own
+// with tc applied (same pooling settings as the shared one).
+func HTTPClient(d Deps, tc TLSConfig) (*http.Client, error) {
+	if tc.IsZero() && d.HTTP != nil {
+		return d.HTTP, nil
+	}
+	cfg, err := tc.Config()
+	if err != nil {
+		return nil, err
+	}
+	t := NewTransport()
+	t.TLSClientConfig = cfg
+	return &http.Client{Transport: t}, nil
+}
+
+// NewTransport returns the transport network sinks share: pooled
+// keep-alive connections, HTTP/2 where the server offers it, bounded
+// dial and TLS handshake times.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = 0 // the Send context bounds each attempt
+	return t
+}
+
+// Secret reads a credential from the environment variable env or, if env
+// is empty, from file (trailing newline trimmed). Errors name where it was
+// looked for, never its value. Both empty gives "".
+func Secret(env, file string) (string, error) {
+	switch {
+	case env != "" && file != "":
+		return "", errors.New("give the variable or the file, not both")
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", fmt.Errorf("%s is empty", file)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// RetryAfterError is a retryable failure for which the backend said how
+// long to wait (HTTP 429/503 with Retry-After). Deliver waits After
+// (bounded by the retry's max_backoff) instead of its own backoff.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// StatusError is a non-2xx answer from an HTTP backend.
+type StatusError struct {
+	Code int
+	// Reason is the start of the response body (at most 512 bytes, valid
+	// UTF-8), which backends use to say what they refused.
+	Reason string
+}
+
+func (e *StatusError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("HTTP %d %s", e.Code, http.StatusText(e.Code))
+	}
+	return fmt.Sprintf("HTTP %d %s: %s", e.Code, http.StatusText(e.Code), e.Reason)
+}
+
+// CheckResponse classifies an HTTP answer and drains and closes its body:
+// 2xx is nil; 408, 429 and 5xx are retryable (a *RetryAfterError when the
+// answer carries Retry-After); every other status is permanent (wraps
+// ErrPermanent), so the runner dead-letters the record with the reason.
+func CheckResponse(resp *http.Response) error {
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	err := &StatusError{Code: resp.StatusCode, Reason: reason(body)}
+	switch {
+	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests,
+		resp.StatusCode >= 500:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return &RetryAfterError{Err: err, After: d}
+		}
+		return err
+	}
+	return Permanent(err)
+}
+
+func reason(body []byte) string {
+	body = bytes.TrimSpace(body)
+	for !utf8.Valid(body) && len(body) > 0 {
+		body = body[:len(body)-1] // cut inside a rune at the 512-byte limit
+	}
+	return strings.Join(strings.Fields(string(body)), " ")
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date (RFC 9110 10.2.3).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
