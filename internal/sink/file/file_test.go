@@ -25,7 +25,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, func(t *testing.T) []string {
+	}, func(t *testing.T) []sinktest.Item {
 		data, err := os.ReadFile(path)
 		if os.IsNotExist(err) {
 			return nil
@@ -33,7 +33,8 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return splitLines(t, data)
+		splitLines(t, data)
+		return sinktest.FromNDJSON(t, data)
 	}, sinktest.Options{})
 }
 
