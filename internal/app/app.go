@@ -248,23 +248,15 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	}
 	for i := range sinkCfgs {
 		sc := &sinkCfgs[i]
-		sk, err := a.newSink(sc)
+		sk, deps, err := a.newSinkDeps(sc)
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
-		var sigs []wire.Signal
-		for _, s := range sc.Signals {
-			sig, _ := wire.ParseSignal(s)
-			sigs = append(sigs, sig)
-		}
-		r, err := consumer.NewSinkRunner(consumer.SinkConfig{
-			Name:          sc.Name,
-			Origins:       sinkOrigins,
-			Signals:       sigs,
-			Partitions:    a.durableParts(caps),
-			Retry:         sc.Retry,
-			PositionsPath: filepath.Join(cfg.DataDir, "consumers", sc.Name+".pos"),
-		}, st, sk, a.reg, a.log)
+		rc := sinkRunnerConfig(sc, deps)
+		rc.Origins = sinkOrigins
+		rc.Partitions = a.durableParts(caps)
+		rc.PositionsPath = filepath.Join(cfg.DataDir, "consumers", sc.Name+".pos")
+		r, err := consumer.NewSinkRunner(rc, st, sk, a.reg, a.log)
 		if err != nil {
 			return err
 		}

@@ -110,10 +110,24 @@ type SinkConfig struct {
 	Type    string           `yaml:"type"`
 	Signals []string         `yaml:"signals"`
 	Retry   sink.RetryConfig `yaml:"retry"`
+	// Concurrency is the most requests in flight to the backend (default
+	// 1; the sink table may give a type another default).
+	Concurrency int `yaml:"concurrency"`
+	// Batch bounds the requests records are merged into.
+	Batch SinkBatchConfig `yaml:"batch"`
 	// Backend settings, one per type (see sinks.go).
 	File      *fileSinkConfig      `yaml:"file"`
 	Wavefront *wavefrontSinkConfig `yaml:"wavefront"`
 	Discard   *discardSinkConfig   `yaml:"discard"`
+}
+
+// SinkBatchConfig is a sink's `batch:` block.
+type SinkBatchConfig struct {
+	// MaxItems and MaxBytes bound one request (default 10,000 items and
+	// 4 MiB of stream records); records read together are merged up to
+	// them. A record is never split across requests.
+	MaxItems int `yaml:"max_items"`
+	MaxBytes int `yaml:"max_bytes"`
 }
 
 // Load reads and validates a config file; path "" gives the defaults.
@@ -224,6 +238,12 @@ func (c *Config) Validate() error {
 		}
 		if err := s.Retry.Validate(); err != nil {
 			errs = append(errs, c.errAt(err.Error(), "sinks", i, "retry"))
+		}
+		if s.Concurrency < 0 || s.Concurrency > 64 {
+			errs = append(errs, c.errAt(fmt.Sprintf("concurrency %d is not in 1…64", s.Concurrency), "sinks", i, "concurrency"))
+		}
+		if s.Batch.MaxItems < 0 || s.Batch.MaxBytes < 0 {
+			errs = append(errs, c.errAt("max_items and max_bytes must not be negative", "sinks", i, "batch"))
 		}
 		errs = append(errs, c.validateSink(i)...)
 	}

@@ -7,10 +7,12 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/sink/discard"
 	"github.com/les-streams/les/internal/sink/file"
 	wfsink "github.com/les-streams/les/internal/sink/wavefront"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // Backend settings as they appear under each sink's type key.
@@ -33,13 +35,21 @@ type sinkType struct {
 	settings func(c *SinkConfig) any
 	// optional: the settings block may be left out (all defaults).
 	optional bool
-	build    func(c *SinkConfig, d sink.Deps) (sink.Sink, error)
+	// perRecord: send each stream record alone with its record id (the
+	// sink de-duplicates re-deliveries by it).
+	perRecord bool
+	// ordered: the backend refuses a series' points out of order, so the
+	// requests of one stream partition go one after another.
+	ordered bool
+	// concurrency is the default number of requests in flight (1 if 0).
+	concurrency int
+	build       func(c *SinkConfig, d sink.Deps) (sink.Sink, error)
 }
 
 // sinkTypes is the explicit table of sink types: adding a sink is one
 // folder under internal/sink, one field in SinkConfig and one line here.
 var sinkTypes = map[string]sinkType{
-	"file": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.File },
+	"file": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.File }, perRecord: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return file.New(*c.File) }},
 	"wavefront": {signals: []string{"metrics", "distributions", "spans"}, settings: func(c *SinkConfig) any { return &c.Wavefront },
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return wfsink.New(*c.Wavefront) }},
@@ -98,5 +108,30 @@ func (c *Config) validateSink(i int) []error {
 }
 
 func (a *App) newSink(s *SinkConfig) (sink.Sink, error) {
-	return sinkTypes[s.Type].build(s, sink.Deps{Name: s.Name, Log: a.log.With("sink", s.Name), Metrics: a.reg, HTTP: a.sinkHTTP})
+	sk, _, err := a.newSinkDeps(s)
+	return sk, err
+}
+
+// newSinkDeps builds the sink of s and returns the Deps it was given.
+func (a *App) newSinkDeps(s *SinkConfig) (sink.Sink, sink.Deps, error) {
+	d := sink.Deps{Name: s.Name, Log: a.log.With("sink", s.Name), Metrics: a.reg, HTTP: a.sinkHTTP,
+		Drops: a.reg.NewReasonCounters("les_sink_dropped_items_total", "sink", s.Name)}
+	sk, err := sinkTypes[s.Type].build(s, d)
+	return sk, d, err
+}
+
+// sinkRunnerConfig is the runner's part of a sink's settings: batching,
+// requests in flight, and what its type asks for.
+func sinkRunnerConfig(s *SinkConfig, d sink.Deps) consumer.SinkConfig {
+	t := sinkTypes[s.Type]
+	c := consumer.SinkConfig{Name: s.Name, Retry: s.Retry, MaxItems: s.Batch.MaxItems, MaxBytes: s.Batch.MaxBytes,
+		PerRecord: t.perRecord, Ordered: t.ordered, Concurrency: s.Concurrency, Dropped: d.Drops}
+	if c.Concurrency == 0 {
+		c.Concurrency = max(t.concurrency, 1)
+	}
+	for _, name := range s.Signals {
+		sig, _ := wire.ParseSignal(name)
+		c.Signals = append(c.Signals, sig)
+	}
+	return c
 }

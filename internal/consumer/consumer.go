@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,8 +38,29 @@ type SinkConfig struct {
 	// (Kafka consumer groups) and this must be nil.
 	Partitions []int
 	Retry      sink.RetryConfig
-	// Batch is the most records per fetch (default 16).
+	// Batch is the most records per fetch (default 16). Records fetched
+	// together are merged into Sends as MaxItems and MaxBytes allow; the
+	// stream's wait for a partial fetch bounds a batch's age.
 	Batch int
+	// MaxItems and MaxBytes bound one merged Send: items, and wire record
+	// bytes (default 10,000 items, 4 MiB). A single record is never split.
+	MaxItems int
+	MaxBytes int
+	// PerRecord sends every record alone with its RecordID (sinks that
+	// de-duplicate by record id: file). Merged Sends carry no RecordID.
+	PerRecord bool
+	// Concurrency is the most Sends in flight (default 1). Acknowledgement
+	// stays in stream order: a fetch is acknowledged when all its Sends
+	// are done.
+	Concurrency int
+	// Ordered keeps the Sends of one stream partition sequential, so the
+	// points of a series (which all travel in one partition) reach the
+	// backend in order (TSDBs refuse out-of-order samples); Sends of
+	// different partitions still overlap.
+	Ordered bool
+	// Dropped are the sink's own counters of items it dropped by design
+	// (sink.Deps.Drops); they are kept out of les_sink_delivered_items_total.
+	Dropped *selfmetric.ReasonCounters
 	// PositionsPath is where the cursor is kept on streams that keep none
 	// (Capabilities.DurableCursors false: Kinesis); required there.
 	PositionsPath string
@@ -50,18 +72,34 @@ type SinkRunner struct {
 	st    stream.Stream
 	sk    sink.Sink
 	log   *slog.Logger
-	dec   wire.Decoder
-	b     model.Batch
 	lag   atomic.Int64
 	posMu sync.Mutex
 	// pos is the cursor kept in PositionsPath (streams without durable
 	// cursors); nil otherwise.
 	pos *checkpoint
+	// decs decode the records of one fetch (one decoder per record: items
+	// alias their decoder's buffer until its next Decode); groups are the
+	// Sends built from them. Both are reused across fetches.
+	decs   []wire.Decoder
+	groups []*sendGroup
+	out    []*sendGroup
 
 	consumed   *metrics.Counter
 	delivered  *metrics.Counter
 	deadLetter *metrics.Counter
 	retries    *metrics.Counter
+}
+
+// sendGroup is one Send: the merged items of records ds[first:last+1]
+// that decoded (skipped holds the indices of those that did not).
+type sendGroup struct {
+	b         model.Batch
+	partition string
+	recs      []int // indices into the fetch's deliveries
+	ids       []string
+	bytes     int
+	sent      int   // items delivered
+	err       error // set when the fetch must be redelivered
 }
 
 // NewSinkRunner returns a runner; it does no I/O until Run.
@@ -74,6 +112,15 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 16
+	}
+	if cfg.MaxItems <= 0 {
+		cfg.MaxItems = 10_000
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 4 << 20
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
 	}
 	if !st.Capabilities().DurableCursors && cfg.PositionsPath == "" {
 		return nil, fmt.Errorf("consumer %s: the %s stream keeps no cursors; a positions file is required", cfg.Name, st.Capabilities().Backend)
@@ -119,36 +166,32 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 	return err
 }
 
+// handle delivers one fetch: it decodes the records into Sends, runs them
+// (up to Concurrency at once), dead-letters what cannot be delivered, and
+// returns nil — acknowledging the fetch — only when every record is
+// delivered or dead-lettered.
 func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
-	for _, d := range ds {
-		r.b.Reset()
-		h, err := r.dec.Decode(&r.b, d.Data)
-		if err != nil {
-			// A record we cannot decode will never decode: dead-letter it.
-			if err := r.deadLetterRecord(ctx, d, err); err != nil {
-				return err
-			}
-			continue
-		}
-		if r.b.Len() == 0 {
-			r.consumed.Inc()
-			continue
-		}
-		err = sink.Deliver(ctx, r.sk, &r.b, sink.Meta{RecordID: h.ID(), Partition: d.Partition, Pos: string(d.Pos)}, r.cfg.Retry,
-			func(error) { r.retries.Inc() })
-		switch {
-		case err == nil:
-			r.delivered.Add(r.b.Len())
-		case ctx.Err() != nil:
-			return err // shutting down: redeliver later
-		default:
-			// A permanent failure, or retry.max_attempts used up.
-			if err := r.deadLetterRecord(ctx, d, err); err != nil {
-				return err
-			}
-		}
-		r.consumed.Inc()
+	groups, err := r.group(ctx, ds)
+	if err != nil {
+		return err
 	}
+	var dropped0 int64
+	if r.cfg.Dropped != nil {
+		dropped0 = r.cfg.Dropped.Total()
+	}
+	r.run(ctx, ds, groups)
+	sent := 0
+	for _, g := range groups {
+		if g.err != nil {
+			return g.err // shutting down, or the dead-letter stream failed: redeliver
+		}
+		sent += g.sent
+	}
+	if r.cfg.Dropped != nil {
+		sent -= int(r.cfg.Dropped.Total() - dropped0)
+	}
+	r.delivered.Add(max(sent, 0))
+	r.consumed.Add(len(ds))
 	if r.pos != nil {
 		r.posMu.Lock()
 		for _, d := range ds {
@@ -161,6 +204,179 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		}
 	}
 	return nil
+}
+
+// group decodes ds into Sends. Records that do not decode never will:
+// they are dead-lettered here. Records of one partition go to the same
+// Sends in stream order.
+func (r *SinkRunner) group(ctx context.Context, ds []stream.Delivery) ([]*sendGroup, error) {
+	for len(r.decs) < len(ds) {
+		r.decs = append(r.decs, wire.Decoder{})
+	}
+	var open []*sendGroup // the group being filled, per partition
+	used := 0
+	take := func(part string) *sendGroup {
+		for _, g := range open {
+			if g.partition == part {
+				return g
+			}
+		}
+		if used == len(r.groups) {
+			r.groups = append(r.groups, &sendGroup{})
+		}
+		g := r.groups[used]
+		used++
+		g.b.Reset()
+		g.partition, g.recs, g.ids, g.bytes, g.err = part, g.recs[:0], g.ids[:0], 0, nil
+		open = append(open, g)
+		return g
+	}
+	for i, d := range ds {
+		part := d.Partition
+		if !r.cfg.Ordered {
+			part = ""
+		}
+		g := take(part)
+		m := mark(&g.b)
+		h, err := r.decs[i].Decode(&g.b, d.Data)
+		if err != nil {
+			m.truncate(&g.b)
+			if err := r.deadLetterRecord(ctx, d, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		g.recs = append(g.recs, i)
+		g.ids = append(g.ids, h.ID())
+		g.bytes += len(d.Data)
+		if r.cfg.PerRecord || g.b.Len() >= r.cfg.MaxItems || g.bytes >= r.cfg.MaxBytes {
+			open = slices.DeleteFunc(open, func(x *sendGroup) bool { return x == g }) // full: the next record starts another
+		}
+	}
+	// Groups whose every record failed to decode are left out.
+	out := r.out[:0]
+	for _, g := range r.groups[:used] {
+		if len(g.recs) > 0 {
+			out = append(out, g)
+		}
+	}
+	r.out = out
+	return out, nil
+}
+
+// run delivers the groups, at most Concurrency Sends at a time; with
+// Ordered the groups of one partition go one after another.
+func (r *SinkRunner) run(ctx context.Context, ds []stream.Delivery, groups []*sendGroup) {
+	if r.cfg.Concurrency == 1 || len(groups) == 1 {
+		for _, g := range groups {
+			r.deliver(ctx, ds, g)
+		}
+		return
+	}
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	// Lanes: one per partition when Ordered, else one per group.
+	lanes := map[string][]*sendGroup{}
+	var order []string
+	for i, g := range groups {
+		key := g.partition
+		if !r.cfg.Ordered {
+			key = strconv.Itoa(i)
+		}
+		if _, ok := lanes[key]; !ok {
+			order = append(order, key)
+		}
+		lanes[key] = append(lanes[key], g)
+	}
+	for _, key := range order {
+		wg.Go(func() {
+			for _, g := range lanes[key] {
+				sem <- struct{}{}
+				r.deliver(ctx, ds, g)
+				<-sem
+				if g.err != nil {
+					return // the fetch is redelivered: later groups of the lane would be out of order
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// deliver sends g, and when that fails for good finds the records at
+// fault — sending each alone, in order, before the lane goes on — and
+// dead-letters only those. It sets g.sent to the items delivered and
+// g.err only when the fetch must be redelivered (ctx ended, or the
+// dead-letter publish failed).
+func (r *SinkRunner) deliver(ctx context.Context, ds []stream.Delivery, g *sendGroup) {
+	g.sent, g.err = 0, nil
+	err := r.send(ctx, g)
+	switch {
+	case err == nil:
+		g.sent = g.b.Len()
+	case ctx.Err() != nil:
+		g.err = err
+	case len(g.recs) > 1:
+		g.sent, g.err = r.isolate(ctx, ds, g, err)
+	default:
+		g.err = r.deadLetterRecord(ctx, ds[g.recs[0]], err)
+	}
+}
+
+func (r *SinkRunner) send(ctx context.Context, g *sendGroup) error {
+	if g.b.Len() == 0 {
+		return nil
+	}
+	m := sink.Meta{Partition: g.partition}
+	if len(g.ids) == 1 {
+		m.RecordID = g.ids[0]
+	}
+	return sink.Deliver(ctx, r.sk, &g.b, m, r.cfg.Retry, func(error) { r.retries.Inc() })
+}
+
+// isolate re-sends the records of a failed merged group one at a time and
+// dead-letters those that fail alone; it returns the items delivered.
+func (r *SinkRunner) isolate(ctx context.Context, ds []stream.Delivery, g *sendGroup, cause error) (int, error) {
+	r.log.Warn("merged send failed; sending its records one by one", "records", len(g.recs), "err", cause)
+	one := &sendGroup{partition: g.partition}
+	var dec wire.Decoder
+	sent := 0
+	for _, i := range g.recs {
+		d := ds[i]
+		one.b.Reset()
+		h, err := dec.Decode(&one.b, d.Data)
+		if err != nil { // decoded before: cannot happen, but never lose it
+			if err := r.deadLetterRecord(ctx, d, err); err != nil {
+				return sent, err
+			}
+			continue
+		}
+		one.ids = append(one.ids[:0], h.ID())
+		err = r.send(ctx, one)
+		switch {
+		case err == nil:
+			sent += one.b.Len()
+		case ctx.Err() != nil:
+			return sent, err
+		default:
+			if err := r.deadLetterRecord(ctx, d, err); err != nil {
+				return sent, err
+			}
+		}
+	}
+	return sent, nil
+}
+
+// batchMark is where each slice of a batch ended, to undo a failed decode.
+type batchMark struct{ metrics, dists, logs, spans, rejects, arena, centroids int }
+
+func mark(b *model.Batch) batchMark {
+	return batchMark{len(b.Metrics), len(b.Dists), len(b.Logs), len(b.Spans), len(b.Rejects), len(b.Arena), len(b.CentroidArena)}
+}
+
+func (m batchMark) truncate(b *model.Batch) {
+	b.Metrics, b.Dists, b.Logs, b.Spans = b.Metrics[:m.metrics], b.Dists[:m.dists], b.Logs[:m.logs], b.Spans[:m.spans]
+	b.Rejects, b.Arena, b.CentroidArena = b.Rejects[:m.rejects], b.Arena[:m.arena], b.CentroidArena[:m.centroids]
 }
 
 // positions returns a copy of the cursor kept in PositionsPath (nil when

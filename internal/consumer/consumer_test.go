@@ -314,7 +314,7 @@ func TestSinkRunnerDeadLettersAfterMaxAttempts(t *testing.T) {
 	}
 	sk := &recordingSink{failures: 3} // fails 3 times: the first record's 3 attempts
 	reg := selfmetric.New()
-	r, err := NewSinkRunner(SinkConfig{Name: "max", Origins: []string{stream.OriginIngest},
+	r, err := NewSinkRunner(SinkConfig{Name: "max", Origins: []string{stream.OriginIngest}, PerRecord: true,
 		Retry: sink.RetryConfig{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}, st, sk, reg, quiet)
 	if err != nil {
 		t.Fatal(err)

@@ -98,3 +98,14 @@ func (rc *ReasonCounters) Add(reason string, n int) {
 	}
 	c.Add(n)
 }
+
+// Total is the sum over every reason counted through rc.
+func (rc *ReasonCounters) Total() int64 {
+	rc.mu.RLock()
+	defer rc.mu.RUnlock()
+	var n uint64
+	for _, c := range rc.m {
+		n += c.Get()
+	}
+	return int64(n)
+}

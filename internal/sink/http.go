@@ -30,12 +30,20 @@ type Deps struct {
 	// a client of their own (HTTPClient builds it). Per-attempt timeouts
 	// come from the Send context.
 	HTTP *http.Client
+	// Drops counts les_sink_dropped_items_total{sink,reason}; the runner
+	// reads it to keep drops out of les_sink_delivered_items_total. Use
+	// Dropped().
+	Drops *selfmetric.ReasonCounters
 }
 
 // Dropped returns the counter family les_sink_dropped_items_total{sink,
 // reason} for items a sink was handed and could not deliver by design
-// (a name the backend refuses, a value it cannot store).
+// (a name the backend refuses, a value it cannot store, a rejection the
+// backend reports for part of a request).
 func (d Deps) Dropped() *selfmetric.ReasonCounters {
+	if d.Drops != nil {
+		return d.Drops
+	}
 	return d.Metrics.NewReasonCounters("les_sink_dropped_items_total", "sink", d.Name)
 }
 
