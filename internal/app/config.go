@@ -115,6 +115,10 @@ type SinkConfig struct {
 	Concurrency int `yaml:"concurrency"`
 	// Batch bounds the requests records are merged into.
 	Batch SinkBatchConfig `yaml:"batch"`
+	// StartAt is where a new sink begins: oldest (default: back-fill what
+	// the stream retains), newest, or an RFC 3339 time. A sink that has
+	// a cursor already goes on from it.
+	StartAt string `yaml:"start_at"`
 	// Backend settings, one per type (see sinks.go).
 	File      *fileSinkConfig      `yaml:"file"`
 	Wavefront *wavefrontSinkConfig `yaml:"wavefront"`
@@ -241,6 +245,9 @@ func (c *Config) Validate() error {
 		}
 		if s.Concurrency < 0 || s.Concurrency > 64 {
 			errs = append(errs, c.errAt(fmt.Sprintf("concurrency %d is not in 1…64", s.Concurrency), "sinks", i, "concurrency"))
+		}
+		if _, err := parseStartAt(s.StartAt); err != nil {
+			errs = append(errs, c.errAt(err.Error(), "sinks", i, "start_at"))
 		}
 		if s.Batch.MaxItems < 0 || s.Batch.MaxBytes < 0 {
 			errs = append(errs, c.errAt("max_items and max_bytes must not be negative", "sinks", i, "batch"))

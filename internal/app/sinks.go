@@ -6,12 +6,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/sink/discard"
 	"github.com/les-streams/les/internal/sink/file"
 	wfsink "github.com/les-streams/les/internal/sink/wavefront"
+	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -129,9 +131,26 @@ func sinkRunnerConfig(s *SinkConfig, d sink.Deps) consumer.SinkConfig {
 	if c.Concurrency == 0 {
 		c.Concurrency = max(t.concurrency, 1)
 	}
+	c.Start, _ = parseStartAt(s.StartAt) // validated by Load
 	for _, name := range s.Signals {
 		sig, _ := wire.ParseSignal(name)
 		c.Signals = append(c.Signals, sig)
 	}
 	return c
+}
+
+// parseStartAt reads a sink's start_at: oldest (or empty), newest, or an
+// RFC 3339 time.
+func parseStartAt(v string) (stream.StartAt, error) {
+	switch v {
+	case "", "oldest":
+		return stream.StartAt{}, nil
+	case "newest":
+		return stream.StartAt{Newest: true}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return stream.StartAt{}, fmt.Errorf("%q is not oldest, newest or an RFC 3339 time (2026-12-01T00:00:00Z)", v)
+	}
+	return stream.StartAt{Time: t}, nil
 }

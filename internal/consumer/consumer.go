@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,12 @@ type SinkConfig struct {
 	// PositionsPath is where the cursor is kept on streams that keep none
 	// (Capabilities.DurableCursors false: Kinesis); required there.
 	PositionsPath string
+	// Start is where a sink with no cursor yet begins (start_at): the
+	// oldest record retained (zero), the newest, or a time. Once the sink
+	// has a cursor it is ignored. On streams without durable cursors the
+	// start is fixed as a time in the positions file on the first run
+	// (newest = that run's start), so shards found later begin there too.
+	Start stream.StartAt
 }
 
 // SinkRunner delivers every record on its subjects to one sink.
@@ -112,6 +119,9 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 16
+		if !cfg.PerRecord {
+			cfg.Batch = 64 // more to merge
+		}
 	}
 	if cfg.MaxItems <= 0 {
 		cfg.MaxItems = 10_000
@@ -142,7 +152,7 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 		Partitions: r.cfg.Partitions, Batch: r.cfg.Batch}
 	q := stream.LagQuery{Origins: o.Origins, Signals: o.Signals, Partitions: o.Partitions}
 	if r.st.Capabilities().DurableCursors {
-		o.Durable, q.Durable = r.cfg.Name, r.cfg.Name
+		o.Durable, q.Durable, o.Start = r.cfg.Name, r.cfg.Name, r.cfg.Start
 	} else {
 		ck, err := loadCheckpoint(r.cfg.PositionsPath)
 		if err != nil {
@@ -150,6 +160,11 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 		}
 		r.pos = &ck
 		o.After = maps.Clone(ck.positions)
+		start, err := r.fixStart(&ck)
+		if err != nil {
+			return fmt.Errorf("consumer %s: positions: %w", r.cfg.Name, err)
+		}
+		o.Start = start
 	}
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
@@ -164,6 +179,37 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// startPrefix marks the start time kept in a sink's positions file (its
+// checkpoint state).
+const startPrefix = "start="
+
+// fixStart returns where a sink without durable cursors begins in a
+// partition it has no position for: the time kept in its positions file,
+// or — on the first run — cfg.Start turned into a time and saved.
+func (r *SinkRunner) fixStart(ck *checkpoint) (stream.StartAt, error) {
+	if v, ok := strings.CutPrefix(string(ck.state), startPrefix); ok {
+		ns, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return stream.StartAt{}, fmt.Errorf("bad start %q", ck.state)
+		}
+		return stream.StartAt{Time: time.Unix(0, ns)}, nil
+	}
+	if len(ck.positions) > 0 || r.cfg.Start.IsZero() {
+		return stream.StartAt{}, nil // a cursor exists, or oldest: nothing to fix
+	}
+	t := r.cfg.Start.Time
+	if r.cfg.Start.Newest {
+		t = time.Now()
+	}
+	ck.state = []byte(startPrefix + strconv.FormatInt(t.UnixNano(), 10))
+	r.posMu.Lock()
+	defer r.posMu.Unlock()
+	if err := ck.save(r.cfg.PositionsPath); err != nil {
+		return stream.StartAt{}, err
+	}
+	return stream.StartAt{Time: t}, nil
 }
 
 // handle delivers one fetch: it decodes the records into Sends, runs them

@@ -128,6 +128,17 @@ func emittedTotal(t *testing.T, st stream.Stream, want float64) float64 {
 
 func runProc(t *testing.T, st stream.Stream, ckpt string, p Processor, until func() bool) {
 	t.Helper()
+	runProcWith(t, st, ckpt, p, until, false)
+}
+
+// runProcPublished is runProc that also waits for the outbox to be empty.
+func runProcPublished(t *testing.T, st stream.Stream, ckpt string, p Processor, until func() bool) {
+	t.Helper()
+	runProcWith(t, st, ckpt, p, until, true)
+}
+
+func runProcWith(t *testing.T, st stream.Stream, ckpt string, p Processor, until func() bool, published bool) {
+	t.Helper()
 	r, err := NewProcRunner(ProcConfig{Name: "count", Origins: []string{stream.OriginIngest}, Origin: stream.OriginRollup,
 		CheckpointPath: ckpt, Tick: 10 * time.Millisecond}, st, p, selfmetric.New(), quiet)
 	if err != nil {
@@ -139,7 +150,9 @@ func runProc(t *testing.T, st stream.Stream, ckpt string, p Processor, until fun
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var ok bool
-		r.Locked(func() { ok = until() })
+		// With published, also wait for what the processor emitted to be
+		// published: a stop before that leaves it in the outbox.
+		r.Locked(func() { ok = until() && (!published || len(r.ck.outbox) == 0) })
 		if ok {
 			break
 		}
@@ -354,13 +367,13 @@ func TestProcRunnerDropsRepublishedRecords(t *testing.T) {
 	publishMetrics(t, st, 0, 8, 10) // 80 samples in records r0 … r7
 	publishMetrics(t, st, 0, 8, 10) // the same records again
 	p1 := &countProc{}
-	runProc(t, st, ckpt, p1, func() bool { return p1.total == 80 })
+	runProcPublished(t, st, ckpt, p1, func() bool { return p1.total == 80 })
 	// After a restart the ids are still known: a third copy is dropped and
 	// new records are counted.
 	publishMetrics(t, st, 0, 8, 10)
 	publishMetrics(t, st, 8, 2, 10) // 20 new
 	p2 := &countProc{}
-	runProc(t, st, ckpt, p2, func() bool { return p2.total == 100 })
+	runProcPublished(t, st, ckpt, p2, func() bool { return p2.total == 100 })
 	if got := emittedTotal(t, st, 100); got != 100 {
 		t.Fatalf("emitted %v, want exactly 100 (each record folded in once)", got)
 	}

@@ -168,3 +168,84 @@ func TestSinkRunnerMergesInParallelInOrder(t *testing.T) {
 		}
 	})
 }
+
+// noCursors is a mem stream that keeps no durable cursors, as Kinesis.
+type noCursors struct{ *mem.Stream }
+
+func (s noCursors) Capabilities() stream.Capabilities {
+	c := s.Stream.Capabilities()
+	c.DurableCursors = false
+	return c
+}
+
+// TestSinkRunnerStartAt: a new sink with start_at newest skips what the
+// stream holds, on streams with durable cursors and on those where the
+// sink keeps its positions (the start is fixed in the positions file, so
+// a restart before any record does not skip what arrived meanwhile); a
+// start time begins there.
+func TestSinkRunnerStartAt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cursors bool
+		start   func(t0 time.Time) stream.StartAt
+	}{
+		{"newest/durable", true, func(time.Time) stream.StartAt { return stream.StartAt{Newest: true} }},
+		{"newest/positions", false, func(time.Time) stream.StartAt { return stream.StartAt{Newest: true} }},
+		{"time/durable", true, func(t0 time.Time) stream.StartAt { return stream.StartAt{Time: t0} }},
+		{"time/positions", false, func(t0 time.Time) stream.StartAt { return stream.StartAt{Time: t0} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := mem.NewStore()
+				var st stream.Stream = mem.New(store, mem.Config{Partitions: 2})
+				if !tc.cursors {
+					st = noCursors{st.(*mem.Stream)}
+				}
+				seq := uint64(0)
+				publish := func(name string) {
+					seq++
+					e := wire.NewEncoder(wire.SignalMetrics)
+					e.AppendMetric(&model.Metric{Name: name, Value: 1, Kind: model.Gauge})
+					data, _ := e.Finish(nil, 3, seq, wire.CompressionNone)
+					if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics,
+						Partition: int(seq % 2), ID: fmt.Sprint("s", seq), Data: data}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				publish("old-1")
+				publish("old-2")
+				time.Sleep(time.Minute)
+				t0 := time.Now()
+				cfg := SinkConfig{Name: "late", Origins: []string{stream.OriginIngest}, Start: tc.start(t0),
+					PositionsPath: t.TempDir() + "/late.pos"}
+				sk := &recordingSink{}
+				run := func(during func()) {
+					r, err := NewSinkRunner(cfg, st, sk, selfmetric.New(), quiet)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan error, 1)
+					go func() { done <- r.Run(ctx) }()
+					synctest.Wait() // consuming: the durable exists, the start is fixed
+					during()
+					time.Sleep(time.Second) // past the stream's batch wait
+					synctest.Wait()
+					cancel()
+					if err := <-done; err != nil {
+						t.Fatal(err)
+					}
+				}
+				run(func() {})
+				publish("new-1") // between two runs, before the sink read anything
+				run(func() { publish("new-2"); publish("new-3") })
+				sk.mu.Lock()
+				defer sk.mu.Unlock()
+				slices.Sort(sk.got)
+				if want := []string{"new-1", "new-2", "new-3"}; !slices.Equal(sk.got, want) {
+					t.Fatalf("delivered %v, want %v", sk.got, want)
+				}
+			})
+		})
+	}
+}

@@ -99,6 +99,11 @@ type ConsumeOptions struct {
 	// FromStart makes a consumer without Durable or After start at the
 	// oldest record; otherwise it starts at the newest.
 	FromStart bool
+	// Start is where a Durable that does not exist yet begins, and where
+	// a partition missing from After begins: the oldest record retained
+	// (the zero value), the newest, or the first stored at or after a
+	// time. An existing durable or a position always wins.
+	Start StartAt
 	// Batch is the most deliveries per handler call (default 64).
 	Batch int
 	// MaxWait is the longest a partial batch waits for more (default 200ms).
@@ -107,6 +112,19 @@ type ConsumeOptions struct {
 	// stream may redeliver it (default 2m), where the backend has one.
 	AckWait time.Duration
 }
+
+// StartAt is ConsumeOptions.Start.
+type StartAt struct {
+	// Newest skips what is stored when the consumer is created.
+	Newest bool
+	// Time, when not zero, starts at the first record stored at or after
+	// it (JetStream: DeliverByStartTime; Kafka: the offset for the
+	// timestamp; Kinesis: AT_TIMESTAMP).
+	Time time.Time
+}
+
+// IsZero reports whether s is the default, the oldest record.
+func (s StartAt) IsZero() bool { return !s.Newest && s.Time.IsZero() }
 
 // Wants reports whether a consumer with these options reads records of
 // origin and sig (for backends that filter client-side).

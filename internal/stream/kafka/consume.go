@@ -144,7 +144,7 @@ func (c *consumer) runDirect(ctx context.Context, refs []topicRef, parts map[str
 			}
 			switch {
 			case c.o.After != nil:
-				m[kp] = kgo.NewOffset().AtStart()
+				m[kp] = startOffset(c.o.Start)
 				if pos := c.o.After[c.label(tp{ref.name, kp})]; pos != "" {
 					off, err := strconv.ParseInt(string(pos), 10, 64)
 					if err != nil || off < 0 {
@@ -197,7 +197,10 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 		kgo.ConsumeTopics(names...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A partition the group has no committed offset for begins where
+		// Start says (Kafka's auto.offset.reset; it also applies to an
+		// offset the topic no longer retains).
+		kgo.ConsumeResetOffset(startOffset(c.o.Start)),
 		kgo.OnPartitionsRevoked(c.group.revoke),
 		kgo.OnPartitionsLost(c.group.revoke),
 		kgo.SessionTimeout(c.s.cfg.SessionTimeout),
@@ -407,4 +410,15 @@ func (g *groupState) keep(recs []*kgo.Record, ds []stream.Delivery) ([]*kgo.Reco
 		}
 	}
 	return recs[:j], ds[:j]
+}
+
+// startOffset is where stream.StartAt begins in a partition.
+func startOffset(st stream.StartAt) kgo.Offset {
+	switch {
+	case st.Newest:
+		return kgo.NewOffset().AtEnd()
+	case !st.Time.IsZero():
+		return kgo.NewOffset().AfterMilli(st.Time.UnixMilli())
+	}
+	return kgo.NewOffset().AtStart()
 }

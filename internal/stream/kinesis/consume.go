@@ -223,6 +223,15 @@ func (c *consumer) startOf(id string, initial, closed bool, began time.Time) (st
 		if pos := c.o.After[id]; pos != "" {
 			return start{typ: types.ShardIteratorTypeAfterSequenceNumber, seq: string(pos)}, false
 		}
+		switch {
+		case !c.o.Start.Time.IsZero():
+			return start{typ: types.ShardIteratorTypeAtTimestamp, at: c.o.Start.Time}, false
+		case c.o.Start.Newest && initial:
+			if closed {
+				return start{}, true
+			}
+			return start{typ: types.ShardIteratorTypeLatest, at: began}, false
+		}
 		return start{typ: types.ShardIteratorTypeTrimHorizon}, false
 	case !initial || c.o.FromStart:
 		return start{typ: types.ShardIteratorTypeTrimHorizon}, false
@@ -268,6 +277,8 @@ func (c *consumer) readShard(ctx context.Context, id string, st start) bool {
 			case st.typ == types.ShardIteratorTypeLatest && latestTaken:
 				// Iterator expired before any record: nothing since began was read.
 				in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(st.at)
+			case st.typ == types.ShardIteratorTypeAtTimestamp:
+				in.ShardIteratorType, in.Timestamp = st.typ, aws.Time(st.at)
 			default:
 				in.ShardIteratorType = st.typ
 			}

@@ -45,6 +45,23 @@ type entry struct {
 	delivered map[string]uint64
 }
 
+// startIndex is where Start begins in partition p. s.mu is held.
+func (s *Store) startIndex(p int, st stream.StartAt) int {
+	es := s.parts[p]
+	switch {
+	case st.Newest:
+		return len(es)
+	case !st.Time.IsZero():
+		for i, e := range es {
+			if !e.stored.Before(st.Time) {
+				return i
+			}
+		}
+		return len(es)
+	}
+	return 0
+}
+
 // NewStore returns an empty store.
 func NewStore() *Store {
 	return &Store{parts: map[int][]entry{}, ids: map[string]time.Time{},
@@ -190,17 +207,29 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		next[p] = 0
 		switch {
 		case o.Durable != "":
-			next[p] = s.st.cursors[o.Durable][p]
+			c := s.st.cursors[o.Durable]
+			if c == nil {
+				c = map[int]int{}
+				s.st.cursors[o.Durable] = c
+			}
+			n, ok := c[p]
+			if !ok { // a new durable (partition): created here, where Start says
+				n = s.st.startIndex(p, o.Start)
+				c[p] = n
+			}
+			next[p] = n
 		case o.After != nil:
 			pos := o.After[strconv.Itoa(p)]
-			if pos != "" {
-				n, err := strconv.Atoi(string(pos))
-				if err != nil {
-					s.st.mu.Unlock()
-					return fmt.Errorf("mem: bad position %q", pos)
-				}
-				next[p] = n
+			if pos == "" {
+				next[p] = s.st.startIndex(p, o.Start)
+				break
 			}
+			n, err := strconv.Atoi(string(pos))
+			if err != nil {
+				s.st.mu.Unlock()
+				return fmt.Errorf("mem: bad position %q", pos)
+			}
+			next[p] = n
 		case o.FromStart:
 		default:
 			next[p] = len(s.st.parts[p])

@@ -115,6 +115,15 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			MaxAckPending:  o.Batch * 4,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
 		}
+		// Where a new durable begins; an existing one keeps its policy
+		// (reclaimPending copies it: JetStream refuses to change it).
+		switch {
+		case o.Start.Newest:
+			want.DeliverPolicy = jetstream.DeliverNewPolicy
+		case !o.Start.Time.IsZero():
+			t := o.Start.Time
+			want.DeliverPolicy, want.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+		}
 		// A partition's durable belongs to the one process assigned the
 		// partition, so like the embedded server's it may be reclaimed.
 		cons, err = s.reclaimPending(ctx, &want, exclusive)
@@ -123,6 +132,9 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while the consumer was being created
+		}
 		return fmt.Errorf("stream: consumer %q: %w", o.Durable, err)
 	}
 	ds := make([]stream.Delivery, 0, o.Batch)
@@ -307,14 +319,14 @@ func (s *Stream) reclaimPending(ctx context.Context, want *jetstream.ConsumerCon
 	if err != nil {
 		return nil, err
 	}
-	want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
+	want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
 	if !(s.deps.SoleClient || exclusive) || info.NumAckPending == 0 {
 		return nil, nil
 	}
 	if err := s.js.DeleteConsumer(ctx, s.cfg.Name, want.Durable); err != nil {
 		return nil, fmt.Errorf("reclaim: %w", err)
 	}
-	want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	want.DeliverPolicy, want.OptStartTime = jetstream.DeliverByStartSequencePolicy, nil
 	want.OptStartSeq = info.AckFloor.Stream + 1
 	c, err = s.js.CreateConsumer(ctx, s.cfg.Name, *want)
 	if err != nil {

@@ -37,6 +37,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Redeliver", func(t *testing.T) { testRedeliver(t, open) })
 	t.Run("TooLarge", func(t *testing.T) { testTooLarge(t, open) })
 	t.Run("Dedup", func(t *testing.T) { testDedup(t, open) })
+	t.Run("StartAtTime", func(t *testing.T) { testStartTime(t, open) })
 }
 
 // Rec returns record i of a test sequence: partition i%Partitions,
@@ -392,5 +393,45 @@ func testDedup(t *testing.T, open Opener) {
 	})
 	if len(got) != 3 {
 		t.Fatalf("re-published batch ids were not de-duplicated: %d deliveries, want 3", len(got))
+	}
+}
+
+// testStartTime: a new durable (or a consumer at positions, for streams
+// without durables) with Start.Time begins at the first record stored at
+// or after that time.
+func testStartTime(t *testing.T, open Opener) {
+	s := open(t)
+	defer s.Close()
+	var recs []stream.Record
+	for i := range 20 {
+		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
+	}
+	publish(t, s, recs[:10]...)
+	before := Consume(t, s, stream.ConsumeOptions{FromStart: true}, nil, AtLeast(10))
+	var last time.Time
+	for _, d := range before {
+		if d.Time.IsZero() {
+			t.Fatalf("delivery of payload-%d has no stored time", payloadIndex(t, d))
+		}
+		if d.Time.After(last) {
+			last = d.Time
+		}
+	}
+	// Kafka and Kinesis keep milliseconds: start a millisecond after the
+	// last record's, and publish the rest once the clock has passed it.
+	start := last.Truncate(time.Millisecond).Add(time.Millisecond)
+	time.Sleep(time.Until(start.Add(2 * time.Millisecond)))
+	publish(t, s, recs[10:]...)
+	o := stream.ConsumeOptions{Origins: []string{stream.OriginIngest}, Start: stream.StartAt{Time: start}}
+	if s.Capabilities().DurableCursors {
+		o.Durable = "start-time"
+	} else {
+		o.After = map[string]stream.Position{}
+	}
+	got := Consume(t, s, o, nil, AtLeast(10))
+	for _, d := range got {
+		if i := payloadIndex(t, d); i < 10 {
+			t.Fatalf("payload-%d (stored at %v) delivered to a consumer starting at %v", i, d.Time, start)
+		}
 	}
 }
