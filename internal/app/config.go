@@ -16,6 +16,10 @@ import (
 	"github.com/les-streams/les/internal/config"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/sink"
+	execsink "github.com/les-streams/les/internal/sink/exec"
+	httpsink "github.com/les-streams/les/internal/sink/http"
+	"github.com/les-streams/les/internal/sink/influxdb"
+	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -123,6 +127,12 @@ type SinkConfig struct {
 	File      *fileSinkConfig      `yaml:"file"`
 	Wavefront *wavefrontSinkConfig `yaml:"wavefront"`
 	Discard   *discardSinkConfig   `yaml:"discard"`
+	InfluxDB  *influxdb.Config     `yaml:"influxdb"`
+	HTTP      *httpsink.Config     `yaml:"http"`
+	Exec      *execsink.Config     `yaml:"exec"`
+
+	// prometheus_remote_write: Prometheus, VictoriaMetrics, Mimir, …
+	PrometheusRemoteWrite *promrw.Config `yaml:"prometheus_remote_write"`
 }
 
 // SinkBatchConfig is a sink's `batch:` block.

@@ -11,7 +11,11 @@ import (
 	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/sink/discard"
+	execsink "github.com/les-streams/les/internal/sink/exec"
 	"github.com/les-streams/les/internal/sink/file"
+	httpsink "github.com/les-streams/les/internal/sink/http"
+	"github.com/les-streams/les/internal/sink/influxdb"
+	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	wfsink "github.com/les-streams/les/internal/sink/wavefront"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/wire"
@@ -57,6 +61,14 @@ var sinkTypes = map[string]sinkType{
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return wfsink.New(*c.Wavefront) }},
 	"discard": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Discard }, optional: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return discard.New(*c.Discard) }},
+	"influxdb": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.InfluxDB },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return influxdb.New(*c.InfluxDB, d) }},
+	"http": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.HTTP },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return httpsink.New(*c.HTTP, d) }},
+	"exec": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Exec },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return execsink.New(*c.Exec, d) }},
+	"prometheus_remote_write": {signals: []string{"metrics", "distributions"}, settings: func(c *SinkConfig) any { return &c.PrometheusRemoteWrite }, perRecord: true, ordered: true,
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return promrw.New(*c.PrometheusRemoteWrite, d) }},
 }
 
 // sinkTypeNames lists the table's keys, sorted, for error messages.
