@@ -3,7 +3,7 @@
 // consumer and prints one JSON object per item on stdout: the same object as
 // `les tail` prints ("JSON view of items" in docs/wire-format.md). The record
 // format is specified in docs/wire-format.md; this file is a complete decoder
-// for version 1 of it, using only Node's standard library and the nats package.
+// for versions 1 and 2 of it, using only Node's standard library and the nats package.
 "use strict";
 
 const zlib = require("node:zlib");
@@ -16,6 +16,8 @@ const HEADER_SIZE = 48;
 const SIGNALS = { 1: "metric", 2: "distribution", 3: "log", 4: "span" };
 const KINDS = ["gauge", "counter", "sample", "gauge_delta", "set"];
 const WINDOWS = ["none", "minute", "hour", "day"];
+const SPAN_KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+const STATUS_CODES = ["unset", "ok", "error"];
 const COMPRESSION = { NONE: 0, GZIP: 1, ZSTD: 2 };
 
 // ---- Decoding (docs/wire-format.md) ----------------------------------------
@@ -129,7 +131,7 @@ function plainDecimal(v) {
 
 // decodeItem reads one item of the record's signal and returns it as the
 // object of the JSON view, with its fields in the same order as les tail.
-function decodeItem(r, type) {
+function decodeItem(r, type, version) {
   switch (type) {
     case "metric": {
       const kind = r.u8(), window = r.u8();
@@ -158,8 +160,23 @@ function decodeItem(r, type) {
     case "span": {
       const name = r.str(), trace_id = r.str(), span_id = r.str(), parent_id = r.str(), source = r.str();
       const start = rfc3339(r.varint()), duration = r.varint();
-      return { type, name, trace_id, span_id, parent_id, timestamp: start, start,
+      const item = { type, name, trace_id, span_id, parent_id, timestamp: start, start,
         duration_ms: Number(duration) / 1e6, source, tags: r.tags() };
+      if (version < 2) return item;
+      // Version 2: kind, status, events and links; printed only when set.
+      const kind = r.u8(), status = r.u8(), status_message = r.str();
+      const events = [], links = [];
+      for (let n = r.len(); n > 0; n--) {
+        const name = r.str(), ts = r.varint();
+        events.push({ name, timestamp: rfc3339(ts), attrs: r.tags() });
+      }
+      for (let n = r.len(); n > 0; n--) {
+        const trace_id = r.str(), span_id = r.str();
+        links.push({ trace_id, span_id, attrs: r.tags() });
+      }
+      if (kind === 0 && status === 0 && status_message === "" && events.length === 0 && links.length === 0) return item;
+      return Object.assign(item, { kind: SPAN_KINDS[kind] ?? "unknown", status_code: STATUS_CODES[status] ?? "unknown",
+        status_message, events, links });
     }
   }
 }
@@ -169,7 +186,8 @@ function decodeRecord(rec) {
   if (rec.length < HEADER_SIZE) throw new CorruptError("record shorter than its header");
   if (rec.toString("latin1", 0, 4) !== "LESR") throw new CorruptError("not a les record (bad magic)");
   const version = rec[4];
-  if (version !== 1) throw new VersionError(`unsupported record version ${version}`);
+  // Version 2 differs from 1 only in span items (kind, status, events, links).
+  if (version !== 1 && version !== 2) throw new VersionError(`unsupported record version ${version}`);
   const header = {
     signal: rec[5], encoding: rec[6], compression: rec[7],
     producer: rec.readBigUInt64LE(8), seq: rec.readBigUInt64LE(16), count: rec.readUInt32LE(24),
@@ -195,7 +213,7 @@ function decodeRecord(rec) {
   }
   const r = new Reader(body);
   const items = [];
-  for (let i = 0; i < header.count; i++) items.push(decodeItem(r, type));
+  for (let i = 0; i < header.count; i++) items.push(decodeItem(r, type, version));
   if (r.off !== body.length) throw new CorruptError(`${body.length - r.off} trailing bytes`);
   return { header, items };
 }

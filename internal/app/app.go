@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/les-streams/les/internal/consumer"
+	"github.com/les-streams/les/internal/format/otlp"
 	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
@@ -73,6 +74,9 @@ type App struct {
 	parts    []int
 	// sinkHTTP is the HTTP client network sinks share.
 	sinkHTTP *http.Client
+	// otlpState is shared by the OTLP listeners (otlp.go).
+	otlpOnce  sync.Once
+	otlpState *otlp.Deltas
 }
 
 // New returns an app for cfg (already validated by Load). It does no I/O.
@@ -311,6 +315,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	mux := a.mux(batcher)
 	if a.agent() {
 		a.logHandlers(mux, batcher)
+		mux.Handle("/v1/records", ingest.NewRecordHandler(ingest.RecordConfig{Token: cfg.Agent.HTTP.Token, MaxBody: cfg.Agent.HTTP.MaxBody,
+			PublishTimeout: cfg.Agent.Batch.PublishTimeout, MaxBatchBytes: cfg.Agent.Batch.MaxBatchBytes}, st, a.reg))
 	}
 	if rollupRun != nil {
 		mux.Handle("/query", requireToken(cfg.Agent.HTTP.Token, queryHandler(rollupRun, rollupP)))
@@ -318,7 +324,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	limited := limitConcurrency(mux, cfg.Agent.HTTP.MaxConcurrent, 10*time.Second)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/report", "/logs", "/cwlogs", "/telemetry":
+		case "/report", "/logs", "/cwlogs", "/telemetry", "/v1/records":
 			limited.ServeHTTP(w, r)
 		default:
 			mux.ServeHTTP(w, r)
@@ -436,6 +442,9 @@ func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 
 func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) {
 	spec := formats[l.Format]
+	if bind := binders[l.Format]; bind != nil {
+		return bind(a, l, b)
+	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)
 	switch l.Transport {

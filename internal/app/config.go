@@ -19,6 +19,7 @@ import (
 	execsink "github.com/les-streams/les/internal/sink/exec"
 	httpsink "github.com/les-streams/les/internal/sink/http"
 	"github.com/les-streams/les/internal/sink/influxdb"
+	otlpsink "github.com/les-streams/les/internal/sink/otlp"
 	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	"github.com/les-streams/les/internal/wire"
 )
@@ -94,7 +95,7 @@ type HTTPConfig struct {
 type ListenerConfig struct {
 	// Format: see the formats table in listeners.go.
 	Format string `yaml:"format"`
-	// Transport: tcp, udp or unixgram.
+	// Transport: tcp, udp or unixgram (otlp: http or grpc).
 	Transport string `yaml:"transport"`
 	// Address: host:port, or a path for unixgram.
 	Address string `yaml:"address"`
@@ -105,6 +106,9 @@ type ListenerConfig struct {
 	Readers int `yaml:"readers"`
 	// MaxConnections bounds open TCP connections (default 1024).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxBody (otlp) bounds a request body, decompressed (default
+	// agent.http.max_body).
+	MaxBody int64 `yaml:"max_body"`
 }
 
 // SinkConfig is one entry of `sinks:`: a durable consumer delivering to
@@ -130,6 +134,7 @@ type SinkConfig struct {
 	InfluxDB  *influxdb.Config     `yaml:"influxdb"`
 	HTTP      *httpsink.Config     `yaml:"http"`
 	Exec      *execsink.Config     `yaml:"exec"`
+	OTLP      *otlpsink.Config     `yaml:"otlp"`
 
 	// prometheus_remote_write: Prometheus, VictoriaMetrics, Mimir, …
 	PrometheusRemoteWrite *promrw.Config `yaml:"prometheus_remote_write"`
@@ -280,8 +285,8 @@ func (l *ListenerConfig) validate() error {
 	if _, ok := formats[l.Format]; !ok {
 		return fmt.Errorf("format %q is not one of %s", l.Format, strings.Join(formatNames(), ", "))
 	}
-	if l.MaxLine < 0 || l.MaxDatagram < 0 || l.Readers < 0 || l.MaxConnections < 0 {
-		return errors.New("max_line, max_datagram, readers and max_connections must not be negative")
+	if l.MaxLine < 0 || l.MaxDatagram < 0 || l.Readers < 0 || l.MaxConnections < 0 || l.MaxBody < 0 {
+		return errors.New("max_line, max_datagram, readers, max_connections and max_body must not be negative")
 	}
 	if l.Readers > 64 {
 		return fmt.Errorf("readers %d is more than 64", l.Readers)

@@ -14,7 +14,14 @@ import (
 type formatSpec struct {
 	transports []string
 	about      string
+	// newDecoder is nil for formats with their own protocol, which
+	// binders opens instead of a line or datagram socket.
 	newDecoder func(l ListenerConfig) ingest.Decoder
+}
+
+// binders open the listeners of formats that speak their own protocol.
+var binders = map[string]func(a *App, l ListenerConfig, b *ingest.Batcher) (runner, string, error){
+	"otlp": bindOTLP, // otlp.go
 }
 
 func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) ingest.Decoder {
@@ -38,6 +45,7 @@ var formats = map[string]formatSpec{
 	"trace":            {[]string{"tcp", "udp"}, "Wavefront span lines", wavefrontDecoder(wavefront.ModeTrace, model.WindowNone)},
 	"logs":             {[]string{"tcp", "udp"}, "log lines: NDJSON, Lambda text format or plain text (logintake.go)", logsDecoder},
 	"emf":              {[]string{"tcp", "udp"}, "CloudWatch Embedded Metric Format documents, one per line or datagram", emfDecoder},
+	"otlp":             {[]string{"http", "grpc"}, "OpenTelemetry OTLP/HTTP (protobuf, JSON) and OTLP/gRPC: metrics, logs, traces (otlp.go)", nil},
 	"statsd": {[]string{"udp", "unixgram"}, "StatsD and DogStatsD", func(l ListenerConfig) ingest.Decoder {
 		o := statsd.Options{}
 		if l.MaxLine > 0 {
@@ -73,6 +81,8 @@ func DefaultListeners() []ListenerConfig {
 	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
 	both("logs", "127.0.0.1:5170")
 	both("emf", "127.0.0.1:25888")
+	ls = append(ls, ListenerConfig{Format: "otlp", Transport: "http", Address: "127.0.0.1:4318"},
+		ListenerConfig{Format: "otlp", Transport: "grpc", Address: "127.0.0.1:4317"})
 	return ls
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/les-streams/les/internal/sink/file"
 	httpsink "github.com/les-streams/les/internal/sink/http"
 	"github.com/les-streams/les/internal/sink/influxdb"
+	otlpsink "github.com/les-streams/les/internal/sink/otlp"
 	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	wfsink "github.com/les-streams/les/internal/sink/wavefront"
 	"github.com/les-streams/les/internal/stream"
@@ -67,6 +68,7 @@ var sinkTypes = map[string]sinkType{
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return httpsink.New(*c.HTTP, d) }},
 	"exec": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Exec },
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return execsink.New(*c.Exec, d) }},
+	"otlp": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.OTLP }, concurrency: 4, build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return otlpsink.New(*c.OTLP, d) }},
 	"prometheus_remote_write": {signals: []string{"metrics", "distributions"}, settings: func(c *SinkConfig) any { return &c.PrometheusRemoteWrite }, perRecord: true, ordered: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return promrw.New(*c.PrometheusRemoteWrite, d) }},
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/embedded"
+	"github.com/les-streams/les/internal/stream/httpstream"
 	"github.com/les-streams/les/internal/stream/kafka"
 	"github.com/les-streams/les/internal/stream/kinesis"
 	"github.com/les-streams/les/internal/stream/natsjs"
@@ -19,21 +20,23 @@ import (
 // records, how many logical partitions they are spread over, and each
 // backend's settings under a key named like its kind.
 type StreamConfig struct {
-	// Kind is embedded (default), nats, kafka or kinesis.
+	// Kind is embedded (default), nats, kafka, kinesis or http (an
+	// agent-only kind: records are forwarded to a central les).
 	Kind string `yaml:"kind"`
 	// Partitions is the number of logical partitions records are spread
 	// over by series or source (docs/wire-format.md); consumers that split
 	// the work are assigned partitions. Default 1 for embedded, 8 for the
 	// others. Every producer of a stream must use the same number.
-	Partitions int             `yaml:"partitions"`
-	Embedded   embedded.Config `yaml:"embedded"`
-	NATS       natsjs.Config   `yaml:"nats"`
-	Kafka      kafka.Config    `yaml:"kafka"`
-	Kinesis    kinesis.Config  `yaml:"kinesis"`
+	Partitions int               `yaml:"partitions"`
+	Embedded   embedded.Config   `yaml:"embedded"`
+	NATS       natsjs.Config     `yaml:"nats"`
+	Kafka      kafka.Config      `yaml:"kafka"`
+	Kinesis    kinesis.Config    `yaml:"kinesis"`
+	HTTP       httpstream.Config `yaml:"http"`
 }
 
 // Kinds of stream, in the order `les config example` lists them.
-func streamKinds() []string { return []string{"embedded", "nats", "kafka", "kinesis"} }
+func streamKinds() []string { return []string{"embedded", "nats", "kafka", "kinesis", "http"} }
 
 func (c *Config) validateStream() []error {
 	s := &c.Stream
@@ -66,6 +69,8 @@ func (c *Config) validateStream() []error {
 		err = s.Kafka.Validate()
 	case "kinesis":
 		err = s.Kinesis.Validate()
+	case "http":
+		err = s.HTTP.Validate()
 	}
 	if err != nil {
 		errs = append(errs, c.errAt(err.Error(), "stream", s.Kind))
@@ -116,6 +121,9 @@ func ClientBackends() []Backend {
 			st, err := kinesis.Open(ctx, c.Kinesis, c.Partitions, kinesis.Deps{Log: d.Log, Metrics: d.Metrics})
 			return urlStream{st, "kinesis://" + c.Kinesis.Stream}, err
 		}},
+		{Kind: "http", Dir: "httpstream", Open: func(ctx context.Context, c *StreamConfig, d StreamDeps) (Stream, error) {
+			return httpstream.Open(ctx, c.HTTP, c.Partitions, httpstream.Deps{Log: d.Log, Metrics: d.Metrics})
+		}},
 	}
 }
 
@@ -131,6 +139,11 @@ func (u urlStream) ClientURL() string { return u.url }
 // openStream opens the configured stream with the first backend of kind.
 func (a *App) openStream(ctx context.Context) (Stream, error) {
 	c := &a.cfg.Stream
+	if c.Kind == "http" && a.consumers() {
+		// Located: the file and line of stream.kind.
+		return nil, a.cfg.errAt("kind http only forwards records to a central les and cannot be read back: "+
+			"run les agent with it, and point les up, les consume and les tail at the central les' stream", "stream", "kind")
+	}
 	for _, b := range a.backends {
 		if b.Kind == c.Kind {
 			st, err := b.Open(ctx, c, StreamDeps{Log: a.log, Metrics: a.reg, DataDir: a.cfg.DataDir})

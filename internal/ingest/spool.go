@@ -275,11 +275,16 @@ func (s *Spool) Replay(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = s.st.Publish(pctx, rec)
 		cancel()
-		if errors.Is(err, stream.ErrTooLarge) {
-			// It will never fit: keep it aside (for a person to look at)
-			// instead of blocking every record behind it.
-			s.log.Error("spool: record can never be published; moved aside", "file", f+".toolarge", "err", err)
-			if rerr := os.Rename(f, f+".toolarge"); rerr == nil {
+		if errors.Is(err, stream.ErrTooLarge) || errors.Is(err, stream.ErrRejected) {
+			// It will never fit, or the stream refuses it for good: keep
+			// it aside (for a person to look at) instead of blocking every
+			// record behind it.
+			ext := ".toolarge"
+			if !errors.Is(err, stream.ErrTooLarge) {
+				ext = ".rejected"
+			}
+			s.log.Error("spool: record can never be published; moved aside", "file", f+ext, "err", err)
+			if rerr := os.Rename(f, f+ext); rerr == nil {
 				s.size.Add(-int64(len(b)))
 			}
 			s.dropped.Inc()

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,12 +89,16 @@ func (s *tooLargeStream) Publish(ctx context.Context, recs ...stream.Record) err
 		if len(r.Data) > s.max {
 			return stream.ErrTooLarge
 		}
+		if len(r.Data) == 13 {
+			return fmt.Errorf("central les answered 400: %w", stream.ErrRejected)
+		}
 	}
 	return s.Stream.Publish(ctx, recs...)
 }
 
 // TestSpoolSkipsRecordsThatNeverFit: a spooled record the stream can never
-// take is moved aside and counted; the records behind it are replayed.
+// take (too large, or refused for good) is moved aside and counted; the
+// records behind it are replayed.
 func TestSpoolSkipsRecordsThatNeverFit(t *testing.T) {
 	real := openStream(t)
 	reg := selfmetric.New()
@@ -102,7 +107,7 @@ func TestSpoolSkipsRecordsThatNeverFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, n := range []int{10, 500, 20} {
+	for i, n := range []int{10, 500, 13, 20} {
 		if err := sp.Write(stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics, ID: fmt.Sprint("r", i), Data: make([]byte, n)}); err != nil {
 			t.Fatal(err)
 		}
@@ -113,12 +118,17 @@ func TestSpoolSkipsRecordsThatNeverFit(t *testing.T) {
 	if got := reg.Counter("les_stream_spool_replayed_records_total").Get(); got != 2 {
 		t.Fatalf("replayed %d records, want 2 (the small ones)", got)
 	}
-	if got := reg.Counter("les_stream_dropped_records_total").Get(); got != 1 {
-		t.Fatalf("dropped %d, want 1", got)
+	if got := reg.Counter("les_stream_dropped_records_total").Get(); got != 2 {
+		t.Fatalf("dropped %d, want 2", got)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 || !strings.HasSuffix(ents[0].Name(), ".toolarge") {
-		t.Fatalf("spool dir holds %v, want only the moved-aside record", ents)
+	var names []string
+	for _, e := range ents {
+		names = append(names, filepath.Ext(e.Name()))
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{".rejected", ".toolarge"}) {
+		t.Fatalf("spool dir holds %v, want only the two moved-aside records", ents)
 	}
 }
 

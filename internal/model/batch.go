@@ -13,9 +13,10 @@ type Reject struct {
 //
 // Items appended by a decoder may alias that decoder's input; Reset keeps the
 // capacity of every slice so a warm Batch decodes without allocating. Tags of
-// items are sub-slices of Arena (and centroids of CentroidArena): growing an
-// arena never invalidates tags already handed out, because the old backing
-// array stays reachable through them.
+// items are sub-slices of Arena (centroids of CentroidArena, span events and
+// links of EventArena and LinkArena): growing an arena never invalidates
+// slices already handed out, because the old backing array stays reachable
+// through them.
 type Batch struct {
 	Metrics []Metric
 	Dists   []Distribution
@@ -25,6 +26,9 @@ type Batch struct {
 
 	Arena         Tags
 	CentroidArena []Centroid
+	// EventArena and LinkArena hold the Events and Links of Spans.
+	EventArena []SpanEvent
+	LinkArena  []SpanLink
 }
 
 // Reset empties the batch and keeps its capacity.
@@ -42,6 +46,10 @@ func (b *Batch) Reset() {
 	clear(b.Arena)
 	b.Arena = b.Arena[:0]
 	b.CentroidArena = b.CentroidArena[:0]
+	clear(b.EventArena)
+	b.EventArena = b.EventArena[:0]
+	clear(b.LinkArena)
+	b.LinkArena = b.LinkArena[:0]
 }
 
 // Len is the number of accepted items in the batch.

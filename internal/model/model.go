@@ -203,6 +203,11 @@ type Log struct {
 }
 
 // Span is one operation of a trace. Times are Unix nanoseconds.
+//
+// Kind, StatusCode, StatusMessage, Events and Links are optional (zero for
+// spans from formats that have no such notion, e.g. Wavefront span lines).
+// Decoders put Events in Batch.EventArena and Links in Batch.LinkArena, and
+// their Attrs in Batch.Arena, like Tags.
 type Span struct {
 	Name     string
 	TraceID  string
@@ -212,6 +217,72 @@ type Span struct {
 	Duration int64
 	Source   string
 	Tags     Tags
+
+	Kind          SpanKind
+	StatusCode    StatusCode
+	StatusMessage string
+	Events        []SpanEvent
+	Links         []SpanLink
+}
+
+// Extended reports whether s carries any of the optional fields (kind,
+// status, events or links).
+func (s *Span) Extended() bool {
+	return s.Kind != SpanKindUnspecified || s.StatusCode != StatusUnset || s.StatusMessage != "" ||
+		len(s.Events) > 0 || len(s.Links) > 0
+}
+
+// SpanKind is the OpenTelemetry span kind; the values are OTLP's.
+type SpanKind uint8
+
+const (
+	SpanKindUnspecified SpanKind = iota
+	SpanKindInternal
+	SpanKindServer
+	SpanKindClient
+	SpanKindProducer
+	SpanKindConsumer
+)
+
+var spanKindNames = [...]string{"unspecified", "internal", "server", "client", "producer", "consumer"}
+
+func (k SpanKind) String() string {
+	if int(k) < len(spanKindNames) {
+		return spanKindNames[k]
+	}
+	return "unknown"
+}
+
+// StatusCode is the OpenTelemetry span status code; the values are OTLP's.
+type StatusCode uint8
+
+const (
+	StatusUnset StatusCode = iota
+	StatusOK
+	StatusError
+)
+
+var statusNames = [...]string{"unset", "ok", "error"}
+
+func (c StatusCode) String() string {
+	if int(c) < len(statusNames) {
+		return statusNames[c]
+	}
+	return "unknown"
+}
+
+// SpanEvent is a timestamped annotation of a span (a span log).
+type SpanEvent struct {
+	Name      string
+	Timestamp int64 // Unix nanoseconds
+	Attrs     Tags
+}
+
+// SpanLink points from a span to a span of another (or the same) trace.
+type SpanLink struct {
+	TraceID string
+	SpanID  string
+	Attrs   Tags
 }
 
 // IsFinite reports whether v is neither NaN nor ±Inf.

@@ -226,6 +226,13 @@ var ErrClosed = errors.New("stream: closed")
 
 // ErrTooLarge is returned by Publish for a record larger than the stream
 // accepts; retrying cannot help.
+//
+// ErrRejected is returned by Publish for a record the stream refuses for
+// good (a central les answering 400 to a forwarded record): sending it
+// again cannot succeed. Credentials refused are not ErrRejected — fixing
+// them makes the same record go through.
+var ErrRejected = errors.New("stream: record refused")
+
 var ErrTooLarge = errors.New("stream: record larger than the stream's maximum record size")
 
 // Origins of records.

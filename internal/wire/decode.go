@@ -44,7 +44,7 @@ func (d *Decoder) Decode(dst *model.Batch, rec []byte) (Header, error) {
 		return h, err
 	}
 	r := reader{b: body}
-	if err := r.items(dst, h.Signal, h.Count); err != nil {
+	if err := r.items(dst, h.Signal, h.Count, h.Version); err != nil {
 		return h, err
 	}
 	return h, nil
@@ -195,7 +195,53 @@ func (r *reader) tags(dst *model.Batch) model.Tags {
 	return dst.TagsSince(mark)
 }
 
-func (r *reader) items(dst *model.Batch, sig Signal, count uint32) error {
+// skipSpanV1 moves past one version-1 span item.
+func (r *reader) skipSpanV1() {
+	for range 5 { // name, trace_id, span_id, parent_id, source
+		r.bytes()
+	}
+	r.varint() // start
+	r.varint() // duration
+	n := r.count(2)
+	for i := 0; i < n && !r.bad; i++ {
+		r.bytes()
+		r.bytes()
+	}
+}
+
+// spanExt reads the version-2 tail of a span item into s; events and links
+// go to dst's arenas.
+func (r *reader) spanExt(dst *model.Batch, s *model.Span) {
+	s.Kind = model.SpanKind(r.byte())
+	s.StatusCode = model.StatusCode(r.byte())
+	s.StatusMessage = r.string()
+	if n := r.count(3); n > 0 {
+		start := len(dst.EventArena)
+		for j := 0; j < n && !r.bad; j++ {
+			var ev model.SpanEvent
+			ev.Name = r.string()
+			ev.Timestamp = r.varint()
+			ev.Attrs = r.tags(dst)
+			dst.EventArena = append(dst.EventArena, ev)
+		}
+		end := len(dst.EventArena)
+		s.Events = dst.EventArena[start:end:end]
+	}
+	if n := r.count(3); n > 0 {
+		start := len(dst.LinkArena)
+		for j := 0; j < n && !r.bad; j++ {
+			var l model.SpanLink
+			l.TraceID = r.string()
+			l.SpanID = r.string()
+			l.Attrs = r.tags(dst)
+			dst.LinkArena = append(dst.LinkArena, l)
+		}
+		end := len(dst.LinkArena)
+		s.Links = dst.LinkArena[start:end:end]
+	}
+}
+
+func (r *reader) items(dst *model.Batch, sig Signal, count uint32, version uint8) error {
 	for i := uint32(0); i < count; i++ {
 		switch sig {
 		case SignalMetrics:
@@ -255,6 +301,9 @@ func (r *reader) items(dst *model.Batch, sig Signal, count uint32) error {
 			s.Start = r.varint()
 			s.Duration = r.varint()
 			s.Tags = r.tags(dst)
+			if version >= Version2 {
+				r.spanExt(dst, &s)
+			}
 			dst.Spans = append(dst.Spans, s)
 		}
 		if r.bad {

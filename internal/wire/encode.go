@@ -21,6 +21,9 @@ type Encoder struct {
 	count  uint32
 	minT   int64
 	maxT   int64
+	// ext is set once a span with optional fields (model.Span.Extended)
+	// was appended: the body then holds version-2 span items.
+	ext bool
 }
 
 // NewEncoder returns an encoder for records of signal s.
@@ -40,6 +43,16 @@ func (e *Encoder) Reset() {
 	e.body = e.body[:0]
 	e.count = 0
 	e.minT, e.maxT = 0, 0
+	e.ext = false
+}
+
+// Version is the record version Finish writes: Version2 for a span record
+// holding a span with kind, status, events or links, else Version.
+func (e *Encoder) Version() uint8 {
+	if e.ext && e.signal == SignalSpans {
+		return Version2
+	}
+	return Version
 }
 
 func (e *Encoder) seen(ts int64) {
@@ -103,8 +116,13 @@ func (e *Encoder) AppendLog(l *model.Log) {
 	e.seen(l.Timestamp)
 }
 
-// AppendSpan appends s.
+// AppendSpan appends s. The first span with optional fields
+// (model.Span.Extended) switches the record to version 2: the spans already
+// appended are rewritten with empty optional fields.
 func (e *Encoder) AppendSpan(s *model.Span) {
+	if !e.ext && s.Extended() {
+		e.upgradeSpans()
+	}
 	b := appendString(e.body, s.Name)
 	b = appendString(b, s.TraceID)
 	b = appendString(b, s.SpanID)
@@ -113,8 +131,49 @@ func (e *Encoder) AppendSpan(s *model.Span) {
 	b = binary.AppendVarint(b, s.Start)
 	b = binary.AppendVarint(b, s.Duration)
 	b = appendTags(b, s.Tags)
+	if e.ext {
+		b = append(b, byte(s.Kind), byte(s.StatusCode))
+		b = appendString(b, s.StatusMessage)
+		b = binary.AppendUvarint(b, uint64(len(s.Events)))
+		for i := range s.Events {
+			ev := &s.Events[i]
+			b = appendString(b, ev.Name)
+			b = binary.AppendVarint(b, ev.Timestamp)
+			b = appendTags(b, ev.Attrs)
+		}
+		b = binary.AppendUvarint(b, uint64(len(s.Links)))
+		for i := range s.Links {
+			l := &s.Links[i]
+			b = appendString(b, l.TraceID)
+			b = appendString(b, l.SpanID)
+			b = appendTags(b, l.Attrs)
+		}
+	}
 	e.body = b
 	e.seen(s.Start)
+}
+
+// emptySpanExt is the version-2 tail of a span without optional fields:
+// kind, status code, status message, events and links all empty.
+var emptySpanExt = [5]byte{}
+
+// upgradeSpans rewrites the version-1 span items in the body as version-2
+// items. It writes a new buffer, so a copy of the Encoder taken before
+// (as Split keeps to undo an append) still sees its own bytes.
+func (e *Encoder) upgradeSpans() {
+	e.ext = true
+	if e.count == 0 || e.signal != SignalSpans {
+		return
+	}
+	out := make([]byte, 0, len(e.body)+len(emptySpanExt)*int(e.count)+256)
+	r := reader{b: e.body}
+	for i := uint32(0); i < e.count && !r.bad; i++ {
+		start := r.off
+		r.skipSpanV1()
+		out = append(out, e.body[start:r.off]...)
+		out = append(out, emptySpanExt[:]...)
+	}
+	e.body = out
 }
 
 // AppendBatch appends every item of b that belongs to this encoder's signal
@@ -149,7 +208,7 @@ func (e *Encoder) AppendBatch(b *model.Batch) int {
 // to dst and returns it. The encoder is unchanged; call Reset to reuse it.
 func (e *Encoder) Finish(dst []byte, producer, seq uint64, c Compression) ([]byte, error) {
 	h := Header{
-		Version: Version, Signal: e.signal, Encoding: EncodingLES, Compression: c,
+		Version: e.Version(), Signal: e.signal, Encoding: EncodingLES, Compression: c,
 		Producer: producer, Seq: seq, Count: e.count, MinTime: e.minT, MaxTime: e.maxT,
 	}
 	start := len(dst)

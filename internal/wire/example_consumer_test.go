@@ -165,6 +165,13 @@ func exampleBatch() *model.Batch {
 			{Name: "neg", TraceID: "t2", SpanID: "s2", Start: -1500, Duration: -7,
 				Tags: model.Tags{{Key: "__proto__", Value: "x"}, {Key: "constructor", Value: "y"}}},
 			{Name: "long", TraceID: "t3", SpanID: "s3", Start: 1, Duration: math.MaxInt64},
+			// Version 2 (OTLP spans): kind, status, events, links.
+			{Name: "otlp", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Start: 1700000000000000000,
+				Duration: 2000000, Source: "checkout", Kind: model.SpanKindServer, StatusCode: model.StatusError,
+				StatusMessage: "boom \"x\"", Events: []model.SpanEvent{{Name: "exception", Timestamp: 1700000000000000500,
+					Attrs: model.Tags{{Key: "exception.type", Value: "E"}}}},
+				Links: []model.SpanLink{{TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331"}}},
+			{Name: "kind", TraceID: "t5", SpanID: "s5", Kind: model.SpanKind(9), StatusCode: model.StatusCode(7)},
 		},
 	}
 }

@@ -38,7 +38,7 @@ func Split(batch *model.Batch, origin, aggOrigin string, maxBytes, partitions in
 			if e.Size() <= maxBytes || mark.count == 0 {
 				return
 			}
-			e.body, e.count, e.minT, e.maxT = e.body[:len(mark.body)], mark.count, mark.minT, mark.maxT
+			*e = mark // the body's bytes up to len(mark.body) are unchanged (see upgradeSpans)
 		}
 		e = NewEncoder(sig)
 		out = append(out, Part{Origin: o, Partition: p, Enc: e})

@@ -88,8 +88,17 @@ func (c Compression) String() string {
 	return "compression(" + strconv.Itoa(int(c)) + ")"
 }
 
-// Version is the header version this package writes.
-const Version = 1
+// Record layout versions. Version 2 differs from version 1 only in the
+// span item, which gains kind, status, events and links after its tags.
+// The encoder writes version 1 unless a span record holds a span with any
+// of those fields, so records without them stay readable by version-1
+// readers; the decoder reads both.
+const (
+	Version  = 1
+	Version2 = 2
+	// MaxVersion is the newest version this package reads.
+	MaxVersion = Version2
+)
 
 // HeaderSize is the length of the fixed record header.
 const HeaderSize = 48
@@ -151,7 +160,7 @@ func ParseHeader(rec []byte) (Header, error) {
 		return h, ErrMagic
 	}
 	h.Version = rec[4]
-	if h.Version != Version {
+	if h.Version < Version || h.Version > MaxVersion {
 		return h, fmt.Errorf("%w: %d", ErrVersion, h.Version)
 	}
 	h.Signal = Signal(rec[5])

@@ -54,7 +54,7 @@ func encodeAll(t testing.TB, b *model.Batch, c Compression) map[Signal][]byte {
 }
 
 var batchOpts = cmp.Options{
-	cmpopts.IgnoreFields(model.Batch{}, "Arena", "CentroidArena"),
+	cmpopts.IgnoreFields(model.Batch{}, "Arena", "CentroidArena", "EventArena", "LinkArena"),
 	cmpopts.EquateEmpty(),
 }
 
@@ -96,6 +96,21 @@ func cloneInPlace(b *model.Batch) {
 		s.Name, s.TraceID, s.SpanID, s.ParentID, s.Source = strings.Clone(s.Name), strings.Clone(s.TraceID),
 			strings.Clone(s.SpanID), strings.Clone(s.ParentID), strings.Clone(s.Source)
 		s.Tags = s.Tags.Clone()
+		s.StatusMessage = strings.Clone(s.StatusMessage)
+		if s.Events != nil {
+			evs := make([]model.SpanEvent, len(s.Events))
+			for j, ev := range s.Events {
+				evs[j] = model.SpanEvent{Name: strings.Clone(ev.Name), Timestamp: ev.Timestamp, Attrs: ev.Attrs.Clone()}
+			}
+			s.Events = evs
+		}
+		if s.Links != nil {
+			ls := make([]model.SpanLink, len(s.Links))
+			for j, l := range s.Links {
+				ls[j] = model.SpanLink{TraceID: strings.Clone(l.TraceID), SpanID: strings.Clone(l.SpanID), Attrs: l.Attrs.Clone()}
+			}
+			s.Links = ls
+		}
 	}
 }
 

@@ -14,7 +14,9 @@
 //	               avg, percentiles, centroids, correction
 //	log:           timestamp, source, request_id, level, message, attrs
 //	span:          name, trace_id, span_id, parent_id, timestamp, start,
-//	               duration_ms, source, tags
+//	               duration_ms, source, tags, and only for spans with a
+//	               kind, status, events or links (model.Span.Extended):
+//	               kind, status_code, status_message, events, links
 //
 // Timestamps are RFC 3339 in UTC with up to nine fractional digits
 // (time.RFC3339Nano, trailing zeros trimmed). Non-finite floats are null.
@@ -149,7 +151,10 @@ func AppendLog(dst []byte, l *model.Log, o Options) []byte {
 
 // AppendSpan appends s as one JSON object and '\n' to dst and returns the
 // extended slice. timestamp and start are both the span's start;
-// duration_ms is Duration in milliseconds (fractional).
+// duration_ms is Duration in milliseconds (fractional). A span with a kind,
+// status, events or links also gets kind and status_code (names such as
+// "server" and "error"), status_message, events
+// ([{"name","timestamp","attrs"}]) and links ([{"trace_id","span_id","attrs"}]).
 func AppendSpan(dst []byte, s *model.Span, o Options) []byte {
 	dst = appendHead(dst, "span", o)
 	dst = appendKey(dst, "name")
@@ -170,6 +175,46 @@ func AppendSpan(dst []byte, s *model.Span, o Options) []byte {
 	dst = AppendString(dst, s.Source)
 	dst = appendKey(dst, "tags")
 	dst = appendTags(dst, s.Tags)
+	if s.Extended() {
+		dst = appendKey(dst, "kind")
+		dst = AppendString(dst, s.Kind.String())
+		dst = appendKey(dst, "status_code")
+		dst = AppendString(dst, s.StatusCode.String())
+		dst = appendKey(dst, "status_message")
+		dst = AppendString(dst, s.StatusMessage)
+		dst = appendKey(dst, "events")
+		dst = append(dst, '[')
+		for i := range s.Events {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			ev := &s.Events[i]
+			dst = append(dst, `{"name":`...)
+			dst = AppendString(dst, ev.Name)
+			dst = appendKey(dst, "timestamp")
+			dst = AppendTime(dst, ev.Timestamp)
+			dst = appendKey(dst, "attrs")
+			dst = appendTags(dst, ev.Attrs)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+		dst = appendKey(dst, "links")
+		dst = append(dst, '[')
+		for i := range s.Links {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			l := &s.Links[i]
+			dst = append(dst, `{"trace_id":`...)
+			dst = AppendString(dst, l.TraceID)
+			dst = appendKey(dst, "span_id")
+			dst = AppendString(dst, l.SpanID)
+			dst = appendKey(dst, "attrs")
+			dst = appendTags(dst, l.Attrs)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}', '\n')
 }
 

@@ -222,3 +222,39 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	})
 }
+
+func TestSpanExtended(t *testing.T) {
+	s := model.Span{Name: "GET /", TraceID: "t1", SpanID: "s2", Start: ts, Duration: 2e6, Source: "svc",
+		Kind: model.SpanKindServer, StatusCode: model.StatusError, StatusMessage: "boom \"x\"",
+		Events: []model.SpanEvent{{Name: "exception", Timestamp: ts + 1000, Attrs: model.Tags{{Key: "exception.type", Value: "E"}}}},
+		Links:  []model.SpanLink{{TraceID: "t9", SpanID: "s9", Attrs: model.Tags{{Key: "k", Value: "v"}}}, {TraceID: "t8", SpanID: "s8"}}}
+	line := AppendSpan(nil, &s, Options{})
+	got := decode(t, line)
+	want := map[string]any{
+		"type": "span", "name": "GET /", "trace_id": "t1", "span_id": "s2", "parent_id": "",
+		"timestamp": "2026-11-22T03:04:05.123456789Z", "start": "2026-11-22T03:04:05.123456789Z",
+		"duration_ms": 2.0, "source": "svc", "tags": map[string]any{},
+		"kind": "server", "status_code": "error", "status_message": "boom \"x\"",
+		"events": []any{map[string]any{"name": "exception", "timestamp": "2026-11-22T03:04:05.123457789Z",
+			"attrs": map[string]any{"exception.type": "E"}}},
+		"links": []any{
+			map[string]any{"trace_id": "t9", "span_id": "s9", "attrs": map[string]any{"k": "v"}},
+			map[string]any{"trace_id": "t8", "span_id": "s8", "attrs": map[string]any{}},
+		},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("-want +got\n%s", d)
+	}
+	if !strings.Contains(string(line), `"tags":{},"kind":"server","status_code":"error","status_message"`) {
+		t.Errorf("field order: %s", line)
+	}
+	// A span with no optional field prints none of them.
+	plain := model.Span{Name: "p"}
+	if l := string(AppendSpan(nil, &plain, Options{})); strings.Contains(l, `"kind"`) || strings.Contains(l, `"events"`) {
+		t.Errorf("plain span has optional fields: %s", l)
+	}
+	buf := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(100, func() { _ = AppendSpan(buf[:0], &s, Options{}) }); n != 0 {
+		t.Errorf("allocs per run = %v, want 0", n)
+	}
+}
