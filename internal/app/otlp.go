@@ -5,6 +5,7 @@ import (
 
 	"github.com/les-streams/les/internal/format/otlp"
 	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/ingest/otlpin"
 )
 
 // OTLP listeners (format otlp, transport http or grpc): the OpenTelemetry
@@ -28,7 +29,7 @@ func (a *App) otlpDeltas() *otlp.Deltas {
 
 func bindOTLP(a *App, l ListenerConfig, b *ingest.Batcher) (runner, string, error) {
 	hc := a.cfg.Agent.HTTP
-	cfg := ingest.OTLPConfig{Address: l.Address, Token: hc.Token, MaxBody: hc.MaxBody, MaxConcurrent: hc.MaxConcurrent}
+	cfg := otlpin.Config{Address: l.Address, Token: hc.Token, MaxBody: hc.MaxBody, MaxConcurrent: hc.MaxConcurrent}
 	if l.MaxBody > 0 {
 		cfg.MaxBody = l.MaxBody
 	}
@@ -36,13 +37,13 @@ func bindOTLP(a *App, l ListenerConfig, b *ingest.Batcher) (runner, string, erro
 	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{}, deltas) }
 	in := ingest.NewIntake("otlp", l.Transport, b, a.reg)
 	if l.Transport == "grpc" {
-		s, err := ingest.ListenOTLPGRPC(cfg, in, newDec, b, a.log)
+		s, err := otlpin.ListenGRPC(cfg, in, newDec, b, a.log)
 		if err != nil {
 			return nil, "", err
 		}
 		return s, s.Addr().String(), nil
 	}
-	s, err := ingest.ListenOTLPHTTP(cfg, in, newDec, b, a.log)
+	s, err := otlpin.ListenHTTP(cfg, in, newDec, b, a.log)
 	if err != nil {
 		return nil, "", err
 	}

@@ -105,6 +105,9 @@ type Batcher struct {
 	// and have not queued them yet; the drain waits for them before it
 	// closes the queue.
 	sending sync.WaitGroup
+	// unsettled counts batches cut and not yet published, spooled or
+	// lost (Settle waits for it; settle.go).
+	unsettled settler
 
 	publishedRecords *metrics.Counter
 	publishedBytes   *metrics.Counter
@@ -245,6 +248,7 @@ func (b *Batcher) cutIfFull(full []sealed, ob *openBatch) []sealed {
 	}
 	full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 	ob.enc = nil
+	b.unsettled.add(1)
 	return full
 }
 
@@ -301,6 +305,7 @@ func (b *Batcher) cut(age time.Duration) []sealed {
 		if ob.enc != nil && ob.enc.Count() > 0 && now.Sub(ob.opened) >= age {
 			full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 			ob.enc = nil
+			b.unsettled.add(1)
 		}
 	}
 	return full
@@ -383,6 +388,7 @@ func (b *Batcher) publishLoop(ctx context.Context) {
 		}
 		s.enc.Reset()
 		b.pool.Put(s.enc)
+		b.unsettled.done()
 	}
 }
 

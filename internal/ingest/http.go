@@ -92,7 +92,7 @@ func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if maxBody <= 0 {
 		maxBody = 16 << 20
 	}
-	body, reason, err := readBody(r, maxBody)
+	body, reason, err := ReadBody(r, maxBody)
 	if err != nil {
 		f.Intake.Reject(reason)
 		status := http.StatusBadRequest
@@ -145,9 +145,9 @@ func writeSummary(w io.Writer, b *model.Batch) {
 	_, _ = io.WriteString(w, sb.String())
 }
 
-// readBody reads the request body, gunzipping it when it says (or looks
+// ReadBody reads the request body, gunzipping it when it says (or looks
 // like) gzip, and bounds it.
-func readBody(r *http.Request, maxBody int64) ([]byte, string, error) {
+func ReadBody(r *http.Request, maxBody int64) ([]byte, string, error) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return nil, "read_error", fmt.Errorf("read body: %w", err)

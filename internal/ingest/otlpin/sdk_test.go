@@ -1,4 +1,4 @@
-package ingest
+package otlpin
 
 import (
 	"context"
@@ -27,6 +27,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/les-streams/les/internal/format/otlp"
+	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream/mem"
@@ -49,18 +50,18 @@ func startOTLP(t *testing.T, token string) *otlpRig {
 	st := mem.New(mem.NewStore(), mem.Config{Partitions: 1, MaxRecordBytes: 8 << 20})
 	reg := selfmetric.New()
 	log := slog.New(slog.DiscardHandler)
-	b, err := NewBatcher(BatchConfig{FlushInterval: time.Hour}, st, reg, log)
+	b, err := ingest.NewBatcher(ingest.BatchConfig{FlushInterval: time.Hour}, st, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deltas := otlp.NewDeltas(otlp.DeltasConfig{Since: time.Now().UnixNano()})
 	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{}, deltas) }
-	cfg := OTLPConfig{Address: "127.0.0.1:0", Token: token, MaxBody: 1 << 20}
-	hs, err := ListenOTLPHTTP(cfg, NewIntake("otlp", "http", b, reg), newDec, b, log)
+	cfg := Config{Address: "127.0.0.1:0", Token: token, MaxBody: 1 << 20}
+	hs, err := ListenHTTP(cfg, ingest.NewIntake("otlp", "http", b, reg), newDec, b, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := ListenOTLPGRPC(cfg, NewIntake("otlp", "grpc", b, reg), newDec, b, log)
+	gs, err := ListenGRPC(cfg, ingest.NewIntake("otlp", "grpc", b, reg), newDec, b, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ingest
+package otlpin
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/les-streams/les/internal/ingest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -112,10 +113,10 @@ func TestOTLPHTTPPartialSuccessAndBadInput(t *testing.T) {
 		reason                  string
 	}{
 		{"truncated", "/v1/metrics", "application/x-protobuf", "", pb[:len(pb)-2], 400, ReasonOTLPPayload},
-		{"oversized", "/v1/metrics", "application/x-protobuf", "", make([]byte, 2<<20), 413, ReasonBodyTooLarge},
+		{"oversized", "/v1/metrics", "application/x-protobuf", "", make([]byte, 2<<20), 413, ingest.ReasonBodyTooLarge},
 		{"media type", "/v1/metrics", "text/plain", "", pb, 415, ReasonOTLPMediaType},
 		{"encoding", "/v1/metrics", "application/x-protobuf", "br", pb, 415, ReasonOTLPMediaType},
-		{"bad gzip", "/v1/metrics", "application/x-protobuf", "gzip", pb, 400, ReasonBadGzip},
+		{"bad gzip", "/v1/metrics", "application/x-protobuf", "gzip", pb, 400, ingest.ReasonBadGzip},
 		{"unknown path", "/v2/metrics", "application/x-protobuf", "", pb, 404, ""},
 	} {
 		resp, out := post(t, "http://"+rig.httpAddr+c.path, c.ctype, c.cenc, c.body)

@@ -1,4 +1,10 @@
-package ingest
+// Package otlpin serves OTLP intake: OTLP/HTTP (protobuf and JSON, gzip)
+// and OTLP/gRPC listeners that decode export requests with
+// internal/format/otlp, publish the items durably through the batcher and
+// answer Export*ServiceResponse with partial success. It is a package of
+// its own so that binaries without OTLP intake (the Lambda extension) do
+// not link pdata and gRPC.
+package otlpin
 
 import (
 	"context"
@@ -25,11 +31,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/les-streams/les/internal/format/otlp"
+	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
 )
 
-// OTLPConfig configures an OTLP listener (HTTP or gRPC).
-type OTLPConfig struct {
+// Config configures an OTLP listener (HTTP or gRPC).
+type Config struct {
 	Address string
 	// Token, when set, is required as "Authorization: Bearer <token>" (or
 	// X-AUTH-TOKEN, and on HTTP ?t= / ?token=), as on the les HTTP intake.
@@ -45,7 +52,7 @@ type OTLPConfig struct {
 	ShutdownTimeout time.Duration
 }
 
-func (c *OTLPConfig) defaults() {
+func (c *Config) defaults() {
 	if c.MaxBody <= 0 {
 		c.MaxBody = 16 << 20
 	}
@@ -57,8 +64,8 @@ func (c *OTLPConfig) defaults() {
 	}
 }
 
-// Whole-request rejections of OTLP listeners (besides ReasonBodyTooLarge
-// and ReasonBadGzip).
+// Whole-request rejections of OTLP listeners (besides ingest.ReasonBodyTooLarge
+// and ingest.ReasonBadGzip).
 const (
 	ReasonOTLPPayload   = otlp.ReasonPayloadInvalid
 	ReasonOTLPMediaType = otlp.ReasonUnsupportedMedia
@@ -67,16 +74,16 @@ const (
 // otlpCore is what the HTTP and gRPC listeners share: decoders, intake,
 // batcher and the concurrency limit.
 type otlpCore struct {
-	cfg     OTLPConfig
-	intake  *Intake
-	batcher *Batcher
+	cfg     Config
+	intake  *ingest.Intake
+	batcher *ingest.Batcher
 	newDec  func() *otlp.Decoder
 	pool    sync.Pool
 	slots   chan struct{}
 	log     *slog.Logger
 }
 
-func newOTLPCore(cfg OTLPConfig, in *Intake, newDec func() *otlp.Decoder, b *Batcher, log *slog.Logger) *otlpCore {
+func newOTLPCore(cfg Config, in *ingest.Intake, newDec func() *otlp.Decoder, b *ingest.Batcher, log *slog.Logger) *otlpCore {
 	cfg.defaults()
 	return &otlpCore{cfg: cfg, intake: in, batcher: b, newDec: newDec, slots: make(chan struct{}, cfg.MaxConcurrent), log: log}
 }
@@ -118,32 +125,32 @@ func (c *otlpCore) deliver(ctx context.Context, batch *model.Batch) error {
 	return c.batcher.PublishNow(ctx, batch)
 }
 
-// OTLPHTTP serves OTLP/HTTP: POST /v1/metrics, /v1/logs and /v1/traces
+// HTTPServer serves OTLP/HTTP: POST /v1/metrics, /v1/logs and /v1/traces
 // with protobuf or JSON bodies, optionally gzip-compressed.
-type OTLPHTTP struct {
+type HTTPServer struct {
 	core *otlpCore
 	ln   net.Listener
 	srv  *http.Server
 }
 
-// ListenOTLPHTTP binds cfg.Address; Run serves it.
-func ListenOTLPHTTP(cfg OTLPConfig, in *Intake, newDec func() *otlp.Decoder, b *Batcher, log *slog.Logger) (*OTLPHTTP, error) {
+// ListenHTTP binds cfg.Address; Run serves it.
+func ListenHTTP(cfg Config, in *ingest.Intake, newDec func() *otlp.Decoder, b *ingest.Batcher, log *slog.Logger) (*HTTPServer, error) {
 	ln, err := net.Listen("tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen otlp http %s: %w", cfg.Address, err)
 	}
-	s := &OTLPHTTP{core: newOTLPCore(cfg, in, newDec, b, log), ln: ln}
+	s := &HTTPServer{core: newOTLPCore(cfg, in, newDec, b, log), ln: ln}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		IdleTimeout: 2 * time.Minute}
 	return s, nil
 }
 
 // Addr is the bound address.
-func (s *OTLPHTTP) Addr() net.Addr { return s.ln.Addr() }
+func (s *HTTPServer) Addr() net.Addr { return s.ln.Addr() }
 
 // Run serves until ctx ends, then waits (up to ShutdownTimeout) for
 // requests in flight. With ctx already done it just closes the socket.
-func (s *OTLPHTTP) Run(ctx context.Context) error {
+func (s *HTTPServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {
@@ -162,7 +169,7 @@ func (s *OTLPHTTP) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *OTLPHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var sig otlp.Signal
 	switch r.URL.Path {
 	case "/v1/metrics":
@@ -182,7 +189,7 @@ func (s *OTLPHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.core
-	if !Authorized(r, c.cfg.Token) {
+	if !ingest.Authorized(r, c.cfg.Token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
 		writeOTLPError(w, enc, http.StatusUnauthorized, codes.Unauthenticated, "missing or wrong bearer token")
 		return
@@ -199,11 +206,11 @@ func (s *OTLPHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.release()
-	body, reason, err := readBody(r, c.cfg.MaxBody)
+	body, reason, err := ingest.ReadBody(r, c.cfg.MaxBody)
 	if err != nil {
 		c.intake.Reject(reason)
 		status := http.StatusBadRequest
-		if reason == ReasonBodyTooLarge {
+		if reason == ingest.ReasonBodyTooLarge {
 			status = http.StatusRequestEntityTooLarge
 		}
 		writeOTLPError(w, enc, status, codes.InvalidArgument, err.Error())
@@ -286,20 +293,20 @@ func writeOTLPError(w http.ResponseWriter, enc otlp.Encoding, httpStatus int, co
 	_, _ = w.Write(body)
 }
 
-// OTLPGRPC serves the OTLP/gRPC metrics, logs and trace services.
-type OTLPGRPC struct {
+// GRPCServer serves the OTLP/gRPC metrics, logs and trace services.
+type GRPCServer struct {
 	core *otlpCore
 	ln   net.Listener
 	srv  *grpc.Server
 }
 
-// ListenOTLPGRPC binds cfg.Address; Run serves it.
-func ListenOTLPGRPC(cfg OTLPConfig, in *Intake, newDec func() *otlp.Decoder, b *Batcher, log *slog.Logger) (*OTLPGRPC, error) {
+// ListenGRPC binds cfg.Address; Run serves it.
+func ListenGRPC(cfg Config, in *ingest.Intake, newDec func() *otlp.Decoder, b *ingest.Batcher, log *slog.Logger) (*GRPCServer, error) {
 	ln, err := net.Listen("tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen otlp grpc %s: %w", cfg.Address, err)
 	}
-	s := &OTLPGRPC{core: newOTLPCore(cfg, in, newDec, b, log), ln: ln}
+	s := &GRPCServer{core: newOTLPCore(cfg, in, newDec, b, log), ln: ln}
 	s.srv = grpc.NewServer(grpc.MaxRecvMsgSize(int(s.core.cfg.MaxBody)), grpc.UnaryInterceptor(s.intercept))
 	pmetricotlp.RegisterGRPCServer(s.srv, &grpcMetrics{s: s})
 	plogotlp.RegisterGRPCServer(s.srv, &grpcLogs{s: s})
@@ -308,11 +315,11 @@ func ListenOTLPGRPC(cfg OTLPConfig, in *Intake, newDec func() *otlp.Decoder, b *
 }
 
 // Addr is the bound address.
-func (s *OTLPGRPC) Addr() net.Addr { return s.ln.Addr() }
+func (s *GRPCServer) Addr() net.Addr { return s.ln.Addr() }
 
 // Run serves until ctx ends, then stops gracefully (forcibly after
 // ShutdownTimeout). With ctx already done it just closes the socket.
-func (s *OTLPGRPC) Run(ctx context.Context) error {
+func (s *GRPCServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {
@@ -337,7 +344,7 @@ func (s *OTLPGRPC) Run(ctx context.Context) error {
 }
 
 // intercept checks the token and takes a request slot.
-func (s *OTLPGRPC) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+func (s *GRPCServer) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if tok := s.core.cfg.Token; tok != "" {
 		md, _ := metadata.FromIncomingContext(ctx)
 		got := first(md.Get("x-auth-token"))
@@ -364,7 +371,7 @@ func first(v []string) string {
 
 // export maps one request with fn and publishes it; it returns the
 // number of rejected items and their message.
-func (s *OTLPGRPC) export(ctx context.Context, fn func(d *otlp.Decoder, b *model.Batch, now int64)) (int, string, error) {
+func (s *GRPCServer) export(ctx context.Context, fn func(d *otlp.Decoder, b *model.Batch, now int64)) (int, string, error) {
 	c := s.core
 	dec := c.decoder()
 	defer c.pool.Put(dec)
@@ -378,7 +385,7 @@ func (s *OTLPGRPC) export(ctx context.Context, fn func(d *otlp.Decoder, b *model
 
 type grpcMetrics struct {
 	pmetricotlp.UnimplementedGRPCServer
-	s *OTLPGRPC
+	s *GRPCServer
 }
 
 func (g *grpcMetrics) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
@@ -393,7 +400,7 @@ func (g *grpcMetrics) Export(ctx context.Context, req pmetricotlp.ExportRequest)
 
 type grpcLogs struct {
 	plogotlp.UnimplementedGRPCServer
-	s *OTLPGRPC
+	s *GRPCServer
 }
 
 func (g *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
@@ -408,7 +415,7 @@ func (g *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plog
 
 type grpcTraces struct {
 	ptraceotlp.UnimplementedGRPCServer
-	s *OTLPGRPC
+	s *GRPCServer
 }
 
 func (g *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {

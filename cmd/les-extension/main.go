@@ -1,0 +1,38 @@
+// Command les-extension is les as an AWS Lambda extension: the file
+// extensions/les of the layer zips scripts/layer.sh builds. It listens on
+// loopback for what the function emits (Wavefront, StatsD, EMF, logs),
+// takes Lambda's Telemetry API records, and publishes to the stream named
+// by LES_STREAM or LES_CONFIG. Build it with -tags kinesislite (the
+// Kinesis client without the SDK's config chain) to keep it under 10 MB;
+// see docs/adr/0005-lambda-extension.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/les-streams/les/internal/lambda/extension"
+)
+
+var version = "dev"
+
+func main() {
+	started := time.Now()
+	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		fmt.Println("les-extension", version)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Lambda registers an extension under its file name.
+	err := extension.Run(ctx, extension.Options{Name: filepath.Base(os.Args[0]), Started: started})
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,44 @@
+//go:build les_kafka
+
+package extension
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/kafka"
+)
+
+// addKafka offers stream kind kafka (build tag les_kafka; ADR 0005).
+func addKafka(m map[string]backend) {
+	cfgOf := func(s *StreamConfig) (kafka.Config, error) {
+		var c kafka.Config
+		if s.Kafka.Kind != 0 {
+			if err := s.Kafka.Decode(&c); err != nil {
+				return c, err
+			}
+		}
+		if u := s.kafkaURL; u != nil {
+			c.Brokers = strings.Split(u.Host, ",")
+			if p := strings.Trim(u.Path, "/"); p != "" {
+				c.TopicPrefix = p
+			}
+		}
+		if len(c.Brokers) == 0 {
+			return c, errors.New("stream.kafka.brokers is required")
+		}
+		return c, c.Validate()
+	}
+	m["kafka"] = backend{
+		validate: func(s *StreamConfig) error { _, err := cfgOf(s); return err },
+		open: func(ctx context.Context, s *StreamConfig, d streamDeps) (stream.Stream, error) {
+			c, err := cfgOf(s)
+			if err != nil {
+				return nil, err
+			}
+			return kafka.Open(ctx, c, s.Partitions, kafka.Deps{Log: d.Log, Metrics: d.Metrics})
+		},
+	}
+}

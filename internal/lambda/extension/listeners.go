@@ -1,0 +1,166 @@
+package extension
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/les-streams/les/internal/format/emf"
+	"github.com/les-streams/les/internal/format/logline"
+	"github.com/les-streams/les/internal/format/statsd"
+	"github.com/les-streams/les/internal/format/wavefront"
+	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
+)
+
+// ListenerConfig is one socket; the fields and their YAML keys are those
+// of agent.listeners in les.yaml.
+type ListenerConfig struct {
+	Format         string `yaml:"format"`
+	Transport      string `yaml:"transport"`
+	Address        string `yaml:"address"`
+	MaxLine        int    `yaml:"max_line"`
+	MaxDatagram    int    `yaml:"max_datagram"`
+	Readers        int    `yaml:"readers"`
+	MaxConnections int    `yaml:"max_connections"`
+}
+
+// formatSpec is one listener format: its transports and a decoder
+// factory given the default source (the function name).
+type formatSpec struct {
+	transports []string
+	newDecoder func(l ListenerConfig, source string) ingest.Decoder
+}
+
+// Formats is the table of listener formats the extension offers. It
+// mirrors the table in internal/app/listeners.go (the formats of les up
+// and les agent; a test in internal/app checks that they agree) without
+// linking internal/app, whose consumers, sinks and query half the
+// extension must not carry (ADR 0005). The only difference: every
+// decoder's default source is the function name.
+func formats() map[string]formatSpec {
+	wf := func(mode wavefront.Mode, w model.Window) func(ListenerConfig, string) ingest.Decoder {
+		return func(l ListenerConfig, src string) ingest.Decoder {
+			return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: w, MaxLineLen: l.MaxLine, DefaultSource: src})
+		}
+	}
+	both := []string{"tcp", "udp"}
+	return map[string]formatSpec{
+		"wavefront":        {both, wf(wavefront.ModeMetrics, model.WindowNone)},
+		"histogram_minute": {both, wf(wavefront.ModeSample, model.WindowMinute)},
+		"histogram_hour":   {both, wf(wavefront.ModeSample, model.WindowHour)},
+		"histogram_day":    {both, wf(wavefront.ModeSample, model.WindowDay)},
+		"distribution":     {both, wf(wavefront.ModeDistOnly, model.WindowNone)},
+		"trace":            {both, wf(wavefront.ModeTrace, model.WindowNone)},
+		"logs": {both, func(l ListenerConfig, src string) ingest.Decoder {
+			return logline.NewDecoder(logline.Options{MaxLineLen: l.MaxLine, DefaultSource: src})
+		}},
+		"emf": {both, func(_ ListenerConfig, src string) ingest.Decoder {
+			return &emfLineDecoder{d: emf.Decoder{DefaultSource: src}}
+		}},
+		"statsd": {[]string{"udp", "unixgram"}, func(l ListenerConfig, src string) ingest.Decoder {
+			return statsdGauges{statsd.NewDecoder(statsd.Options{MaxLineLen: l.MaxLine, DefaultSource: src})}
+		}},
+	}
+}
+
+// FormatTransports lists each format with its transports (for the test
+// that compares the table with internal/app's).
+func FormatTransports() map[string][]string {
+	out := map[string][]string{}
+	for k, v := range formats() {
+		out[k] = slices.Clone(v.transports)
+	}
+	return out
+}
+
+// DefaultListeners are the sockets of les up, all on loopback:
+// Wavefront 2878, distributions 40000, histogram ports 40001–40003,
+// traces 30000, StatsD 8125, logs 5170 and EMF 25888.
+func DefaultListeners() []ListenerConfig {
+	var ls []ListenerConfig
+	both := func(format, addr string) {
+		ls = append(ls, ListenerConfig{Format: format, Transport: "tcp", Address: addr},
+			ListenerConfig{Format: format, Transport: "udp", Address: addr})
+	}
+	both("wavefront", "127.0.0.1:2878")
+	both("distribution", "127.0.0.1:40000")
+	both("histogram_minute", "127.0.0.1:40001")
+	both("histogram_hour", "127.0.0.1:40002")
+	both("histogram_day", "127.0.0.1:40003")
+	both("trace", "127.0.0.1:30000")
+	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
+	both("logs", "127.0.0.1:5170")
+	both("emf", "127.0.0.1:25888")
+	return ls
+}
+
+func validateListener(l ListenerConfig) error {
+	spec, ok := formats()[l.Format]
+	if !ok {
+		return fmt.Errorf("listener format %q is not one of %v", l.Format, sortedKeys(formats()))
+	}
+	if !slices.Contains(spec.transports, l.Transport) {
+		return fmt.Errorf("listener %s: transport %q is not one of %v", l.Format, l.Transport, spec.transports)
+	}
+	if l.Address == "" {
+		return fmt.Errorf("listener %s/%s: address is required", l.Format, l.Transport)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// runner is a bound listener.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// bind opens one listener socket feeding b.
+func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger) (runner, string, error) {
+	spec := formats()[l.Format]
+	newDec := func() ingest.Decoder { return spec.newDecoder(l, source) }
+	in := ingest.NewIntake(l.Format, l.Transport, b, reg)
+	if l.Transport == "tcp" {
+		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}, in, newDec, log)
+		if err != nil {
+			return nil, "", err
+		}
+		return t, t.Addr().String(), nil
+	}
+	u, err := ingest.ListenUDP(ingest.UDPConfig{Address: l.Address, Network: l.Transport, Readers: l.Readers, MaxDatagram: l.MaxDatagram}, in, newDec, reg, log)
+	if err != nil {
+		return nil, "", err
+	}
+	return u, u.Addr().String(), nil
+}
+
+// emfLineDecoder: every line (TCP) or datagram (UDP) is one EMF document.
+type emfLineDecoder struct{ d emf.Decoder }
+
+func (e *emfLineDecoder) Decode(dst *model.Batch, payload []byte, _ int64) {
+	_ = e.d.Decode(dst, payload) // rejects are in dst
+}
+
+// statsdGauges marks StatsD gauges for aggregation, as les up does
+// (internal/app/listeners.go): later +/- deltas modify them.
+type statsdGauges struct{ *statsd.Decoder }
+
+func (d statsdGauges) Decode(dst *model.Batch, payload []byte, now int64) {
+	start := len(dst.Metrics)
+	d.Decoder.Decode(dst, payload, now)
+	for i := start; i < len(dst.Metrics); i++ {
+		if m := &dst.Metrics[i]; m.Kind == model.Gauge {
+			m.Window = model.WindowMinute
+		}
+	}
+}
