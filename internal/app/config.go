@@ -16,9 +16,11 @@ import (
 	"github.com/les-streams/les/internal/config"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/sink"
+	datadogsink "github.com/les-streams/les/internal/sink/datadog"
 	execsink "github.com/les-streams/les/internal/sink/exec"
 	httpsink "github.com/les-streams/les/internal/sink/http"
 	"github.com/les-streams/les/internal/sink/influxdb"
+	lokisink "github.com/les-streams/les/internal/sink/loki"
 	otlpsink "github.com/les-streams/les/internal/sink/otlp"
 	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	"github.com/les-streams/les/internal/wire"
@@ -138,6 +140,10 @@ type SinkConfig struct {
 
 	// prometheus_remote_write: Prometheus, VictoriaMetrics, Mimir, …
 	PrometheusRemoteWrite *promrw.Config `yaml:"prometheus_remote_write"`
+	// loki: Grafana Loki's push API
+	Loki *lokisink.Config `yaml:"loki"`
+	// datadog: series, sketches and logs APIs
+	Datadog *datadogsink.Config `yaml:"datadog"`
 }
 
 // SinkBatchConfig is a sink's `batch:` block.

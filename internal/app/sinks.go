@@ -10,11 +10,13 @@ import (
 
 	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/sink"
+	datadogsink "github.com/les-streams/les/internal/sink/datadog"
 	"github.com/les-streams/les/internal/sink/discard"
 	execsink "github.com/les-streams/les/internal/sink/exec"
 	"github.com/les-streams/les/internal/sink/file"
 	httpsink "github.com/les-streams/les/internal/sink/http"
 	"github.com/les-streams/les/internal/sink/influxdb"
+	lokisink "github.com/les-streams/les/internal/sink/loki"
 	otlpsink "github.com/les-streams/les/internal/sink/otlp"
 	promrw "github.com/les-streams/les/internal/sink/prometheus_remote_write"
 	wfsink "github.com/les-streams/les/internal/sink/wavefront"
@@ -71,6 +73,10 @@ var sinkTypes = map[string]sinkType{
 	"otlp": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.OTLP }, concurrency: 4, build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return otlpsink.New(*c.OTLP, d) }},
 	"prometheus_remote_write": {signals: []string{"metrics", "distributions"}, settings: func(c *SinkConfig) any { return &c.PrometheusRemoteWrite }, perRecord: true, ordered: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return promrw.New(*c.PrometheusRemoteWrite, d) }},
+	"loki": {signals: []string{"logs"}, settings: func(c *SinkConfig) any { return &c.Loki }, ordered: true, concurrency: 4,
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return lokisink.New(*c.Loki, d) }},
+	"datadog": {signals: []string{"metrics", "distributions", "logs"}, settings: func(c *SinkConfig) any { return &c.Datadog },
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return datadogsink.New(*c.Datadog, d) }},
 }
 
 // sinkTypeNames lists the table's keys, sorted, for error messages.
