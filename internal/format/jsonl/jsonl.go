@@ -310,7 +310,12 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 // characters are escaped, invalid UTF-8 bytes become \ufffd, and U+2028 and
 // U+2029 are escaped.
 func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
+	return append(AppendStringContent(append(dst, '"'), s), '"')
+}
+
+// AppendStringContent appends s escaped as AppendString does, without the
+// quotes (for building one JSON string from several parts).
+func AppendStringContent(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
@@ -352,6 +357,5 @@ func AppendString(dst []byte, s string) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 )
 
@@ -265,7 +266,7 @@ func (e *encoder) point(source string, tags model.Tags, typ int, ts int64, v flo
 		buf = append(buf, "]]"...)
 		if source != "" && !e.opt.sourceAsTag {
 			buf = append(buf, `,"host":`...)
-			buf = appendJSONString(buf, source)
+			buf = jsonl.AppendString(buf, source)
 		}
 	} else {
 		buf = append(buf, `","type":`...)
@@ -277,7 +278,7 @@ func (e *encoder) point(source string, tags model.Tags, typ int, ts int64, v flo
 		buf = append(buf, "}]"...)
 		if source != "" && !e.opt.sourceAsTag {
 			buf = append(buf, `,"resources":[{"name":`...)
-			buf = appendJSONString(buf, source)
+			buf = jsonl.AppendString(buf, source)
 			buf = append(buf, `,"type":"host"}]`...)
 		}
 	}
@@ -315,9 +316,9 @@ func (e *encoder) appendTags(buf []byte, source string, tags model.Tags) []byte 
 		}
 		n++
 		buf = append(buf, '"')
-		buf = appendJSONContent(buf, k)
+		buf = jsonl.AppendStringContent(buf, k)
 		if v != "" {
-			buf = appendJSONContent(append(buf, ':'), v)
+			buf = jsonl.AppendStringContent(append(buf, ':'), v)
 		}
 		buf = append(buf, '"')
 	})
@@ -345,9 +346,9 @@ func appendTagText(buf []byte, s string) []byte {
 	for {
 		i := strings.IndexByte(s, ',')
 		if i < 0 {
-			return appendJSONContent(buf, s)
+			return jsonl.AppendStringContent(buf, s)
 		}
-		buf = append(appendJSONContent(buf, s[:i]), '_')
+		buf = append(jsonl.AppendStringContent(buf, s[:i]), '_')
 		s = s[i+1:]
 	}
 }
@@ -537,7 +538,7 @@ func (e *encoder) log(l *model.Log) {
 	buf := r.begin()
 	start := len(buf)
 	buf = append(buf, `{"ddsource":`...)
-	buf = appendJSONString(buf, e.opt.logSource)
+	buf = jsonl.AppendString(buf, e.opt.logSource)
 	mark := len(buf)
 	buf = e.appendDDTags(append(buf, `,"ddtags":"`...), l.Source, nil)
 	if len(buf) == mark+len(`,"ddtags":"`) {
@@ -546,7 +547,7 @@ func (e *encoder) log(l *model.Log) {
 		buf = append(buf, '"')
 	}
 	if l.Source != "" && !e.opt.sourceAsTag {
-		buf = appendJSONString(append(buf, `,"hostname":`...), l.Source)
+		buf = jsonl.AppendString(append(buf, `,"hostname":`...), l.Source)
 	}
 	service := e.opt.service
 	if v, ok := l.Attrs.Get("service"); ok && v != "" {
@@ -555,10 +556,10 @@ func (e *encoder) log(l *model.Log) {
 		service = l.Source
 	}
 	if service != "" {
-		buf = appendJSONString(append(buf, `,"service":`...), service)
+		buf = jsonl.AppendString(append(buf, `,"service":`...), service)
 	}
 	if st := levelStatus(l.Level); st != "" {
-		buf = appendJSONString(append(buf, `,"status":`...), st)
+		buf = jsonl.AppendString(append(buf, `,"status":`...), st)
 	}
 	msg := l.Message
 	if len(msg) > e.opt.maxLogLength {
@@ -571,7 +572,7 @@ func (e *encoder) log(l *model.Log) {
 	buf = appendJSONBytes(append(buf, `,"message":`...), msg)
 	buf = strconv.AppendInt(append(buf, `,"timestamp":`...), l.Timestamp/1e6, 10)
 	if l.RequestID != "" {
-		buf = appendJSONString(append(buf, `,"request_id":`...), l.RequestID)
+		buf = jsonl.AppendString(append(buf, `,"request_id":`...), l.RequestID)
 	}
 	for _, a := range l.Attrs {
 		if a.Key == "service" {
@@ -579,12 +580,12 @@ func (e *encoder) log(l *model.Log) {
 		}
 		buf = append(buf, ',')
 		if isReserved(a.Key) {
-			buf = appendJSONContent(append(buf, `"attr_`...), a.Key)
+			buf = jsonl.AppendStringContent(append(buf, `"attr_`...), a.Key)
 			buf = append(buf, '"')
 		} else {
-			buf = appendJSONString(buf, a.Key)
+			buf = jsonl.AppendString(buf, a.Key)
 		}
-		buf = appendJSONString(append(buf, ':'), a.Value)
+		buf = jsonl.AppendString(append(buf, ':'), a.Value)
 	}
 	buf = append(buf, '}')
 	if !r.end(buf, start) {
@@ -638,56 +639,9 @@ func appendDouble(dst []byte, tag byte, v float64) []byte {
 
 // JSON helpers.
 
-const hexDigits = "0123456789abcdef"
 
 func appendJSONBytes(dst, b []byte) []byte {
-	return appendJSONString(dst, unsafeString(b))
-}
-
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes
-// U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	return append(appendJSONContent(append(dst, '"'), s), '"')
-}
-
-// appendJSONContent writes s JSON-escaped, without the quotes.
-func appendJSONContent(dst []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, `\n`...)
-			case '\r':
-				dst = append(dst, `\r`...)
-			case '\t':
-				dst = append(dst, `\t`...)
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += n
-	}
-	return append(dst, s[start:]...)
+	return jsonl.AppendString(dst, unsafeString(b))
 }
 
 func unsafeString(b []byte) string {

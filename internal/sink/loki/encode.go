@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/sink"
 )
@@ -355,12 +356,12 @@ func (e *encoder) composeLine(l *model.Log, msg []byte) {
 		}
 	case "json":
 		e.line = append(e.line, `{"msg":`...)
-		e.line = appendJSONString(e.line, unsafe.String(unsafe.SliceData(msg), len(msg)))
+		e.line = jsonl.AppendString(e.line, unsafe.String(unsafe.SliceData(msg), len(msg)))
 		for _, p := range e.kvs {
 			e.line = append(e.line, ',')
-			e.line = appendJSONString(e.line, p.key)
+			e.line = jsonl.AppendString(e.line, p.key)
 			e.line = append(e.line, ':')
-			e.line = appendJSONString(e.line, p.value)
+			e.line = jsonl.AppendString(e.line, p.value)
 		}
 		e.line = append(e.line, '}')
 	}
@@ -449,16 +450,16 @@ func (e *encoder) json(b *model.Batch, ents []entry) []byte {
 			e.out = strconv.AppendInt(e.out, en.ts, 10)
 			e.out = append(e.out, `",`...)
 			line := e.lineOf(b, en)
-			e.out = appendJSONString(e.out, unsafe.String(unsafe.SliceData(line), len(line)))
+			e.out = jsonl.AppendString(e.out, unsafe.String(unsafe.SliceData(line), len(line)))
 			if len(e.kvs) > 0 {
 				e.out = append(e.out, ",{"...)
 				for m, p := range e.kvs {
 					if m > 0 {
 						e.out = append(e.out, ',')
 					}
-					e.out = appendJSONString(e.out, p.key)
+					e.out = jsonl.AppendString(e.out, p.key)
 					e.out = append(e.out, ':')
-					e.out = appendJSONString(e.out, p.value)
+					e.out = jsonl.AppendString(e.out, p.value)
 				}
 				e.out = append(e.out, '}')
 			}
@@ -607,65 +608,13 @@ func appendJSONLabels(dst []byte, pairs []pair) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, p.name)
+		dst = jsonl.AppendString(dst, p.name)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, p.value)
+		dst = jsonl.AppendString(dst, p.value)
 	}
 	return append(dst, '}')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes
-// U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, `\n`...)
-			case '\r':
-				dst = append(dst, `\r`...)
-			case '\t':
-				dst = append(dst, `\t`...)
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
-			i += n
-			start = i
-			continue
-		}
-		i += n
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 // appendLogfmt writes key=value; the value is quoted when it is empty or
 // holds a space, '=', '"', a control character or invalid UTF-8.
@@ -686,5 +635,5 @@ func appendLogfmt(dst []byte, key, value string) []byte {
 	if !quote {
 		return append(dst, value...)
 	}
-	return appendJSONString(dst, value) // JSON string escapes are logfmt's
+	return jsonl.AppendString(dst, value) // JSON string escapes are logfmt's
 }

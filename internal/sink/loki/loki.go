@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -96,19 +95,10 @@ type Config struct {
 	// 1 MiB); a larger batch is sent in several requests.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
 
-	BasicAuth       *BasicAuth        `yaml:"basic_auth"`
-	BearerTokenEnv  string            `yaml:"bearer_token_env"`
-	BearerTokenFile string            `yaml:"bearer_token_file"`
-	Headers         map[string]string `yaml:"headers"`
-	TLS             sink.TLSConfig    `yaml:"tls"`
-}
-
-// BasicAuth is the `basic_auth:` block (Grafana Cloud: the user id and an
-// access policy token).
-type BasicAuth struct {
-	Username     string `yaml:"username"`
-	PasswordEnv  string `yaml:"password_env"`
-	PasswordFile string `yaml:"password_file"`
+	// Credentials and extra headers: basic_auth, bearer_token_env /
+	// bearer_token_file, headers.
+	sink.HTTPAuth `yaml:",inline"`
+	TLS           sink.TLSConfig `yaml:"tls"`
 }
 
 var reservedHeaders = []string{"Content-Encoding", "Content-Type", "Content-Length", "X-Scope-Orgid", "User-Agent"}
@@ -205,31 +195,8 @@ func (c *Config) Validate() error {
 	if c.MaxRequestBytes < 1024 {
 		return errors.New("max_request_bytes: must be at least 1024")
 	}
-	if c.BasicAuth != nil {
-		if c.BasicAuth.Username == "" {
-			return errors.New("basic_auth.username: required")
-		}
-		if (c.BasicAuth.PasswordEnv == "") == (c.BasicAuth.PasswordFile == "") {
-			return errors.New("basic_auth: give password_env or password_file")
-		}
-	}
-	if c.BearerTokenEnv != "" && c.BearerTokenFile != "" {
-		return errors.New("bearer_token_env, bearer_token_file: give one")
-	}
-	if c.BasicAuth != nil && (c.BearerTokenEnv != "" || c.BearerTokenFile != "") {
-		return errors.New("basic_auth and bearer_token_*: give one")
-	}
-	for k := range c.Headers {
-		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validHeaderName(k) {
-			return fmt.Errorf("headers: %q is not a header name", k)
-		}
-		if slices.Contains(reservedHeaders, ck) {
-			return fmt.Errorf("headers: %s is set by the sink (X-Scope-OrgID: use tenant)", ck)
-		}
-		if ck == "Authorization" && (c.BasicAuth != nil || c.BearerTokenEnv != "" || c.BearerTokenFile != "") {
-			return errors.New("headers: Authorization is set by basic_auth or bearer_token_*")
-		}
+	if err := c.HTTPAuth.Validate(reservedHeaders, " (X-Scope-OrgID: use tenant)"); err != nil {
+		return err
 	}
 	return c.TLS.Validate()
 }
@@ -254,19 +221,6 @@ func fieldLabel(c *Config, f string) string {
 		return c.LevelLabel
 	}
 	return string(appendLabelName(nil, f))
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Counts are totals since New.
@@ -322,9 +276,11 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 	s.owned = s.client != d.HTTP
-	for k, v := range cfg.Headers {
-		s.header.Set(k, v)
+	from, err := cfg.HTTPAuth.Apply(s.header)
+	if err != nil {
+		return nil, err
 	}
+	s.authVar = from
 	s.header.Set("User-Agent", "les")
 	if cfg.Encoding == "protobuf" {
 		s.header.Set("Content-Type", "application/x-protobuf")
@@ -336,24 +292,6 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	}
 	if cfg.Tenant != "" {
 		s.header.Set("X-Scope-OrgID", cfg.Tenant)
-	}
-	switch {
-	case cfg.BasicAuth != nil:
-		pw, err := sink.Secret(cfg.BasicAuth.PasswordEnv, cfg.BasicAuth.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("basic_auth: %w", err)
-		}
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(cfg.BasicAuth.Username, pw)
-		s.header.Set("Authorization", r.Header.Get("Authorization"))
-		s.authVar = "basic_auth (" + cfg.BasicAuth.PasswordEnv + cfg.BasicAuth.PasswordFile + ")"
-	case cfg.BearerTokenEnv != "" || cfg.BearerTokenFile != "":
-		tok, err := sink.Secret(cfg.BearerTokenEnv, cfg.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("bearer_token: %w", err)
-		}
-		s.header.Set("Authorization", "Bearer "+tok)
-		s.authVar = "bearer token (" + cfg.BearerTokenEnv + cfg.BearerTokenFile + ")"
 	}
 	s.res = newResolver(&s.cfg, d, s.name)
 	s.pool.New = func() any { return &sendState{} }

@@ -150,7 +150,7 @@ func TestRequestFormat(t *testing.T) {
 	f := newFakeLoki(t, func(f *fakeLoki) { f.orgRequired = true })
 	s := newSink(t, Config{URL: f.url(), Tenant: "team-a", Labels: map[string]string{"job": "les"},
 		LabelFields: []string{"source", "level", "env"},
-		BasicAuth:   &BasicAuth{Username: "12345", PasswordEnv: "LOKI_TEST_PW"}}, nil)
+		HTTPAuth:    sink.HTTPAuth{BasicAuth: &sink.BasicAuth{Username: "12345", PasswordEnv: "LOKI_TEST_PW"}}}, nil)
 	t0 := time.Now().Truncate(time.Second).Add(-time.Minute)
 	b := &model.Batch{}
 	at := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
@@ -403,7 +403,7 @@ func TestAnswers(t *testing.T) {
 				}
 			})
 			t.Setenv("LOKI_TOKEN", "very-secret-token")
-			s := newSink(t, Config{URL: f.url(), BearerTokenEnv: "LOKI_TOKEN"}, nil)
+			s := newSink(t, Config{URL: f.url(), HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "LOKI_TOKEN"}}, nil)
 			b, _ := sinktest.Batch()
 			err := s.Send(context.Background(), b, sink.Meta{})
 			if err == nil {
@@ -482,8 +482,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{URL: "http://x", LabelFields: strings.Fields("a b c d e f g h i j k l m n o p")}, "at most 15"},
 		{Config{URL: "http://x", Encoding: "xml"}, "encoding:"},
 		{Config{URL: "http://x", LineFormat: "csv"}, "line_format:"},
-		{Config{URL: "http://x", Headers: map[string]string{"X-Scope-OrgID": "a"}}, "use tenant"},
-		{Config{URL: "http://x", BasicAuth: &BasicAuth{Username: "u"}}, "basic_auth:"},
+		{Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"X-Scope-OrgID": "a"}}}, "use tenant"},
+		{Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{BasicAuth: &sink.BasicAuth{Username: "u"}}}, "basic_auth:"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -494,7 +494,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil || c.Encoding != "protobuf" || !slices.Equal(c.LabelFields, []string{"source", "level"}) || c.SourceLabel != "service_name" {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
-	if _, err := New(Config{URL: "http://x", BearerTokenEnv: "LOKI_UNSET_VAR"}, sink.Deps{}); err == nil || !strings.Contains(err.Error(), "LOKI_UNSET_VAR") {
+	if _, err := New(Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "LOKI_UNSET_VAR"}}, sink.Deps{}); err == nil || !strings.Contains(err.Error(), "LOKI_UNSET_VAR") {
 		t.Errorf("unset token variable: %v", err)
 	}
 }

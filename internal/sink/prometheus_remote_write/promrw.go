@@ -18,7 +18,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -77,23 +76,10 @@ type Config struct {
 	// (default 1,000,000; about 250 bytes each).
 	MaxCounterSeries int `yaml:"max_counter_series"`
 
-	// BasicAuth sends HTTP basic auth; the password comes from an
-	// environment variable or a file.
-	BasicAuth *BasicAuth `yaml:"basic_auth"`
-	// BearerTokenEnv or BearerTokenFile holds a token sent as
-	// `Authorization: Bearer …`.
-	BearerTokenEnv  string `yaml:"bearer_token_env"`
-	BearerTokenFile string `yaml:"bearer_token_file"`
-	// Headers are added to every request (e.g. X-Scope-OrgID for Mimir).
-	Headers map[string]string `yaml:"headers"`
-	TLS     sink.TLSConfig    `yaml:"tls"`
-}
-
-// BasicAuth is the `basic_auth:` block.
-type BasicAuth struct {
-	Username     string `yaml:"username"`
-	PasswordEnv  string `yaml:"password_env"`
-	PasswordFile string `yaml:"password_file"`
+	// Credentials and extra headers (e.g. X-Scope-OrgID for Mimir):
+	// basic_auth, bearer_token_env / bearer_token_file, headers.
+	sink.HTTPAuth `yaml:",inline"`
+	TLS           sink.TLSConfig `yaml:"tls"`
 }
 
 // reservedHeaders are set by the sink.
@@ -162,46 +148,10 @@ func (c *Config) Validate() error {
 			*p.v = p.def
 		}
 	}
-	if c.BasicAuth != nil {
-		if c.BasicAuth.Username == "" {
-			return errors.New("basic_auth.username: required")
-		}
-		if (c.BasicAuth.PasswordEnv == "") == (c.BasicAuth.PasswordFile == "") {
-			return errors.New("basic_auth: give password_env or password_file")
-		}
-	}
-	if c.BearerTokenEnv != "" && c.BearerTokenFile != "" {
-		return errors.New("bearer_token_env, bearer_token_file: give one")
-	}
-	if c.BasicAuth != nil && (c.BearerTokenEnv != "" || c.BearerTokenFile != "") {
-		return errors.New("basic_auth and bearer_token_*: give one")
-	}
-	for k := range c.Headers {
-		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validHeaderName(k) {
-			return fmt.Errorf("headers: %q is not a header name", k)
-		}
-		if slices.Contains(reservedHeaders, ck) {
-			return fmt.Errorf("headers: %s is set by the sink", ck)
-		}
-		if ck == "Authorization" && (c.BasicAuth != nil || c.BearerTokenEnv != "" || c.BearerTokenFile != "") {
-			return errors.New("headers: Authorization is set by basic_auth or bearer_token_*")
-		}
+	if err := c.HTTPAuth.Validate(reservedHeaders, ""); err != nil {
+		return err
 	}
 	return c.TLS.Validate()
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Counts are totals since New.
@@ -266,28 +216,12 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 	s.owned = s.client != d.HTTP
-	for k, v := range cfg.Headers {
-		s.header.Set(k, v)
-	}
 	s.header.Set("Content-Encoding", "snappy")
 	s.header.Set("Content-Type", "application/x-protobuf")
 	s.header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	s.header.Set("User-Agent", "les")
-	switch {
-	case cfg.BasicAuth != nil:
-		pw, err := sink.Secret(cfg.BasicAuth.PasswordEnv, cfg.BasicAuth.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("basic_auth: %w", err)
-		}
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(cfg.BasicAuth.Username, pw)
-		s.header.Set("Authorization", r.Header.Get("Authorization"))
-	case cfg.BearerTokenEnv != "" || cfg.BearerTokenFile != "":
-		tok, err := sink.Secret(cfg.BearerTokenEnv, cfg.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("bearer_token: %w", err)
-		}
-		s.header.Set("Authorization", "Bearer "+tok)
+	if _, err := cfg.HTTPAuth.Apply(s.header); err != nil {
+		return nil, err
 	}
 	extra := make([]label, 0, len(cfg.Labels))
 	for k, v := range cfg.Labels {

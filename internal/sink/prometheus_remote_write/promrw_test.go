@@ -43,8 +43,7 @@ func TestRequestFormat(t *testing.T) {
 	leakCheck(t)
 	t.Setenv("PROMRW_TEST_PW", "s3cret")
 	rc := newReceiver(t, nil)
-	s := newSink(t, Config{URL: rc.URL + "/api/v1/write", Headers: map[string]string{"X-Scope-OrgID": "team-a"},
-		BasicAuth: &BasicAuth{Username: "les", PasswordEnv: "PROMRW_TEST_PW"}}, nil)
+	s := newSink(t, Config{URL: rc.URL + "/api/v1/write", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"X-Scope-OrgID": "team-a"}, BasicAuth: &sink.BasicAuth{Username: "les", PasswordEnv: "PROMRW_TEST_PW"}}}, nil)
 	b, _ := sinktest.Batch()
 	send(t, s, b, "r1")
 	if rc.numRequests() != 1 {
@@ -103,12 +102,12 @@ func TestBearerTokenFromFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(f, []byte("tok-123\n"), 0o600)
 	rc := newReceiver(t, func(_ int, _ []wSeries) (int, string) { return 0, "" })
-	s := newSink(t, Config{URL: rc.URL, BearerTokenFile: f}, nil)
+	s := newSink(t, Config{URL: rc.URL, HTTPAuth: sink.HTTPAuth{BearerTokenFile: f}}, nil)
 	send(t, s, gauges(1, t0), "")
 	if got := rc.requests[0].Header.Get("Authorization"); got != "Bearer tok-123" {
 		t.Errorf("Authorization %q", got)
 	}
-	if _, err := New(Config{URL: rc.URL, BearerTokenEnv: "PROMRW_UNSET_VAR"}, sink.Deps{}); err == nil ||
+	if _, err := New(Config{URL: rc.URL, HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "PROMRW_UNSET_VAR"}}, sink.Deps{}); err == nil ||
 		!strings.Contains(err.Error(), "PROMRW_UNSET_VAR") {
 		t.Errorf("missing token variable: %v", err)
 	}
@@ -208,7 +207,7 @@ func TestAnswers(t *testing.T) {
 			}))
 			defer srv.Close()
 			t.Setenv("PROMRW_TOKEN", "very-secret-token")
-			s := newSink(t, Config{URL: srv.URL, BearerTokenEnv: "PROMRW_TOKEN"}, nil)
+			s := newSink(t, Config{URL: srv.URL, HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "PROMRW_TOKEN"}}, nil)
 			err := s.Send(context.Background(), gauges(3, t0), sink.Meta{})
 			if err == nil {
 				t.Fatal("no error")
@@ -350,9 +349,9 @@ func TestConfig(t *testing.T) {
 		{}, {URL: "ftp://x"}, {URL: "http://u:p@x"}, {URL: "http://x", SourceLabel: "a.b"}, {URL: "http://x", SourceLabel: "__x"},
 		{URL: "http://x", Labels: map[string]string{"1a": "v"}}, {URL: "http://x", Distributions: []string{"histogram"}},
 		{URL: "http://x", Distributions: []string{"native", "native"}}, {URL: "http://x", HistogramSchema: new(9)},
-		{URL: "http://x", MaxSamplesPerRequest: -1}, {URL: "http://x", BasicAuth: &BasicAuth{Username: "u"}},
-		{URL: "http://x", BearerTokenEnv: "A", BearerTokenFile: "f"}, {URL: "http://x", Headers: map[string]string{"content-type": "x"}},
-		{URL: "http://x", Headers: map[string]string{"bad header": "x"}}, {URL: "http://x", TLS: sink.TLSConfig{CAFile: "/nonexistent"}},
+		{URL: "http://x", MaxSamplesPerRequest: -1}, {URL: "http://x", HTTPAuth: sink.HTTPAuth{BasicAuth: &sink.BasicAuth{Username: "u"}}},
+		{URL: "http://x", HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "A", BearerTokenFile: "f"}}, {URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"content-type": "x"}}},
+		{URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"bad header": "x"}}}, {URL: "http://x", TLS: sink.TLSConfig{CAFile: "/nonexistent"}},
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%+v: no error", bad)
