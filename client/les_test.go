@@ -98,7 +98,7 @@ stream: { embedded: { listen: %s } }
 		t.Fatalf("stats %+v", st)
 	}
 
-	tail := exec.CommandContext(ctx, bin, "tail", "--url", "nats://"+natsAddr, "--from-start", "--limit", "5")
+	tail := exec.CommandContext(ctx, bin, "tail", "--url", "nats://"+natsAddr, "--data-dir", "data", "--from-start", "--limit", "5")
 	tail.Dir = dir
 	got, err := tail.Output()
 	if err != nil {

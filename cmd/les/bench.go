@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/les-streams/les/internal/bench"
@@ -30,8 +33,8 @@ func cmdBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	seed := fs.Uint64("seed", 1, "seed of the generated mix")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	c.Seed = *seed
 	if *rate != "max" {
@@ -41,6 +44,9 @@ func cmdBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return 2
 		}
 		c.Rate = n
+	}
+	if note := benchSinkNote(ctx, c.MetricsURL, c.Sink); note != "" {
+		fmt.Fprint(stderr, note)
 	}
 	var progress io.Writer = stderr
 	if *quiet || *asJSON {
@@ -59,4 +65,47 @@ func cmdBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	r.WriteText(stdout)
 	return 0
+}
+
+// benchSinkNote explains, before a run, that the les at metricsURL has no
+// sink named sink, so deliveries cannot be counted (the default config has
+// no sinks at all), and what to configure. It is "" when the sink exists
+// or les cannot be asked (bench.Run then reports why).
+func benchSinkNote(ctx context.Context, metricsURL, sink string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	want := `sink="` + sink + `"`
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "les_sink_delivered_items_total{") && strings.Contains(l, want) {
+			return ""
+		}
+	}
+	if sc.Err() != nil {
+		return ""
+	}
+	return fmt.Sprintf(`les bench: the les at %s has no sink named %q, so no deliveries can be counted:
+the result shows the rollup's input and lag instead (les without a config has no sinks).
+To measure the whole pipeline, add a sink that drops what it gets and restart les:
+
+  sinks:
+    - { name: %s, type: discard }
+
+or name one of its sinks with --sink NAME.
+
+`, strings.TrimSuffix(metricsURL, "/metrics"), sink, sink)
 }

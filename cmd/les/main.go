@@ -5,11 +5,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -33,7 +37,10 @@ var commands = map[string]command{
 	"bench":   {"drive a running les with generated load and report throughput, loss, CPU and RSS", cmdBench},
 }
 
-var version = "dev"
+// version is set at link time by release builds (-ldflags "-X
+// main.version=v1.2.3"); otherwise versionString reads the module version
+// and VCS commit Go stamps into the binary.
+var version = ""
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "les — Lambda Event Streams: telemetry from functions to a stream you own.")
@@ -50,6 +57,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	stopWithGoRun() // gorun_linux.go
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -57,6 +65,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -69,23 +80,106 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	done := make(chan struct{}) // the command returned
+	defer close(done)
 	go func() {
-		sig, ok := <-sigs
-		if !ok {
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+		case <-done:
 			return
 		}
 		if args[0] == "up" || args[0] == "agent" || args[0] == "consume" {
 			fmt.Fprintf(stderr, "les: received %v; shutting down (again to exit at once)\n", sig)
 		}
 		cancel()
-		if _, ok := <-sigs; ok {
+		select {
+		case <-sigs:
 			os.Exit(130)
+		case <-done:
 		}
 	}()
 	return c.run(ctx, args[1:], stdin, stdout, stderr)
 }
 
 func cmdVersion(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) int {
-	fmt.Fprintln(stdout, "les", version)
+	fmt.Fprintln(stdout, "les", versionString())
 	return 0
+}
+
+// versionString is the version of this binary: the module version (a
+// tagged release, or Go's pseudo-version of the commit it was built from)
+// and the VCS commit, its time and whether the tree had changes, as
+// `go build` stamps them (`go run` and `go test` stamp no commit).
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return orDev(version)
+	}
+	v := version
+	if v == "" {
+		v = bi.Main.Version
+	}
+	var rev, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	parts := []string{}
+	if rev != "" {
+		parts = append(parts, "commit "+rev[:min(12, len(rev))])
+		if at != "" {
+			parts = append(parts, at)
+		}
+		if modified {
+			parts = append(parts, "modified")
+		}
+	}
+	parts = append(parts, bi.GoVersion)
+	return orDev(v) + " (" + strings.Join(parts, ", ") + ")"
+}
+
+func orDev(v string) string {
+	if v == "" || v == "(devel)" {
+		return "dev"
+	}
+	return v
+}
+
+// parseFlags parses args into fs. When it returns ok false, the command
+// returns code: 0 after -h (the usage went to stdout), 2 for a bad flag
+// (the message and the usage went to stderr).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	var out strings.Builder
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = io.WriteString(stdout, out.String())
+		return 0, false
+	default:
+		_, _ = io.WriteString(stderr, out.String())
+		return 2, false
+	}
+}
+
+// shortVersion is the version alone, for banners.
+func shortVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return orDev(bi.Main.Version)
+	}
+	return "dev"
 }

@@ -17,9 +17,12 @@ import (
 	"time"
 )
 
-// queryDist is the part of a /query line (internal/format/jsonl) the table
-// shows.
+// queryDist is the part of a /query line (internal/format/jsonl) the
+// tables show: a distribution, or a counter or gauge (Kind, Value).
 type queryDist struct {
+	Type        string             `json:"type"`
+	Kind        string             `json:"kind"`
+	Value       float64            `json:"value"`
 	Timestamp   time.Time          `json:"timestamp"`
 	Source      string             `json:"source"`
 	Tags        map[string]string  `json:"tags"`
@@ -35,12 +38,17 @@ func cmdQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs := flag.NewFlagSet("les query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	source := fs.String("source", "", "only this source (default: every source)")
-	window := fs.String("window", "minute", "minute, hour or day")
+	window := fs.String("window", "", "the rolled-up window: minute, hour or day (default: minute, or the finest the name has)")
+	from := fs.String("from", "", "start: RFC 3339, Unix seconds, or relative like -1h (default: the history kept, 24h)")
+	to := fs.String("to", "", "end (default now)")
+	step := fs.String("step", "", "merge windows into steps: minute, hour, day or all (default: the window)")
+	merge := fs.Bool("merge", false, "merge every source and tag set into one series (distributions merge exactly)")
+	pcts := fs.String("q", "", "percentiles to compute, e.g. 0.5,0.99 or p50,p99 (default: the rollup's)")
 	base := fs.String("url", "http://127.0.0.1:2880", "les API address (les up prints it)")
 	token := fs.String("token", "", "bearer token, when the API requires one")
 	asJSON := fs.Bool("json", false, "print the NDJSON from /query instead of a table")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: les query NAME [flags]   recent closed windows of a rolled-up series")
+		fmt.Fprintln(stderr, "Usage: les query NAME [flags]   closed windows of a rolled-up series (counters, gauges, sets, distributions)")
 		fs.PrintDefaults()
 	}
 	// NAME may come before or after the flags.
@@ -58,9 +66,17 @@ func cmdQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fs.Usage()
 		return 2
 	}
-	q := url.Values{"name": {name}, "window": {*window}}
-	if *source != "" {
-		q.Set("source", *source)
+	q := url.Values{"name": {name}}
+	for k, v := range map[string]string{"source": *source, "window": *window, "from": *from, "to": *to, "step": *step, "q": *pcts} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *merge {
+		q.Set("merge", "sources")
+	}
+	if !*asJSON {
+		q.Set("centroids", "0")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*base, "/")+"/query?"+q.Encode(), nil)
 	if err != nil {
@@ -104,11 +120,50 @@ func cmdQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		ds = append(ds, d)
 	}
 	if len(ds) == 0 {
-		fmt.Fprintf(stderr, "les query: no closed %s windows for %q (windows appear after they close: end + grace)\n", *window, name)
+		fmt.Fprintf(stderr, "les query: no closed windows for %q in the range (windows appear after they close: end + grace)\n", name)
 		return 0
 	}
-	writeQueryTable(stdout, ds)
+	var dists, points []queryDist
+	for _, d := range ds {
+		if d.Type == "distribution" {
+			dists = append(dists, d)
+		} else {
+			points = append(points, d)
+		}
+	}
+	if len(points) > 0 {
+		writePointTable(stdout, points)
+	}
+	if len(dists) > 0 {
+		if len(points) > 0 {
+			fmt.Fprintln(stdout)
+		}
+		writeQueryTable(stdout, dists)
+	}
 	return 0
+}
+
+// writePointTable prints counters (the window's sum) and gauges (its last
+// value; a set's distinct count), one row per window.
+func writePointTable(w io.Writer, ds []queryDist) {
+	series := map[string]bool{}
+	for _, d := range ds {
+		series[seriesLabel(d)] = true
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := []string{"WINDOW START (UTC)"}
+	if len(series) > 1 {
+		head = append(head, "SERIES")
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "KIND", "VALUE"), "\t")+"\t")
+	for _, d := range ds {
+		row := []string{d.Timestamp.UTC().Format("2006-01-02 15:04:05")}
+		if len(series) > 1 {
+			row = append(row, seriesLabel(d))
+		}
+		fmt.Fprintln(tw, strings.Join(append(row, d.Kind, num(d.Value)), "\t")+"\t")
+	}
+	_ = tw.Flush()
 }
 
 // writeQueryTable prints one row per window, oldest first, with a column

@@ -18,11 +18,11 @@ func cmdSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	addr := fs.String("addr", "127.0.0.1:2878", "address of a les (or Wavefront proxy) line listener")
 	udp := fs.Bool("udp", false, "send datagrams instead of a TCP stream")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: les send [flags] [LINE ...]   (no LINE: read lines from stdin)")
+		fmt.Fprintln(fs.Output(), "Usage: les send [flags] [LINE ...]   (no LINE: read lines from stdin)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	var lines []string
 	if fs.NArg() > 0 {

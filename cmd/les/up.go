@@ -35,7 +35,7 @@ func runApp(ctx context.Context, mode app.Mode, args []string, stdout, stderr io
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML config file (default: built-in defaults; see 'les config example')")
-	dataDir := fs.String("data-dir", "", "directory for the embedded stream, checkpoints and the spool (default ./les-data)")
+	dataDir := fs.String("data-dir", "", "directory for the embedded stream, its credentials, checkpoints and the spool (default $LES_DATA_DIR, else the config's data_dir, ./les-data)")
 	httpAddr := fs.String("http", "", "les API address (default 127.0.0.1:2880)")
 	var wfAddr, natsAddr, partitions *string
 	if mode != app.ModeConsume {
@@ -50,17 +50,15 @@ func runApp(ctx context.Context, mode app.Mode, args []string, stdout, stderr io
 	}
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file when les stops (for go tool pprof)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	cfg, err := app.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "les: %v\n", err)
 		return 2
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
+	cfg.DataDir = dataDirOf(*dataDir, cfg) // creds.go
 	if *httpAddr != "" {
 		cfg.Agent.HTTP.Listen = *httpAddr
 	}
@@ -79,6 +77,12 @@ func runApp(ctx context.Context, mode app.Mode, args []string, stdout, stderr io
 			if cfg.Agent.Listeners[i].Format == "wavefront" {
 				cfg.Agent.Listeners[i].Address = *wfAddr
 			}
+		}
+	}
+	if mode != app.ModeUp { // the embedded stream of a les up using the same data dir
+		if err := useStreamCreds(cfg, cfg.DataDir); err != nil {
+			fmt.Fprintf(stderr, "les: %v\n", err)
+			return 2
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -106,7 +110,7 @@ func runApp(ctx context.Context, mode app.Mode, args []string, stdout, stderr io
 	}
 	a := app.New(cfg, log, opts)
 	err = a.Run(ctx, func(info app.Info) {
-		fmt.Fprintf(stdout, "les %s (%s) is up\n", version, mode)
+		fmt.Fprintf(stdout, "les %s (%s) is up\n", shortVersion(), mode)
 		fmt.Fprintf(stdout, "  data:     %s\n", info.DataDir)
 		if info.Stream == "embedded" || info.Stream == "nats" {
 			fmt.Fprintf(stdout, "  stream:   %s %s (les tail --url %s)\n", info.Stream, info.StreamURL, info.StreamURL)

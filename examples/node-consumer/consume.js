@@ -3,7 +3,8 @@
 // consumer and prints one JSON object per item on stdout: the same object as
 // `les tail` prints ("JSON view of items" in docs/wire-format.md). The record
 // format is specified in docs/wire-format.md; this file is a complete decoder
-// for versions 1 and 2 of it, using only Node's standard library and the nats package.
+// for versions 1 and 2 of it, using only Node's standard library, the nats package and
+// fzstd (zstd, les' default compression, for Node.js before 22.15).
 "use strict";
 
 const zlib = require("node:zlib");
@@ -203,11 +204,7 @@ function decodeRecord(rec) {
   if (header.compression === COMPRESSION.GZIP) {
     body = zlib.gunzipSync(body, { maxOutputLength });
   } else if (header.compression === COMPRESSION.ZSTD) {
-    if (typeof zlib.zstdDecompressSync !== "function") {
-      throw new ZstdUnsupportedError(`this Node.js (${process.version}) has no zstd support: ` +
-        "set `compression: gzip` or `compression: none` in les.yaml, or use Node.js >= 22.15");
-    }
-    body = zlib.zstdDecompressSync(body, { maxOutputLength });
+    body = zstdDecompress(body, maxOutputLength);
   } else if (header.compression !== COMPRESSION.NONE) {
     throw new CorruptError(`unknown compression ${header.compression}`);
   }
@@ -218,9 +215,72 @@ function decodeRecord(rec) {
   return { header, items };
 }
 
+// zstdDecompress uses Node's zstd (22.15 and newer) or else fzstd, a pure
+// JavaScript decoder (pinned in package-lock.json).
+function zstdDecompress(body, maxOutputLength) {
+  if (typeof zlib.zstdDecompressSync === "function") return zlib.zstdDecompressSync(body, { maxOutputLength });
+  let fzstd;
+  try {
+    fzstd = require("fzstd");
+  } catch {
+    throw new ZstdUnsupportedError(`this Node.js (${process.version}) has no zstd support and the fzstd ` +
+      "package is not installed: run `npm ci` here, set `compression: gzip` in les.yaml, or use Node.js >= 22.15");
+  }
+  // The frame header declares the content size (les always writes it):
+  // refuse a record that would decompress beyond the bound before doing it.
+  const size = zstdContentSize(body);
+  if (size !== undefined && size > maxOutputLength) throw new CorruptError(`zstd body of ${size} bytes exceeds ${maxOutputLength}`);
+  let out;
+  try {
+    out = fzstd.decompress(body);
+  } catch (e) {
+    throw new CorruptError(`zstd: ${e.message}`);
+  }
+  if (out.length > maxOutputLength) throw new CorruptError(`zstd body of ${out.length} bytes exceeds ${maxOutputLength}`);
+  return Buffer.from(out.buffer, out.byteOffset, out.length);
+}
+
+// zstdContentSize reads Frame_Content_Size from a zstd frame header (RFC
+// 8878, 3.1.1.1), or returns undefined when the frame does not declare it.
+function zstdContentSize(b) {
+  if (b.length < 5 || b.readUInt32LE(0) !== 0xfd2fb528) return undefined;
+  const fhd = b[4];
+  const fcsFlag = fhd >> 6, single = (fhd >> 5) & 1, didFlag = fhd & 3;
+  const fcsSize = [single ? 1 : 0, 2, 4, 8][fcsFlag];
+  if (fcsSize === 0) return undefined;
+  const off = 5 + (single ? 0 : 1) + [0, 1, 2, 4][didFlag];
+  if (b.length < off + fcsSize) return undefined;
+  switch (fcsSize) {
+    case 1: return b[off];
+    case 2: return b.readUInt16LE(off) + 256;
+    case 4: return b.readUInt32LE(off);
+    default: return Number(b.readBigUInt64LE(off));
+  }
+}
+
 // ---- Consuming ---------------------------------------------------------------
 
-const USAGE = `usage: node consume.js [--durable NAME] [--subject FILTER] [--from-start] [--limit N]
+// connectOptions turns NATS_URL into options for connect(): credentials in
+// the URL (nats://TOKEN@host:4222 for a token, nats://USER:PASS@host:4222)
+// are not read by the nats package from a server URL, so they are taken out
+// and passed as token or user and pass.
+function connectOptions(url) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return { servers: url };
+  }
+  const o = {};
+  if (u.username && u.password) Object.assign(o, { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) });
+  else if (u.username) o.token = decodeURIComponent(u.username);
+  u.username = "";
+  u.password = "";
+  o.servers = u.toString().replace(/\/$/, "");
+  return o;
+}
+
+const USAGE = `usage: node consume.js [--durable NAME] [--subject FILTER] [--from-start] [--limit N] [--data-dir DIR]
 
   --durable NAME    durable consumer name (default node-example); it keeps its
                     position in the stream between runs
@@ -230,7 +290,26 @@ const USAGE = `usage: node consume.js [--durable NAME] [--subject FILTER] [--fro
                     without it a new durable starts at new records
   --limit N         exit after printing N items
 
-NATS_URL selects the server (default nats://127.0.0.1:4222).`;
+  --data-dir DIR    the data directory of the les up (default $LES_DATA_DIR,
+                    else ./les-data): its stream.creds holds the token the
+                    embedded stream requires
+
+NATS_URL selects the server (default nats://127.0.0.1:4222); NATS_TOKEN, when
+set, is sent instead of the token in stream.creds.`;
+
+// streamToken is the token les up keeps in <data dir>/stream.creds (a line
+// "token: ..."), or undefined when there is no such file.
+function streamToken(dataDir) {
+  let text;
+  try {
+    text = require("node:fs").readFileSync(require("node:path").join(dataDir, "stream.creds"), "utf8");
+  } catch (e) {
+    if (e.code === "ENOENT") return undefined;
+    throw e;
+  }
+  const m = /^\s*token:\s*(\S+)/m.exec(text);
+  return m ? m[1] : undefined;
+}
 
 async function openConsumer(nc, o) {
   const jsm = await nc.jetstreamManager();
@@ -256,6 +335,7 @@ async function main() {
     subject: { type: "string", default: "les.*.*.*" },
     "from-start": { type: "boolean", default: false },
     limit: { type: "string" },
+    "data-dir": { type: "string", default: process.env.LES_DATA_DIR || "./les-data" },
     help: { type: "boolean", short: "h", default: false },
   } });
   if (a.help) { console.log(USAGE); return; }
@@ -263,8 +343,12 @@ async function main() {
   if (limit !== Infinity && !(Number.isInteger(limit) && limit > 0)) throw new Error("--limit wants a positive integer");
 
   const url = process.env.NATS_URL || "nats://127.0.0.1:4222";
-  const nc = await connect({ servers: url, name: "les-node-example" }).catch((e) => {
-    throw new Error(`cannot connect to ${url} (is les up running? set NATS_URL otherwise): ${e.message}`);
+  // A token: NATS_TOKEN, else the one in NATS_URL, else stream.creds.
+  const conn = connectOptions(url);
+  if (process.env.NATS_TOKEN) conn.token = process.env.NATS_TOKEN;
+  else if (conn.token === undefined && conn.user === undefined) conn.token = streamToken(a["data-dir"]);
+  const nc = await connect({ ...conn, name: "les-node-example" }).catch((e) => {
+    throw new Error(`cannot connect to ${conn.servers} (is les up running? set NATS_URL otherwise): ${e.message}`);
   });
   const consumer = await openConsumer(nc, { durable: a.durable, subject: a.subject, fromStart: a["from-start"] });
   const messages = await consumer.consume({ max_messages: 64 });

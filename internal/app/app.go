@@ -107,6 +107,11 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := lockDataDir(cfg.DataDir) // lock_unix.go
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if a.mode == ModeAgent && cfg.Stream.Kind == "embedded" {
 		return errors.New("les agent publishes to a stream other processes read: set stream.kind to nats, kafka or kinesis (or run les up, which embeds the stream)")
 	}
@@ -130,7 +135,10 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	}
 	info := Info{DataDir: cfg.DataDir, StreamURL: st.ClientURL(), Stream: caps.Backend, Mode: a.mode}
 
-	batcher, err := ingest.NewBatcher(cfg.Agent.Batch, st, a.reg, a.log)
+	// The agent's publishes go through pub, which remembers whether the
+	// stream takes them (/readyz, health.go).
+	pub := watchPublish(st)
+	batcher, err := ingest.NewBatcher(cfg.Agent.Batch, pub, a.reg, a.log)
 	if err != nil {
 		return err
 	}
@@ -138,7 +146,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if spoolCfg.Dir == "" {
 		spoolCfg.Dir = filepath.Join(cfg.DataDir, "spool")
 	}
-	spool, err := ingest.OpenSpool(spoolCfg, st, a.reg, a.log)
+	spool, err := ingest.OpenSpool(spoolCfg, pub, a.reg, a.log)
 	if err != nil {
 		return err
 	}
@@ -169,10 +177,10 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	if !a.agent() {
 		listenerCfgs = nil
 	}
-	for _, l := range listenerCfgs {
+	for i, l := range listenerCfgs {
 		r, addr, err := a.bind(l, batcher)
 		if err != nil {
-			return err
+			return bindError(fmt.Sprintf("agent.listeners[%d]", i), l.Address+"/"+l.Transport, err) // bindmsg.go
 		}
 		sockets = append(sockets, r)
 		info.Listeners = append(info.Listeners, fmt.Sprintf("%-16s %-8s %s", l.Format, l.Transport, addr))
@@ -187,13 +195,14 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	}
 	httpLn, err = net.Listen("tcp", cfg.Agent.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("listen http %s: %w", cfg.Agent.HTTP.Listen, err)
+		return bindError("agent.http.listen", cfg.Agent.HTTP.Listen, err)
 	}
 	info.HTTP = httpLn.Addr().String()
 
 	var procs []runner
 	var rollupRun *consumer.ProcRunner
 	var rollupP *rollupProc
+	var hist *historyStore // history.go: the closed windows /query and the UI read
 	if !cfg.Rollup.Disabled && a.consumers() {
 		rc, _ := cfg.Rollup.engineConfig()
 		eng, err := rollup.New(rc)
@@ -216,6 +225,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			return err
 		}
 		procs = append(procs, rollupRun)
+		hist = newHistoryStore(st, a.parts, rc.Percentiles, a.reg, a.log)
+		procs = append(procs, hist)
 		a.reg.Gauge("les_rollup_series_rejected_total", func() float64 {
 			var n uint64
 			rollupRun.Locked(func() { n = rollupP.Stats().SeriesRejected })
@@ -313,18 +324,18 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		}()
 	}
 	mux := a.mux(batcher)
+	mux.Handle("/readyz", &readiness{pub: pub, spool: spool, spoolReserve: int64(cfg.Agent.Batch.MaxBatchBytes),
+		dataDir: cfg.DataDir, minFree: minFreeBytes(cfg.Agent.Batch.MaxBatchBytes)}) // health.go
 	if a.agent() {
 		a.logHandlers(mux, batcher)
 		mux.Handle("/v1/records", ingest.NewRecordHandler(ingest.RecordConfig{Token: cfg.Agent.HTTP.Token, MaxBody: cfg.Agent.HTTP.MaxBody,
-			PublishTimeout: cfg.Agent.Batch.PublishTimeout, MaxBatchBytes: cfg.Agent.Batch.MaxBatchBytes}, st, a.reg))
+			PublishTimeout: cfg.Agent.Batch.PublishTimeout, MaxBatchBytes: cfg.Agent.Batch.MaxBatchBytes}, pub, a.reg))
 	}
-	if rollupRun != nil {
-		mux.Handle("/query", requireToken(cfg.Agent.HTTP.Token, queryHandler(rollupRun, rollupP)))
-	}
-	limited := limitConcurrency(mux, cfg.Agent.HTTP.MaxConcurrent, 10*time.Second)
+	api := a.mountAPI(mux, st, hist) // api.go: /query, /api/v1/*, the web UI
+	limited := a.intakeLimit(mux)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/report", "/logs", "/cwlogs", "/telemetry", "/v1/records":
+		case "/report", "/logs", "/cwlogs", "/telemetry", "/v1/records", "/api/v2/event":
 			limited.ServeHTTP(w, r)
 		default:
 			mux.ServeHTTP(w, r)
@@ -332,6 +343,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: cfg.Agent.HTTP.ReadTimeout, IdleTimeout: 2 * time.Minute}
+	srv.RegisterOnShutdown(api.shutdown) // ends live tails
 	go func() {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -442,6 +454,9 @@ func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 
 func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) {
 	spec := formats[l.Format]
+	if l.Source == "" {
+		l.Source = a.cfg.Agent.DefaultSource
+	}
 	if bind := binders[l.Format]; bind != nil {
 		return bind(a, l, b)
 	}
@@ -471,7 +486,7 @@ func (a *App) mux(b *ingest.Batcher) *http.ServeMux {
 		return &ingest.HTTPFormat{
 			Intake: ingest.NewIntake(f, "http", b, a.reg),
 			NewDecoder: func() ingest.Decoder {
-				return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: model.WindowNone})
+				return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: model.WindowNone, DefaultSource: a.cfg.Agent.DefaultSource})
 			},
 		}
 	}
@@ -482,16 +497,31 @@ func (a *App) mux(b *ingest.Batcher) *http.ServeMux {
 				"graphite_v2": wf(wavefront.ModeMetrics, "wavefront"),
 				"histogram":   wf(wavefront.ModeHistogram, "histogram"),
 				"trace":       wf(wavefront.ModeTrace, "trace"),
+				// Span logs (JSON lines) become log records with
+				// trace_id/span_id (wavefront/logs.go).
+				"spanLogs": wf(wavefront.ModeTrace, "spanLogs"),
 			},
 			Default: "wavefront", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
 		})
+		// Wavefront events from a REST API client (wavefront-sdk-go's
+		// direct sender) become log records.
+		mux.Handle("/api/v2/event", &payloadHandler{in: ingest.NewIntake("wavefront_event", "http", b, a.reg),
+			token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, gunzip: true, decode: a.decodeWavefrontEvent})
 	}
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+	var metrics http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		a.reg.WritePrometheus(w)
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	if cfg.ProtectMetrics {
+		metrics = requireToken(cfg.Token, metrics)
+	}
+	mux.Handle("/metrics", metrics)
+	// Liveness: the process serves HTTP. Readiness (can it accept data?)
+	// is /readyz, registered by Run.
+	live := func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
-	})
+	}
+	mux.HandleFunc("/healthz", live)
+	mux.HandleFunc("/livez", live)
 	return mux
 }

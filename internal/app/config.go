@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/les-streams/les/internal/config"
+	"github.com/les-streams/les/internal/format/statsd"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/sink"
 	datadogsink "github.com/les-streams/les/internal/sink/datadog"
@@ -74,6 +75,10 @@ type AgentConfig struct {
 	Batch     ingest.BatchConfig `yaml:"batch"`
 	// Spool holds batches the stream did not take in time.
 	Spool ingest.SpoolConfig `yaml:"spool"`
+	// DefaultSource is the source of items that name none, in every
+	// format (default: $AWS_LAMBDA_FUNCTION_NAME inside Lambda, else the
+	// host name).
+	DefaultSource string `yaml:"default_source"`
 }
 
 // HTTPConfig is the les API on 2880.
@@ -87,10 +92,14 @@ type HTTPConfig struct {
 	// ReadTimeout bounds reading one request, body included (default 1m),
 	// so slow or stalled clients do not hold connections and buffers.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// MaxConcurrent bounds intake requests served at once (default 16),
-	// and with it the memory their bodies take (up to about
-	// 2 × max_body each); others wait up to 10s, then get a 503.
+	// MaxConcurrent bounds intake requests served at once (default 16);
+	// others wait up to 10s, then get a 503. A request takes a slot only
+	// once its whole body has arrived (at 4 KiB/s at least after a 5 s
+	// grace, else 408); the bodies received or being received hold at most
+	// max_concurrent × max_body bytes together (beyond: 503).
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// ProtectMetrics, when true, requires Token on /metrics too.
+	ProtectMetrics bool `yaml:"protect_metrics"`
 }
 
 // ListenerConfig is one socket.
@@ -111,6 +120,12 @@ type ListenerConfig struct {
 	// MaxBody (otlp) bounds a request body, decompressed (default
 	// agent.http.max_body).
 	MaxBody int64 `yaml:"max_body"`
+	// Flavor (statsd): dogstatsd (default; a signed gauge value is the
+	// value) or etsy (a leading +/- on a gauge value is a change).
+	Flavor string `yaml:"flavor"`
+	// Source is the source of items that name none (default
+	// agent.default_source).
+	Source string `yaml:"source"`
 }
 
 // SinkConfig is one entry of `sinks:`: a durable consumer delivering to
@@ -224,6 +239,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.errAt(err.Error(), "agent", "spool"))
 	}
 	errs = append(errs, c.validateStream()...)
+	if c.Agent.DefaultSource == "" {
+		c.Agent.DefaultSource = defaultSource(os.Getenv, os.Hostname)
+	}
 	if c.Agent.Listeners == nil {
 		c.Agent.Listeners = DefaultListeners()
 	}
@@ -231,6 +249,12 @@ func (c *Config) Validate() error {
 		if err := c.Agent.Listeners[i].validate(); err != nil {
 			errs = append(errs, c.errAt(err.Error(), "agent", "listeners", i))
 		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
@@ -296,6 +320,12 @@ func (l *ListenerConfig) validate() error {
 	}
 	if l.Readers > 64 {
 		return fmt.Errorf("readers %d is more than 64", l.Readers)
+	}
+	if _, ok := statsd.ParseFlavor(l.Flavor); !ok {
+		return fmt.Errorf("flavor %q is not one of dogstatsd, etsy", l.Flavor)
+	}
+	if l.Flavor != "" && l.Format != "statsd" {
+		return fmt.Errorf("flavor is a statsd setting; format %s has none", l.Format)
 	}
 	f := formats[l.Format]
 	if !slices.Contains(f.transports, l.Transport) {

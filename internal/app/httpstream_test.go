@@ -54,7 +54,7 @@ func TestHTTPKindConfigErrors(t *testing.T) {
 	for yaml, want := range map[string]string{
 		"stream: { kind: http }": "les.yaml:1: stream.http: url is required",
 		"stream: { kind: http, http: { url: 'http://les.example.internal/', token_env: T } }": "in the clear",
-		"stream: { kind: http, http: { url: 'https://les.example.internal/', tokn: x } }":     "field tokn not found",
+		"stream: { kind: http, http: { url: 'https://les.example.internal/', tokn: x } }":     `unknown key "tokn" in stream.http`,
 	} {
 		path := filepath.Join(t.TempDir(), "les.yaml")
 		if err := os.WriteFile(path, []byte(yaml+"\n"), 0o644); err != nil {

@@ -26,7 +26,7 @@ var binders = map[string]func(a *App, l ListenerConfig, b *ingest.Batcher) (runn
 
 func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) ingest.Decoder {
 	return func(l ListenerConfig) ingest.Decoder {
-		o := wavefront.Options{Mode: mode, Window: w}
+		o := wavefront.Options{Mode: mode, Window: w, DefaultSource: l.Source}
 		if l.MaxLine > 0 {
 			o.MaxLineLen = l.MaxLine
 		}
@@ -46,13 +46,32 @@ var formats = map[string]formatSpec{
 	"logs":             {[]string{"tcp", "udp"}, "log lines: NDJSON, Lambda text format or plain text (logintake.go)", logsDecoder},
 	"emf":              {[]string{"tcp", "udp"}, "CloudWatch Embedded Metric Format documents, one per line or datagram", emfDecoder},
 	"otlp":             {[]string{"http", "grpc"}, "OpenTelemetry OTLP/HTTP (protobuf, JSON) and OTLP/gRPC: metrics, logs, traces (otlp.go)", nil},
-	"statsd": {[]string{"udp", "unixgram"}, "StatsD and DogStatsD", func(l ListenerConfig) ingest.Decoder {
-		o := statsd.Options{}
-		if l.MaxLine > 0 {
-			o.MaxLineLen = l.MaxLine
-		}
-		return statsdGauges{statsd.NewDecoder(o)}
-	}},
+	"statsd":           {[]string{"udp", "unixgram"}, "StatsD and DogStatsD (flavor: dogstatsd | etsy)", statsdDecoder},
+}
+
+// statsdDecoder makes the decoder of a statsd listener; l was validated, so
+// its flavor parses.
+func statsdDecoder(l ListenerConfig) ingest.Decoder {
+	flavor, _ := statsd.ParseFlavor(l.Flavor)
+	o := statsd.Options{Flavor: flavor, DefaultSource: l.Source}
+	if l.MaxLine > 0 {
+		o.MaxLineLen = l.MaxLine
+	}
+	return statsdGauges{statsd.NewDecoder(o)}
+}
+
+// defaultSource is agent.default_source when unset: the function's name
+// inside AWS Lambda (every sandbox of a function shares it, so its series
+// merge instead of splitting by sandbox host), else the host name, else
+// "unknown" (the Wavefront proxy's word for no source).
+func defaultSource(getenv func(string) string, hostname func() (string, error)) string {
+	if fn := getenv("AWS_LAMBDA_FUNCTION_NAME"); fn != "" {
+		return fn
+	}
+	if h, err := hostname(); err == nil && h != "" {
+		return h
+	}
+	return wavefront.DefaultSource
 }
 
 func formatNames() []string {
@@ -78,7 +97,9 @@ func DefaultListeners() []ListenerConfig {
 	both("histogram_hour", "127.0.0.1:40002")
 	both("histogram_day", "127.0.0.1:40003")
 	both("trace", "127.0.0.1:30000")
-	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125"})
+	// DogStatsD: the clients Lambda functions use (datadog-go, hot-shots,
+	// the Datadog Lambda libraries) speak it; see the README's StatsD flavor.
+	ls = append(ls, ListenerConfig{Format: "statsd", Transport: "udp", Address: "127.0.0.1:8125", Flavor: statsd.FlavorNameDogStatsD})
 	both("logs", "127.0.0.1:5170")
 	both("emf", "127.0.0.1:25888")
 	ls = append(ls, ListenerConfig{Format: "otlp", Transport: "http", Address: "127.0.0.1:4318"},

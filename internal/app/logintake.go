@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -11,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/les-streams/les/internal/format/cwlogs"
 	"github.com/les-streams/les/internal/format/emf"
 	"github.com/les-streams/les/internal/format/lambda"
 	"github.com/les-streams/les/internal/format/logline"
+	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
 )
@@ -34,7 +37,7 @@ const (
 )
 
 func logsDecoder(l ListenerConfig) ingest.Decoder {
-	o := logline.Options{}
+	o := logline.Options{DefaultSource: l.Source}
 	if l.MaxLine > 0 {
 		o.MaxLineLen = l.MaxLine
 	}
@@ -49,25 +52,91 @@ func (e *emfLineDecoder) Decode(dst *model.Batch, payload []byte, _ int64) {
 	_ = e.d.Decode(dst, payload) // the error is always nil; rejects are in dst
 }
 
-func emfDecoder(ListenerConfig) ingest.Decoder { return &emfLineDecoder{} }
+func emfDecoder(l ListenerConfig) ingest.Decoder {
+	return &emfLineDecoder{d: emf.Decoder{DefaultSource: l.Source}}
+}
 
 // logHandlers registers /logs, /cwlogs and /telemetry on mux.
 func (a *App) logHandlers(mux *http.ServeMux, b *ingest.Batcher) {
 	cfg := a.cfg.Agent.HTTP
-	mux.Handle("/logs", &ingest.LineHandler{
-		Formats: map[string]*ingest.HTTPFormat{
-			"logs": {Intake: ingest.NewIntake("logs", "http", b, a.reg),
-				NewDecoder: func() ingest.Decoder { return logsDecoder(ListenerConfig{}) }},
-			"emf": {Intake: ingest.NewIntake("emf", "http", b, a.reg),
-				NewDecoder: func() ingest.Decoder { return emfDecoder(ListenerConfig{}) }},
+	mux.Handle("/logs", &logsHandler{
+		formats: map[string]logsFormat{
+			"logs": {ingest.NewIntake("logs", "http", b, a.reg), logsDecoder},
+			"emf":  {ingest.NewIntake("emf", "http", b, a.reg), emfDecoder},
 		},
-		Default: "logs", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
+		source: a.cfg.Agent.DefaultSource, token: cfg.Token, maxBody: cfg.MaxBody, batcher: b,
 	})
 	mux.Handle("/cwlogs", &payloadHandler{in: ingest.NewIntake("cwlogs", "http", b, a.reg),
 		token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, decode: decodeCWLogs})
 	th := &telemetryHandler{}
 	mux.Handle("/telemetry", &payloadHandler{in: ingest.NewIntake("telemetry", "http", b, a.reg),
 		token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, gunzip: true, decode: th.decode})
+}
+
+// logsHandler serves POST /logs: newline-delimited log lines (f=logs, the
+// default) or EMF documents (f=emf). ?source=NAME is the source of lines
+// that name none (default agent.default_source), so a function posting
+// plain text names itself. Answered 202 with the accept/reject summary once
+// every accepted item is durable in the stream.
+type logsHandler struct {
+	formats map[string]logsFormat
+	source  string
+	token   string
+	maxBody int64
+	batcher *ingest.Batcher
+}
+
+type logsFormat struct {
+	in         *ingest.Intake
+	newDecoder func(ListenerConfig) ingest.Decoder
+}
+
+func (h *logsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if !ingest.Authorized(r, h.token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
+		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	q := r.URL.Query()
+	name := cmp.Or(q.Get("f"), q.Get("format"), "logs")
+	f, ok := h.formats[name]
+	if !ok {
+		http.Error(w, fmt.Sprintf("unknown format %q (supported: emf, logs)", name), http.StatusBadRequest)
+		return
+	}
+	maxBody := h.maxBody
+	if maxBody <= 0 {
+		maxBody = 16 << 20
+	}
+	body, reason, err := ingest.ReadBody(r, maxBody)
+	if err != nil {
+		f.in.Reject(reason)
+		status := http.StatusBadRequest
+		if reason == ingest.ReasonBodyTooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	// Decoders are small; one per request carries the request's source.
+	dec := f.newDecoder(ListenerConfig{Source: cmp.Or(q.Get("source"), h.source)})
+	var batch model.Batch
+	dec.Decode(&batch, body, time.Now().UnixNano())
+	f.in.Account(&batch)
+	if batch.Len() > 0 {
+		if err := h.batcher.PublishNow(r.Context(), &batch); err != nil {
+			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, summary(&batch))
 }
 
 // payloadHandler serves POSTs whose body is one payload (not lines):
@@ -195,6 +264,15 @@ func decodeCWLogs(dst *model.Batch, _ *http.Request, body []byte) (string, error
 	default:
 		return reasonBadJSON, err
 	}
+}
+
+// decodeWavefrontEvent decodes the JSON event of POST /api/v2/event.
+func (a *App) decodeWavefrontEvent(dst *model.Batch, _ *http.Request, body []byte) (string, error) {
+	d := wavefront.NewDecoder(wavefront.Options{DefaultSource: a.cfg.Agent.DefaultSource})
+	if err := d.DecodeEventJSON(dst, body, time.Now().UnixNano()); err != nil {
+		return wavefront.ReasonInvalidEvent, err
+	}
+	return "", nil
 }
 
 // telemetryHandler decodes Lambda Telemetry API batches: platform records

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -33,6 +34,12 @@ type LogmetricConfig struct {
 	Tick time.Duration `yaml:"tick"`
 	// MaxPending bounds the points held between ticks (default 1048576).
 	MaxPending int `yaml:"max_pending"`
+	// NamespaceAs is where each filter's metric_namespace goes unless the
+	// filter says otherwise: tag (default: the point carries
+	// namespace=<metric_namespace>, as EMF points do) or prefix (the point
+	// is named <metric_namespace>.<metric_name>, as CloudWatch → Wavefront
+	// names it).
+	NamespaceAs string `yaml:"namespace_as"`
 
 	compiled []logmetric.Filter
 }
@@ -58,6 +65,8 @@ type MetricFilterConfig struct {
 	// into a distribution). Default: counter for a literal metric_value,
 	// sample for a value taken from the log.
 	Kind string `yaml:"kind"`
+	// NamespaceAs: tag or prefix (default logmetric.namespace_as).
+	NamespaceAs string `yaml:"namespace_as"`
 }
 
 func (c *Config) validateLogmetric() []error {
@@ -71,6 +80,11 @@ func (c *Config) validateLogmetric() []error {
 	}
 	if lm.MaxPending < 0 {
 		errs = append(errs, c.errAt("max_pending must not be negative", "logmetric", "max_pending"))
+	}
+	switch lm.NamespaceAs {
+	case "", logmetric.NamespaceTag, logmetric.NamespacePrefix:
+	default:
+		errs = append(errs, c.errAt(fmt.Sprintf("namespace_as %q is not one of tag, prefix", lm.NamespaceAs), "logmetric", "namespace_as"))
 	}
 	lm.compiled = nil
 	names := map[string]bool{}
@@ -123,7 +137,12 @@ func (c *Config) validateLogmetric() []error {
 			errs = append(errs, c.errAt(err.Error(), "logmetric", "filters", i))
 			continue
 		}
-		lm.compiled = append(lm.compiled, logmetric.Filter{Name: f.Name, Metric: mf, Kind: kind})
+		nsAs := cmp.Or(f.NamespaceAs, lm.NamespaceAs, logmetric.NamespaceTag)
+		if nsAs != logmetric.NamespaceTag && nsAs != logmetric.NamespacePrefix {
+			errs = append(errs, c.errAt(fmt.Sprintf("namespace_as %q is not one of tag, prefix", f.NamespaceAs), "logmetric", "filters", i, "namespace_as"))
+			continue
+		}
+		lm.compiled = append(lm.compiled, logmetric.Filter{Name: f.Name, Metric: mf, Kind: kind, NamespaceAs: nsAs})
 	}
 	return errs
 }

@@ -1,17 +1,11 @@
 package app
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"path"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/les-streams/les/internal/consumer"
-	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/stream"
@@ -138,47 +132,6 @@ func rollupOrigins(rc rollup.Config) []string {
 		return []string{stream.OriginAgg, stream.OriginIngest, stream.OriginDerived}
 	}
 	return []string{stream.OriginAgg}
-}
-
-// queryHandler serves /query?name=N[&source=S][&window=minute].
-func queryHandler(run *consumer.ProcRunner, p *rollupProc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		name := q.Get("name")
-		if name == "" {
-			http.Error(w, "name is required", http.StatusBadRequest)
-			return
-		}
-		win := model.WindowMinute
-		if s := q.Get("window"); s != "" {
-			var ok bool
-			if win, ok = model.ParseWindow(s); !ok {
-				http.Error(w, "window must be minute, hour or day", http.StatusBadRequest)
-				return
-			}
-		}
-		// Without a source parameter, every source of the name (ordered
-		// by window, correction, source); source= (empty) is the empty one.
-		var buf []byte
-		run.Locked(func() {
-			var ds []model.Distribution
-			if q.Has("source") {
-				ds = p.Query(name, q.Get("source"), win)
-			} else {
-				for _, src := range p.Sources(name, win) {
-					ds = append(ds, p.Query(name, src, win)...)
-				}
-				slices.SortStableFunc(ds, func(a, b model.Distribution) int {
-					return cmp.Or(cmp.Compare(a.Timestamp, b.Timestamp), cmp.Compare(a.Correction, b.Correction), strings.Compare(a.Source, b.Source))
-				})
-			}
-			for i := range ds {
-				buf = jsonl.AppendDistribution(buf, &ds[i], jsonl.Options{})
-			}
-		})
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		_, _ = w.Write(buf)
-	}
 }
 
 var _ = json.Valid

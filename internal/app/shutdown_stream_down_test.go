@@ -22,7 +22,7 @@ func TestShutdownWithStreamDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about 30s")
 	}
-	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
+	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1", Auth: "none"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

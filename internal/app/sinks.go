@@ -59,7 +59,7 @@ type sinkType struct {
 // folder under internal/sink, one field in SinkConfig and one line here.
 var sinkTypes = map[string]sinkType{
 	"file": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.File }, perRecord: true,
-		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return file.New(*c.File) }},
+		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return file.NewDeps(*c.File, d) }},
 	"wavefront": {signals: []string{"metrics", "distributions", "spans"}, settings: func(c *SinkConfig) any { return &c.Wavefront },
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return wfsink.New(*c.Wavefront) }},
 	"discard": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Discard }, optional: true,

@@ -148,6 +148,9 @@ func (a *App) openStream(ctx context.Context) (Stream, error) {
 		if b.Kind == c.Kind {
 			st, err := b.Open(ctx, c, StreamDeps{Log: a.log, Metrics: a.reg, DataDir: a.cfg.DataDir})
 			if err != nil {
+				if strings.HasPrefix(err.Error(), "stream."+c.Kind) {
+					return nil, err // names its setting already (stream.embedded.listen …)
+				}
 				return nil, fmt.Errorf("stream %s: %w", c.Kind, err)
 			}
 			return st, nil

@@ -20,7 +20,7 @@ func TestStreamConfigErrors(t *testing.T) {
 		{"stream: { partitions: 0, kind: nats, nats: { url: nats://x:4222 }, embedded: { sync: never } }", ""},
 		{"stream: { partitions: -2 }", "partitions -2 is not in 1…4096"},
 		{"stream: { embedded: { sync: never } }", "stream.embedded: sync: \"never\" is not one of os, always"},
-		{"stream: { url: nats://x:4222 }", "field url not found"},
+		{"stream: { url: nats://x:4222 }", `unknown key "url" in stream`},
 	}
 	for _, c := range cases {
 		path := filepath.Join(t.TempDir(), "les.yaml")

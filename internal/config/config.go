@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -103,6 +104,11 @@ func Decode(src []byte, file string, v any) (*yaml.Node, error) {
 	if len(bytes.TrimSpace(src)) == 0 {
 		return &doc, nil
 	}
+	// Unknown keys and values of the wrong kind, in the file's words
+	// (words.go); the strict decoder below is the backstop.
+	if errs := checkNode(&doc, reflect.TypeOf(v), "", file); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
@@ -128,9 +134,9 @@ func yamlError(err error, file string) error {
 func lineError(msg, file string) error {
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: n, Msg: m[2]}
+		return &Error{File: file, Line: n, Msg: inUserWords(m[2])}
 	}
-	return &Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+	return &Error{File: file, Msg: inUserWords(strings.TrimPrefix(msg, "yaml: "))}
 }
 
 // Locate returns the line of the node at path (keys and list indexes, e.g.

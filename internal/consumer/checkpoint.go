@@ -231,7 +231,20 @@ func loadCheckpoint(path string) (checkpoint, error) {
 }
 
 // save writes the checkpoint atomically: temp file, fsync, rename, fsync dir.
-func (c *checkpoint) save(path string) error {
+func (c *checkpoint) save(path string) error { return c.write(path, false) }
+
+// saveRotated is save that keeps the checkpoint it replaces as path.1
+// (previousSuffix): a hard link of the current file renamed over path.1,
+// then the new file renamed over path, each step atomic, so path and
+// path.1 are always two complete checkpoints, the last two written. Where
+// hard links are refused the current file is renamed to path.1 instead;
+// a crash then may leave path.1 alone, which loadRotated reads.
+func (c *checkpoint) saveRotated(path string) error { return c.write(path, true) }
+
+// previousSuffix names the checkpoint before the newest.
+const previousSuffix = ".1"
+
+func (c *checkpoint) write(path string, rotate bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
@@ -252,6 +265,11 @@ func (c *checkpoint) save(path string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if rotate {
+		if err := keepPrevious(path); err != nil {
+			return err
+		}
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
@@ -261,4 +279,68 @@ func (c *checkpoint) save(path string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// keepPrevious makes path.1 the checkpoint now at path (if any).
+func keepPrevious(path string) error {
+	prev := path + previousSuffix
+	lnk := prev + ".tmp"
+	_ = os.Remove(lnk)
+	err := os.Link(path, lnk)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil // nothing to keep yet
+	case err == nil:
+		return os.Rename(lnk, prev)
+	}
+	if err := os.Rename(path, prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// loaded says which checkpoint loadRotated started from.
+type loaded int
+
+const (
+	loadedNewest   loaded = iota // path (or nothing yet: a first run)
+	loadedPrevious               // path was damaged or missing: path.1
+	loadedNone                   // neither is usable: start from the oldest record
+)
+
+// loadRotated reads the newest good checkpoint of path and path.1. A
+// damaged one is moved aside to <name>.bad (so the next save does not
+// keep it as the previous); problems lists what was wrong, for the log.
+// When neither is good the checkpoint is empty (positions from the
+// stream's oldest record) and loadedNone says so.
+func loadRotated(path string) (c checkpoint, from loaded, problems []string, err error) {
+	empty := func() checkpoint {
+		return checkpoint{positions: map[string]stream.Position{}, seen: map[string]int64{}}
+	}
+	damaged := false
+	for i, p := range []string{path, path + previousSuffix} {
+		b, rerr := os.ReadFile(p)
+		if errors.Is(rerr, os.ErrNotExist) {
+			continue
+		}
+		if rerr != nil {
+			return c, 0, problems, rerr
+		}
+		ck, uerr := unmarshalCheckpoint(b)
+		if uerr == nil {
+			if i == 0 && !damaged {
+				return ck, loadedNewest, problems, nil
+			}
+			return ck, loadedPrevious, problems, nil
+		}
+		damaged = true
+		problems = append(problems, fmt.Sprintf("%s: %v (moved to %s.bad)", p, uerr, filepath.Base(p)))
+		if err := os.Rename(p, p+".bad"); err != nil {
+			return c, 0, problems, fmt.Errorf("%s: %w; moving it aside: %v", p, uerr, err)
+		}
+	}
+	if damaged {
+		return empty(), loadedNone, problems, nil
+	}
+	return empty(), loadedNewest, problems, nil
 }

@@ -95,6 +95,7 @@ type SinkRunner struct {
 	delivered  *metrics.Counter
 	deadLetter *metrics.Counter
 	retries    *metrics.Counter
+	fails      *failLog // faillog.go
 }
 
 // sendGroup is one Send: the merged items of records ds[first:last+1]
@@ -104,9 +105,16 @@ type sendGroup struct {
 	partition string
 	recs      []int // indices into the fetch's deliveries
 	ids       []string
+	from      []place // where each record was read, as ids
 	bytes     int
 	sent      int   // items delivered
 	err       error // set when the fetch must be redelivered
+}
+
+// place is where a record was read from.
+type place struct {
+	partition string
+	pos       stream.Position
 }
 
 // NewSinkRunner returns a runner; it does no I/O until Run.
@@ -141,6 +149,7 @@ func NewSinkRunner(cfg SinkConfig, st stream.Stream, sk sink.Sink, reg *selfmetr
 		deadLetter: reg.Counter("les_consumer_dead_lettered_total", "consumer", cfg.Name),
 		retries:    reg.Counter("les_sink_retries_total", "sink", cfg.Name),
 	}
+	r.fails = &failLog{log: r.log}
 	r.lag.Store(-1)
 	reg.Gauge("les_consumer_lag_records", func() float64 { return float64(r.lag.Load()) }, "consumer", cfg.Name)
 	return r, nil
@@ -166,6 +175,7 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 		}
 		o.Start = start
 	}
+	r.recoverSink(ctx, &o)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
 	go func() {
@@ -273,7 +283,7 @@ func (r *SinkRunner) group(ctx context.Context, ds []stream.Delivery) ([]*sendGr
 		g := r.groups[used]
 		used++
 		g.b.Reset()
-		g.partition, g.recs, g.ids, g.bytes, g.err = part, g.recs[:0], g.ids[:0], 0, nil
+		g.partition, g.recs, g.ids, g.from, g.bytes, g.err = part, g.recs[:0], g.ids[:0], g.from[:0], 0, nil
 		open = append(open, g)
 		return g
 	}
@@ -294,6 +304,7 @@ func (r *SinkRunner) group(ctx context.Context, ds []stream.Delivery) ([]*sendGr
 		}
 		g.recs = append(g.recs, i)
 		g.ids = append(g.ids, h.ID())
+		g.from = append(g.from, place{d.Partition, d.Pos})
 		g.bytes += len(d.Data)
 		if r.cfg.PerRecord || g.b.Len() >= r.cfg.MaxItems || g.bytes >= r.cfg.MaxBytes {
 			open = slices.DeleteFunc(open, func(x *sendGroup) bool { return x == g }) // full: the next record starts another
@@ -376,8 +387,18 @@ func (r *SinkRunner) send(ctx context.Context, g *sendGroup) error {
 	m := sink.Meta{Partition: g.partition}
 	if len(g.ids) == 1 {
 		m.RecordID = g.ids[0]
+		if len(g.from) == 1 {
+			m.Partition, m.Pos = g.from[0].partition, string(g.from[0].pos)
+		}
 	}
-	return sink.Deliver(ctx, r.sk, &g.b, m, r.cfg.Retry, func(error) { r.retries.Inc() })
+	err := sink.Deliver(ctx, r.sk, &g.b, m, r.cfg.Retry, func(err error) {
+		r.retries.Inc()
+		r.fails.failure(err)
+	})
+	if err == nil {
+		r.fails.success()
+	}
+	return err
 }
 
 // isolate re-sends the records of a failed merged group one at a time and
@@ -398,6 +419,7 @@ func (r *SinkRunner) isolate(ctx context.Context, ds []stream.Delivery, g *sendG
 			continue
 		}
 		one.ids = append(one.ids[:0], h.ID())
+		one.from = append(one.from[:0], place{d.Partition, d.Pos})
 		err = r.send(ctx, one)
 		switch {
 		case err == nil:

@@ -104,8 +104,16 @@ type ProcRunner struct {
 	dups     *metrics.Counter
 	emitted  *metrics.Counter
 	ckpts    *metrics.Counter
-	corrupt  *metrics.Counter
-	lag      atomic.Int64
+	// inLast leading records of the outbox are in the newest checkpoint
+	// file, stable of them in the previous one too. Only stable records
+	// are published: were the newest file damaged, the previous one
+	// still holds every record already published — with the state after
+	// emitting it — so starting from it re-publishes the same ids with the
+	// same content (dropped by the stream as duplicates) instead of
+	// emitting the same windows again under other ids.
+	inLast, stable int
+	corrupt        *metrics.Counter
+	lag            atomic.Int64
 }
 
 // NewProcRunner returns a runner; it does no I/O until Run.
@@ -146,9 +154,17 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 // the checkpointed position until ctx is cancelled; it writes a final
 // checkpoint on the way out.
 func (r *ProcRunner) Run(ctx context.Context) error {
-	ck, err := loadCheckpoint(r.cfg.CheckpointPath)
+	ck, from, problems, err := loadRotated(r.cfg.CheckpointPath)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", r.cfg.Name, err)
+	}
+	switch from {
+	case loadedPrevious:
+		r.log.Warn("the newest checkpoint is damaged or missing: starting from the previous one; records after it are folded in again and its unconfirmed output re-published under the same ids",
+			"problems", problems, "positions", ck.positions, "emit_seq", ck.emitSeq)
+	case loadedNone:
+		r.log.Error("no good checkpoint: rebuilding the state from the oldest record the stream holds; windows emitted before may be emitted again and records the stream no longer holds are not counted",
+			"problems", problems)
 	}
 	r.mu.Lock()
 	if ck.state != nil {
@@ -162,6 +178,13 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 		ck.producer = r.newProducer(ck)
 	}
 	r.ck = ck
+	// The loaded outbox is in one file; the first save puts it in both
+	// (see stable), so that it may be published.
+	r.inLast, r.stable = len(ck.outbox), 0
+	if err := r.checkpointLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	after := maps.Clone(ck.positions)
 	r.mu.Unlock()
 	r.log.Info("processor starting", "positions", len(after), "outbox", len(ck.outbox), "backend", r.caps.Backend)
@@ -187,8 +210,7 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = r.st.Consume(ctx, stream.ConsumeOptions{Origins: r.cfg.Origins, Signals: r.cfg.Signals,
-		Partitions: r.cfg.Partitions, After: after, Batch: r.cfg.Batch}, r.handle)
+	err = r.consume(ctx, after)
 	stopTick()
 	<-tickDone
 	// Final checkpoint so a clean restart replays nothing.
@@ -200,6 +222,79 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	return err
+}
+
+// positionClamper is implemented by streams whose end can move backwards
+// (natsjs: a server that found a damaged block file cuts the stream there,
+// and new records reuse the sequences lost).
+type positionClamper interface {
+	// ClampPositions returns after with positions beyond the stream's end
+	// moved back to it, and the generation to pass as since next time.
+	ClampPositions(ctx context.Context, after map[string]stream.Position, since uint64) (map[string]stream.Position, uint64, error)
+	// Truncated is closed when the stream's end next moves backwards.
+	Truncated() <-chan struct{}
+}
+
+// consume reads from after on. On a stream whose end can move backwards,
+// positions beyond the end are moved back first (else the records that
+// reuse those sequences would be skipped as already folded), and again —
+// restarting the read — whenever the end moves back while it runs.
+func (r *ProcRunner) consume(ctx context.Context, after map[string]stream.Position) error {
+	o := stream.ConsumeOptions{Origins: r.cfg.Origins, Signals: r.cfg.Signals,
+		Partitions: r.cfg.Partitions, After: after, Batch: r.cfg.Batch}
+	pc, ok := r.st.(positionClamper)
+	if !ok {
+		return r.st.Consume(ctx, o, r.handle)
+	}
+	var gen uint64
+	for {
+		truncated := pc.Truncated() // before clamping: a truncation meanwhile restarts
+		o.After, gen = r.clampPositions(ctx, pc, gen)
+		cctx, cancel := context.WithCancel(ctx)
+		stop := make(chan struct{})
+		go func() {
+			select {
+			case <-truncated:
+				cancel()
+			case <-stop:
+			}
+		}()
+		err := r.st.Consume(cctx, o, r.handle)
+		close(stop)
+		restart := ctx.Err() == nil && cctx.Err() != nil
+		cancel()
+		if !restart {
+			return err
+		}
+	}
+}
+
+// clampPositions moves the checkpointed positions beyond the stream's end
+// back to it and logs each at ERROR; it returns the positions to resume
+// after.
+func (r *ProcRunner) clampPositions(ctx context.Context, pc positionClamper, since uint64) (map[string]stream.Position, uint64) {
+	r.mu.Lock()
+	cur := maps.Clone(r.ck.positions)
+	r.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	clamped, gen, err := pc.ClampPositions(cctx, cur, since)
+	if err != nil {
+		r.log.Warn("could not check the checkpointed positions against the stream's end", "err", err)
+		return cur, since
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, pos := range clamped {
+		if pos == cur[p] {
+			continue
+		}
+		r.log.Error("processor position was beyond the stream's end (the stream lost records, see its report): moved back so that new records are read",
+			"partition", p, "checkpointed_pos", cur[p], "stream_end", pos)
+		r.ck.positions[p] = pos
+		r.dirty = true
+	}
+	return clamped, gen
 }
 
 func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
@@ -290,6 +385,9 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 		}
 		r.dirty = true
 	}
+	if len(r.ck.outbox) > r.stable {
+		r.dirty = true // one more save makes them publishable
+	}
 	if r.dirty {
 		if err := r.checkpointLocked(); err != nil {
 			r.mu.Unlock()
@@ -322,22 +420,23 @@ func (r *ProcRunner) checkpointLocked() error {
 		return fmt.Errorf("consumer %s: marshal state: %w", r.cfg.Name, err)
 	}
 	r.ck.state = state
-	err = r.ck.save(r.cfg.CheckpointPath)
+	err = r.ck.saveRotated(r.cfg.CheckpointPath)
 	r.ck.state = nil // the processor holds the state; do not keep a second copy
 	if err != nil {
 		return fmt.Errorf("consumer %s: checkpoint: %w", r.cfg.Name, err)
 	}
 	r.ckpts.Inc()
+	r.stable, r.inLast = r.inLast, len(r.ck.outbox)
 	r.dirty = false
 	r.lastCkpt = time.Now()
 	return nil
 }
 
-// publishOutbox publishes the checkpointed outbox, then forgets it (the
-// next checkpoint records that).
+// publishOutbox publishes the stable part of the outbox (in both
+// checkpoint files), then forgets it (the next checkpoint records that).
 func (r *ProcRunner) publishOutbox(ctx context.Context) error {
 	r.mu.Lock()
-	out := r.ck.outbox
+	out := r.ck.outbox[:r.stable]
 	r.mu.Unlock()
 	if len(out) == 0 {
 		return nil
@@ -349,6 +448,8 @@ func (r *ProcRunner) publishOutbox(ctx context.Context) error {
 	// Only drop what we published; encodeOutbox may have appended more.
 	// Copy the rest so the published records' bytes can be freed.
 	r.ck.outbox = append([]stream.Record(nil), r.ck.outbox[len(out):]...)
+	r.stable -= len(out)
+	r.inLast -= len(out)
 	r.dirty = true
 	r.mu.Unlock()
 	return nil

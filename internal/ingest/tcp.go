@@ -9,9 +9,20 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/les-streams/les/internal/model"
+)
+
+// Reasons for TCP connections and lines closed by the listener.
+const (
+	// ReasonConnectionEvicted counts connections closed to make room at
+	// max_connections (see TCPConfig.MaxConnections).
+	ReasonConnectionEvicted = "connection_evicted"
+	// ReasonLineTimeout counts unfinished lines dropped after
+	// TCPConfig.LineTimeout.
+	ReasonLineTimeout = "line_timeout"
 )
 
 // TCPConfig configures a line listener.
@@ -20,9 +31,22 @@ type TCPConfig struct {
 	MaxLine int // longer lines are rejected (default 32768)
 	// IdleTimeout closes connections silent for this long (default 5m).
 	IdleTimeout time.Duration
-	// MaxConnections bounds open connections (default 1024); more are
-	// closed at once and counted as rejected (reason too_many_connections).
+	// LineTimeout closes a connection whose unfinished line (bytes after
+	// the last newline) has not ended within this long of its first byte
+	// (default 30s): a client dribbling bytes without ever ending a line
+	// does not keep its connection. The unfinished line is dropped and
+	// counted (reason line_timeout).
+	LineTimeout time.Duration
+	// MaxConnections bounds open connections (default 1024). When a new
+	// connection arrives at the limit, the connection that has gone
+	// longest without completing a line is closed to make room (reason
+	// connection_evicted) — those with an unfinished line or none yet
+	// first — provided it has been so for at least EvictAfter; otherwise
+	// the new connection is closed at once (reason too_many_connections).
 	MaxConnections int
+	// EvictAfter is how long a connection must have gone without a
+	// complete line before it may be evicted (default 1s).
+	EvictAfter time.Duration
 }
 
 // TCP accepts connections carrying newline-delimited lines.
@@ -34,11 +58,21 @@ type TCP struct {
 	ln         net.Listener
 	wg         sync.WaitGroup
 	mu         sync.Mutex
-	conns      map[net.Conn]struct{}
+	conns      map[*tcpConn]struct{}
 }
 
 // ListenTCP binds the listener.
 func ListenTCP(cfg TCPConfig, in *Intake, newDecoder func() Decoder, log *slog.Logger) (*TCP, error) {
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp %s: %w", cfg.Address, err)
+	}
+	return NewTCP(ln, cfg, in, newDecoder, log), nil
+}
+
+// NewTCP serves connections accepted from ln (cfg.Address is not used);
+// Run closes ln.
+func NewTCP(ln net.Listener, cfg TCPConfig, in *Intake, newDecoder func() Decoder, log *slog.Logger) *TCP {
 	if cfg.MaxLine <= 0 {
 		cfg.MaxLine = 32768
 	}
@@ -48,11 +82,13 @@ func ListenTCP(cfg TCPConfig, in *Intake, newDecoder func() Decoder, log *slog.L
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
-	ln, err := net.Listen("tcp", cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("listen tcp %s: %w", cfg.Address, err)
+	if cfg.LineTimeout <= 0 {
+		cfg.LineTimeout = 30 * time.Second
 	}
-	return &TCP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, ln: ln, conns: map[net.Conn]struct{}{}}, nil
+	if cfg.EvictAfter <= 0 {
+		cfg.EvictAfter = time.Second
+	}
+	return &TCP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, ln: ln, conns: map[*tcpConn]struct{}{}}
 }
 
 // Addr is the bound address.
@@ -81,49 +117,93 @@ func (t *TCP) Run(ctx context.Context) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		tc := newTCPConn(c)
 		t.mu.Lock()
 		if len(t.conns) >= t.cfg.MaxConnections {
-			t.mu.Unlock()
-			_ = c.Close()
-			t.in.Reject(ReasonTooManyConnections)
-			continue
+			victim := t.victim(time.Now())
+			if victim == nil {
+				t.mu.Unlock()
+				t.in.Reject(ReasonTooManyConnections) // counted before the client sees the close
+				_ = c.Close()
+				continue
+			}
+			delete(t.conns, victim)
+			victim.evicted.Store(true)
+			t.in.Reject(ReasonConnectionEvicted)
+			_ = victim.Close() // wakes its Read
 		}
-		t.conns[c] = struct{}{}
+		t.conns[tc] = struct{}{}
 		t.mu.Unlock()
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			t.serve(ctx, c)
+			t.serve(ctx, tc)
 			t.mu.Lock()
-			delete(t.conns, c)
+			delete(t.conns, tc)
 			t.mu.Unlock()
-			_ = c.Close()
+			_ = tc.Close()
 		}()
 	}
 	t.wg.Wait()
 	return nil
 }
 
+// serve reads lines from c until it ends. c is a *tcpConn when Run
+// accepted it.
 func (t *TCP) serve(ctx context.Context, c net.Conn) {
+	tc, ok := c.(*tcpConn)
+	if !ok {
+		tc = newTCPConn(c)
+	}
 	lr := LineReader{MaxLine: t.cfg.MaxLine}
 	dec := t.newDecoder()
 	var batch model.Batch
-	emit := func(lines []byte) {
+	lines := false
+	emit := func(b []byte) {
+		lines = true
 		batch.Reset()
-		dec.Decode(&batch, lines, time.Now().UnixNano())
+		dec.Decode(&batch, b, time.Now().UnixNano())
 		t.in.Deliver(&batch)
 	}
+	var partialSince time.Time // when the unfinished line began
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		now := time.Now()
+		deadline := now.Add(t.cfg.IdleTimeout)
+		if !partialSince.IsZero() {
+			if d := partialSince.Add(t.cfg.LineTimeout); d.Before(deadline) {
+				deadline = d
+			}
+		}
+		_ = c.SetReadDeadline(deadline)
 		// Checked after the reset: a shutdown that set its wake-up
 		// deadline just before it would otherwise be overridden, and
 		// this Read would wait for the idle timeout.
 		if ctx.Err() != nil {
 			break
 		}
+		lines = false
 		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
+		now = time.Now()
+		if lines {
+			tc.lastLine.Store(now.UnixNano())
+			tc.sentLine.Store(true)
+			partialSince = time.Time{}
+		}
+		switch {
+		case !lr.Partial():
+			partialSince = time.Time{}
+		case partialSince.IsZero():
+			partialSince = now
+		}
+		tc.partial.Store(lr.Partial())
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
+			switch {
+			case tc.evicted.Load():
+				return // counted by Run; the unfinished line is dropped
+			case ctx.Err() == nil && isTimeout(err) && !partialSince.IsZero() && !now.Before(partialSince.Add(t.cfg.LineTimeout)):
+				t.in.Reject(ReasonLineTimeout)
+				return
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err):
 				t.log.Debug("tcp read", "remote", c.RemoteAddr(), "err", err)
 			}
 			lr.Finish(emit)
@@ -131,6 +211,48 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		}
 	}
 	lr.Finish(emit)
+}
+
+// tcpConn is an accepted connection and what eviction looks at.
+type tcpConn struct {
+	net.Conn
+	// lastLine is when the connection last completed a line (UnixNano),
+	// or when it was accepted.
+	lastLine atomic.Int64
+	// partial is set while an unfinished line is buffered.
+	partial atomic.Bool
+	// sentLine is set once the connection completed a line.
+	sentLine atomic.Bool
+	evicted  atomic.Bool
+}
+
+func newTCPConn(c net.Conn) *tcpConn {
+	tc := &tcpConn{Conn: c}
+	tc.lastLine.Store(time.Now().UnixNano())
+	return tc
+}
+
+// victim picks the connection to close for a new one at the limit: of
+// those that completed no line for at least EvictAfter, one holding an
+// unfinished line (or none received yet) before one that is merely idle,
+// and the longest without a line first. nil means every connection is
+// active: the new one is refused. t.mu is held.
+func (t *TCP) victim(now time.Time) *tcpConn {
+	limit := now.Add(-t.cfg.EvictAfter).UnixNano()
+	var best *tcpConn
+	var bestPartial bool
+	var bestAt int64
+	for c := range t.conns {
+		at := c.lastLine.Load()
+		if at > limit {
+			continue
+		}
+		p := c.partial.Load() || !c.sentLine.Load()
+		if best == nil || (p && !bestPartial) || (p == bestPartial && at < bestAt) {
+			best, bestPartial, bestAt = c, p, at
+		}
+	}
+	return best
 }
 
 func isTimeout(err error) bool {
@@ -193,6 +315,10 @@ func (lr *LineReader) Fill(r io.Reader, emit func([]byte), tooLong func()) error
 	}
 	return err
 }
+
+// Partial reports whether an unfinished line is buffered (or being
+// skipped as too long).
+func (lr *LineReader) Partial() bool { return lr.skipping || lr.end > lr.start }
 
 // Finish emits a last line that had no newline (the peer closed cleanly).
 func (lr *LineReader) Finish(emit func([]byte)) {

@@ -20,7 +20,9 @@ func TestTCPMaxConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := NewIntake("wavefront", "tcp", b, reg)
-	ln, err := ListenTCP(TCPConfig{Address: "127.0.0.1:0", MaxConnections: 2}, in, func() Decoder { return fakeDecoder{} }, slog.New(slog.DiscardHandler))
+	// EvictAfter 1h: no connection is old enough to be evicted (slowclient_test.go
+	// covers eviction), so the third is refused.
+	ln, err := ListenTCP(TCPConfig{Address: "127.0.0.1:0", MaxConnections: 2, EvictAfter: time.Hour}, in, func() Decoder { return fakeDecoder{} }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +38,10 @@ type UDPConfig struct {
 	Readers     int    // goroutines reading the socket (default 2)
 	MaxDatagram int    // larger datagrams are rejected (default 65536)
 	ReadBuffer  int    // SO_RCVBUF bytes (default 16 MiB; the kernel may cap it)
+	// ReadBatch is how many datagrams one recvmmsg call may return
+	// (default 32). Each reader holds ReadBatch buffers of MaxDatagram
+	// bytes: 2 MiB at the defaults.
+	ReadBatch int
 }
 
 // UDP reads datagrams and decodes them.
@@ -52,6 +55,12 @@ type UDP struct {
 	mu         sync.Mutex
 	lastDrops  uint32
 	haveDrops  bool
+
+	// recvMu makes receiving and stamping one step, so stamps follow the
+	// socket's queue order across readers (see stamp).
+	recvMu    sync.Mutex
+	lastStamp int64
+	clock     func() int64 // Unix ns; nil is time.Now (tests inject one)
 }
 
 // ListenUDP binds the socket (so a port conflict is reported at start-up).
@@ -68,17 +77,13 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 	if cfg.ReadBuffer <= 0 {
 		cfg.ReadBuffer = 16 << 20
 	}
+	if cfg.ReadBatch <= 0 {
+		cfg.ReadBatch = readBatch
+	}
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if cfg.Network == "udp" {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soRxqOvfl, 1)
-			}
-			// SO_RCVBUFFORCE goes past net.core.rmem_max when les may
-			// (CAP_NET_ADMIN); otherwise SetReadBuffer below asks for
-			// what the kernel allows. A deep buffer absorbs the moments
-			// when readers are not scheduled.
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, cfg.ReadBuffer)
+			serr = setSocketOptions(fd, cfg.Network, cfg.ReadBuffer) // udp_linux.go, udp_other.go
 		})
 		if err != nil {
 			return err
@@ -141,7 +146,7 @@ func readBuffer(conn net.PacketConn) int {
 	}
 	var n int
 	_ = rc.Control(func(fd uintptr) {
-		n, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+		n = socketReadBuffer(fd)
 	})
 	return n / 2
 }
@@ -168,9 +173,31 @@ func (u *UDP) Run(ctx context.Context) error {
 	return nil
 }
 
-// readBatch is how many datagrams one recvmmsg call may return; they are
-// decoded into one model.Batch and handed to the batcher together.
+// readBatch is how many datagrams one recvmmsg call may return by default
+// (UDPConfig.ReadBatch); they are decoded into one model.Batch and handed
+// to the batcher together.
 const readBatch = 32
+
+// stamp returns the receive time of the first of n datagrams just read;
+// datagram i of them is stamped base+i. Called with recvMu held, so the
+// readers of one socket take datagrams and stamps in the same order: stamps
+// strictly increase in the order the kernel queued the datagrams, even when
+// the wall clock steps back or a reader is descheduled between its read and
+// its clock reading. The rollup keeps the gauge with the newest stamp, so
+// the last value a client wrote to the socket wins (issue 11, item 3).
+func (u *UDP) stamp(n int) int64 {
+	var now int64
+	if u.clock != nil {
+		now = u.clock()
+	} else {
+		now = time.Now().UnixNano()
+	}
+	if now <= u.lastStamp {
+		now = u.lastStamp + 1
+	}
+	u.lastStamp = now + int64(n) - 1
+	return now
+}
 
 func (u *UDP) read() {
 	dec := u.newDecoder()
@@ -185,11 +212,17 @@ func (u *UDP) read() {
 	for {
 		var n, oobn int
 		var err error
+		u.recvMu.Lock()
 		if uxc != nil {
 			n, oobn, _, _, err = uxc.ReadMsgUnix(buf, oob)
 		} else {
 			n, _, err = u.conn.ReadFrom(buf)
 		}
+		var now int64
+		if err == nil {
+			now = u.stamp(1)
+		}
+		u.recvMu.Unlock()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -205,7 +238,7 @@ func (u *UDP) read() {
 			continue
 		}
 		batch.Reset()
-		dec.Decode(&batch, buf[:n], time.Now().UnixNano())
+		dec.Decode(&batch, buf[:n], now)
 		u.in.Deliver(&batch)
 	}
 }
@@ -213,9 +246,10 @@ func (u *UDP) read() {
 // readUDP reads up to readBatch datagrams per system call (recvmmsg on
 // Linux), decodes them all into batch and delivers them with one call, so
 // the batcher's lock is taken once per read rather than once per datagram.
+// Readers take turns to receive (recvMu) and decode in parallel.
 func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 	pc := ipv4.NewPacketConn(uc)
-	msgs := make([]ipv4.Message, readBatch)
+	msgs := make([]ipv4.Message, u.cfg.ReadBatch)
 	for i := range msgs {
 		// Buffers are touched only as far as datagrams fill them, so idle
 		// readers stay small.
@@ -223,7 +257,13 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 		msgs[i].OOB = make([]byte, 64)
 	}
 	for {
+		u.recvMu.Lock()
 		n, err := pc.ReadBatch(msgs, 0)
+		var base int64
+		if err == nil && n > 0 {
+			base = u.stamp(n)
+		}
+		u.recvMu.Unlock()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -239,29 +279,20 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 			u.countDrops(m.OOB[:m.NN])
 		}
 		batch.Reset()
-		now := time.Now().UnixNano()
 		for i := range n {
 			m := &msgs[i]
 			if m.N > u.cfg.MaxDatagram {
 				u.in.Reject(ReasonDatagramTooLarge)
 				continue
 			}
-			dec.Decode(batch, m.Buffers[0][:m.N], now)
+			dec.Decode(batch, m.Buffers[0][:m.N], base+int64(i))
 		}
 		u.in.Deliver(batch)
 	}
 }
 
 func (u *UDP) countDrops(oob []byte) {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return
-	}
-	for _, m := range msgs {
-		if m.Header.Level != syscall.SOL_SOCKET || m.Header.Type != soRxqOvfl || len(m.Data) < 4 {
-			continue
-		}
-		total := binary.NativeEndian.Uint32(m.Data)
+	for _, total := range dropCounts(oob) {
 		u.mu.Lock()
 		switch {
 		case !u.haveDrops:

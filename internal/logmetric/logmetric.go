@@ -43,7 +43,22 @@ type Filter struct {
 	// CloudWatch sums metric filter values) or model.Sample (rolled up
 	// into a distribution: count, sum, min, max and percentiles).
 	Kind model.Kind
+	// NamespaceAs says where the transformation's metric namespace goes:
+	// NamespaceTag (default) or NamespacePrefix.
+	NamespaceAs string
 }
+
+// Where a filter's metric namespace goes (Filter.NamespaceAs).
+const (
+	// NamespaceTag: the point is <metric_name> with a tag
+	// namespace=<metric_namespace>, as EMF points carry their namespace
+	// (the default).
+	NamespaceTag = "tag"
+	// NamespacePrefix: the point is <metric_namespace>.<metric_name>,
+	// without a namespace tag, the name CloudWatch metric filter output
+	// has in Wavefront after CloudWatch → Wavefront.
+	NamespacePrefix = "prefix"
+)
 
 // Config configures a Processor.
 type Config struct {
@@ -83,7 +98,8 @@ type filterState struct {
 	Filter
 	m         *pattern.Matcher
 	json      bool
-	namespace string
+	name      string // the points' name (with the namespace when prefixed)
+	namespace string // the namespace tag's value, "" for none
 	unit      string
 	matched   *metrics.Counter
 }
@@ -118,11 +134,22 @@ func New(cfg Config, reg *selfmetric.Registry) (*Processor, error) {
 		}
 		names[f.Name] = true
 		t := f.Metric.Transformation()
+		name, ns := t.MetricName, t.MetricNamespace
+		switch f.NamespaceAs {
+		case "", NamespaceTag:
+		case NamespacePrefix:
+			if ns != "" {
+				name, ns = ns+"."+name, ""
+			}
+		default:
+			return nil, fmt.Errorf("logmetric: filter %s: namespace_as %q is not %s or %s", f.Name, f.NamespaceAs, NamespaceTag, NamespacePrefix)
+		}
 		p.filters = append(p.filters, filterState{
 			Filter:    f,
 			m:         f.Metric.Pattern().NewMatcher(),
 			json:      f.Metric.Pattern().Kind() == pattern.JSON,
-			namespace: t.MetricNamespace,
+			name:      name,
+			namespace: ns,
 			unit:      t.Unit,
 			matched:   reg.Counter("les_logmetric_matched_total", "filter", f.Name),
 		})
@@ -202,7 +229,7 @@ func (p *Processor) addFilterPoint(f *filterState, l *model.Log, pt pattern.Poin
 	tags := p.scratch.TagsSince(mark)
 	model.SortTags(tags)
 	p.scratch.Metrics = append(p.scratch.Metrics, model.Metric{
-		Name:      f.Metric.Transformation().MetricName,
+		Name:      f.name,
 		Value:     pt.Value,
 		Timestamp: l.Timestamp,
 		Source:    l.Source,

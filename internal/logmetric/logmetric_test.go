@@ -146,6 +146,34 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestNamespaceAs (issue 11, item 8): the classic Lambda example filter
+// with namespace lambdametrics gives random_number{namespace=lambdametrics}
+// by default, and lambdametrics.random_number (what CloudWatch → Wavefront
+// shows) with namespace_as: prefix.
+func TestNamespaceAs(t *testing.T) {
+	line := "METRIC 2024-01-01T00:00:00.000Z 8f507cfc-xmpl-4697-b07a-ac58fc914c95 random_number 42\n"
+	tr := pattern.Transformation{MetricName: "random_number", MetricNamespace: "lambdametrics", MetricValue: "$metric_value"}
+	const pat = `[level=METRIC, timestamp, request_id, metric_name, metric_value]`
+	for _, c := range []struct{ as, want string }{
+		{"", "random_number fn sample 42 namespace=lambdametrics"},
+		{NamespaceTag, "random_number fn sample 42 namespace=lambdametrics"},
+		{NamespacePrefix, "lambdametrics.random_number fn sample 42 "},
+	} {
+		f := filter(t, "rn", pat, tr, model.Sample)
+		f.NamespaceAs = c.as
+		p, err := New(Config{Filters: []Filter{f}}, selfmetric.New())
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, run(t, p, line), []string{c.want})
+	}
+	f := filter(t, "rn", pat, tr, model.Sample)
+	f.NamespaceAs = "suffix"
+	if _, err := New(Config{Filters: []Filter{f}}, selfmetric.New()); err == nil {
+		t.Error("namespace_as suffix accepted")
+	}
+}
+
 func TestStateRoundTrip(t *testing.T) {
 	p, _ := New(Config{Lambda: true}, selfmetric.New())
 	var b model.Batch

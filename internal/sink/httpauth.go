@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
+	"strings"
 )
 
 // HTTPAuth is what users write for a network sink's credentials and extra
@@ -50,10 +51,13 @@ func (a *HTTPAuth) Validate(reserved []string, hint string) error {
 	if a.BasicAuth != nil && a.bearer() {
 		return errors.New("basic_auth and bearer_token_*: give one")
 	}
-	for k := range a.Headers {
+	for k, v := range a.Headers {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validHeaderName(k) {
+		if !ValidHeaderName(k) {
 			return fmt.Errorf("headers: %q is not a header name", k)
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			return fmt.Errorf("headers: value of %s holds a line break", k)
 		}
 		if slices.Contains(reserved, ck) {
 			return fmt.Errorf("headers: %s is set by the sink%s", ck, hint)
@@ -74,27 +78,57 @@ func (a *HTTPAuth) Apply(h http.Header) (from string, err error) {
 	}
 	switch {
 	case a.BasicAuth != nil:
-		pw, err := Secret(a.BasicAuth.PasswordEnv, a.BasicAuth.PasswordFile)
+		v, err := a.BasicAuth.Value()
 		if err != nil {
 			return "", fmt.Errorf("basic_auth: %w", err)
 		}
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(a.BasicAuth.Username, pw)
-		h.Set("Authorization", r.Header.Get("Authorization"))
+		h.Set("Authorization", v)
 		return "basic_auth (" + a.BasicAuth.PasswordEnv + a.BasicAuth.PasswordFile + ")", nil
 	case a.bearer():
-		tok, err := Secret(a.BearerTokenEnv, a.BearerTokenFile)
+		v, err := Token(a.BearerTokenEnv, a.BearerTokenFile, "Bearer")
 		if err != nil {
 			return "", fmt.Errorf("bearer_token: %w", err)
 		}
-		h.Set("Authorization", "Bearer "+tok)
+		h.Set("Authorization", v)
 		return "bearer token (" + a.BearerTokenEnv + a.BearerTokenFile + ")", nil
 	}
 	return "", nil
 }
 
-// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
-func validHeaderName(s string) bool {
+// Value reads the password (Secret: from PasswordEnv or PasswordFile;
+// neither gives an empty one) and returns the Authorization value of
+// HTTP basic auth.
+func (b *BasicAuth) Value() (string, error) {
+	pw, err := Secret(b.PasswordEnv, b.PasswordFile)
+	if err != nil {
+		return "", err
+	}
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(b.Username, pw)
+	return r.Header.Get("Authorization"), nil
+}
+
+// Token reads a token with Secret(env, file) and returns the header value
+// that carries it: scheme, a space and the token, or the token alone for
+// an empty scheme; "" when env and file are both empty. A token holding a
+// line break is refused (it cannot go into a header). Errors name where
+// the token was looked for, never its value.
+func Token(env, file, scheme string) (string, error) {
+	tok, err := Secret(env, file)
+	if err != nil || tok == "" {
+		return "", err
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return "", fmt.Errorf("the token from %s holds a line break", env+file)
+	}
+	if scheme == "" {
+		return tok, nil
+	}
+	return scheme + " " + tok, nil
+}
+
+// ValidHeaderName reports whether s is an HTTP field name (RFC 9110 token).
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -130,10 +130,10 @@ func embeddedBackend() *streamBackend {
 	return &streamBackend{
 		Kind: "embedded",
 		open: func(ctx context.Context, l *Les) (stream.Stream, error) {
-			return natsjs.Open(ctx, natsjs.Config{URL: "nats://" + l.Addr("nats")}, 1, natsjs.Deps{MustExist: true})
+			return natsjs.Open(ctx, natsjs.Config{URL: "nats://" + l.Addr("nats"), Token: l.StreamToken()}, 1, natsjs.Deps{MustExist: true})
 		},
 		end: func(ctx context.Context, l *Les, _ string, _ []wire.Signal) (streamEnd, error) {
-			last, err := lastSeq(ctx, "nats://"+l.Addr("nats"))
+			last, err := lastSeq(ctx, "nats://"+l.Addr("nats"), l.StreamToken())
 			if err != nil || last == 0 {
 				return streamEnd{}, err
 			}

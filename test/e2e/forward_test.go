@@ -16,7 +16,7 @@ import (
 // TestExternalJetStream runs les against a separate NATS JetStream server
 // (stream.kind nats) instead of the embedded one.
 func TestExternalJetStream(t *testing.T) {
-	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
+	ext, err := embedsrv.Open(context.Background(), embedded.Config{Listen: "127.0.0.1:-1", Auth: "none"}, t.TempDir(), 1, embedsrv.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/les-streams/les/internal/stream/embedded"
 )
 
 var (
@@ -234,6 +236,17 @@ func (l *Les) Kill() {
 }
 
 // Run runs another les subcommand (tail, send, query …) and returns stdout.
+// StreamToken is the token les up wrote to <data_dir>/stream.creds
+// (required by its embedded stream).
+func (l *Les) StreamToken() string {
+	l.t.Helper()
+	tok, err := embedded.ReadCreds(filepath.Join(l.Dir, "data"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return tok
+}
+
 func (l *Les) Run(stdin string, args ...string) (string, error) {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -253,7 +266,7 @@ func (l *Les) Run(stdin string, args ...string) (string, error) {
 // Tail reads n items from the start of the stream with `les tail`.
 func (l *Les) Tail(n int, extra ...string) []string {
 	l.t.Helper()
-	args := append([]string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start", "--limit", strconv.Itoa(n)}, extra...)
+	args := append([]string{"tail", "--url", "nats://" + l.Addr("nats"), "--data-dir", filepath.Join(l.Dir, "data"), "--from-start", "--limit", strconv.Itoa(n)}, extra...)
 	out, err := l.Run("", args...)
 	if err != nil {
 		l.t.Fatal(err)

@@ -55,7 +55,7 @@ func lmTail(t *testing.T, l *Les, d time.Duration, args ...string) []lmItem {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lesBinary(t), append([]string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start"}, args...)...)
+	cmd := exec.CommandContext(ctx, lesBinary(t), append([]string{"tail", "--url", "nats://" + l.Addr("nats"), "--data-dir", filepath.Join(l.Dir, "data"), "--from-start"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -307,8 +308,8 @@ func execLes(ctx context.Context, l *Les, args ...string) *exec.Cmd {
 
 // lastSeq is the JetStream sequence of the newest record of the stream
 // at url (asked of the server directly: positions are opaque to les).
-func lastSeq(ctx context.Context, url string) (uint64, error) {
-	nc, err := nats.Connect(url)
+func lastSeq(ctx context.Context, url, token string) (uint64, error) {
+	nc, err := nats.Connect(url, nats.Token(token))
 	if err != nil {
 		return 0, err
 	}
@@ -360,7 +361,7 @@ func untilMinuteCloses() time.Duration {
 // kept).
 func rollupItems(t *testing.T, l *Les) map[string][]distLine {
 	t.Helper()
-	args := []string{"tail", "--url", "nats://" + l.Addr("nats"), "--from-start", "--origin", "rollup"}
+	args := []string{"tail", "--url", "nats://" + l.Addr("nats"), "--data-dir", filepath.Join(l.Dir, "data"), "--from-start", "--origin", "rollup"}
 	out := map[string][]distLine{}
 	for _, d := range parseDistLines(t, tailFor(t, l, 2*time.Second, args...)) {
 		out[d.Name] = append(out[d.Name], d)

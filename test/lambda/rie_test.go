@@ -130,32 +130,31 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // emulator is one running RIE.
 type emulator struct {
 	t      *testing.T
-	invoke string // invocation URL
+	invoke string // invocation URL (over the bridge's unix socket)
+	hc     *http.Client
 	cmd    *exec.Cmd
 	out    *lockedBuffer
 	done   chan struct{}
+	fwds   []*proxy
 }
 
+// lockedBuffer collects the emulator's output; waitFor waits on it.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced at every Write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 	return l.b.Write(p)
 }
 
@@ -165,18 +164,81 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// waitFor waits until ok holds for the output, or until timeout or done.
+func (l *lockedBuffer) waitFor(timeout time.Duration, done <-chan struct{}, ok func(string) bool) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		if ok(l.b.String()) {
+			l.mu.Unlock()
+			return true
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-done:
+			return ok(l.String())
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// netbridgeOnce builds test/lambda/netbridge.
+var netbridgeOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func netbridge(t *testing.T) string {
+	t.Helper()
+	netbridgeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "les-netbridge-")
+		if err != nil {
+			netbridgeOnce.err = err
+			return
+		}
+		netbridgeOnce.path = filepath.Join(dir, "netbridge")
+		c := exec.Command("go", "build", "-o", netbridgeOnce.path, "./test/lambda/netbridge")
+		c.Dir = moduleRoot(t)
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := c.CombinedOutput(); err != nil {
+			netbridgeOnce.err = fmt.Errorf("build netbridge: %v\n%s", err, out)
+		}
+	})
+	if netbridgeOnce.err != nil {
+		t.Fatal(netbridgeOnce.err)
+	}
+	return netbridgeOnce.path
+}
+
 // startEmulator runs the RIE with the layer in /opt and the function in
-// /var/task, env added to its environment (which it passes on).
-func startEmulator(t *testing.T, withExtension bool, env map[string]string) *emulator {
+// /var/task, env added to its environment (which it passes on), in its
+// own mount and network namespaces: the sandbox's loopback ports are its
+// own, as in Lambda. Each of forward (host TCP addresses such as
+// kinesalite's 127.0.0.1:PORT) is reachable at the same address inside,
+// through a proxy (e.fwds, in order) the test may stop and start.
+func startEmulator(t *testing.T, withExtension bool, env map[string]string, forward ...string) *emulator {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "the emulator tests need root (unshare -m and bind mounts)")
+		missing(t, "the emulator tests need root (unshare -m -n and bind mounts)")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
 		missing(t, "unshare not found")
 	}
 	rie, layer, fn := artifacts(t)
-	base := t.TempDir()
+	bridge := netbridge(t)
+	base, err := os.MkdirTemp("", "les-rie-") // short: unix socket paths live under it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
 	opt, task, tmp := filepath.Join(base, "opt"), filepath.Join(base, "task"), filepath.Join(base, "tmp")
 	for _, d := range []string{opt, task, tmp} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -190,9 +252,19 @@ func startEmulator(t *testing.T, withExtension bool, env map[string]string) *emu
 		unzip(t, layer, opt)
 	}
 	copyFile(t, fn, filepath.Join(task, "bootstrap"))
-	// The emulator itself must be reachable once /tmp is covered.
+	// The emulator and the bridge must be reachable once /tmp is covered.
 	copyFile(t, rie, filepath.Join(opt, ".rie", "aws-lambda-rie"))
-	port, apiPort := freePort(t), freePort(t)
+	copyFile(t, bridge, filepath.Join(opt, ".rie", "netbridge"))
+	e := &emulator{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
+	args := []string{}
+	for i, addr := range forward {
+		sock := filepath.Join(opt, ".rie", fmt.Sprintf("fwd%d.sock", i))
+		p := newProxy(t, sock, addr)
+		e.fwds = append(e.fwds, p)
+		args = append(args, "-fwd", fmt.Sprintf("tcp:%s=unix:/opt/.rie/fwd%d.sock", addr, i))
+	}
+	invokeSock := filepath.Join(opt, ".rie", "invoke.sock")
+	args = append(args, "-fwd", "unix:/opt/.rie/invoke.sock=tcp:127.0.0.1:9001")
 	// /var/task may not exist on this machine: a tmpfs on /var, in the
 	// namespace only, gives it a place.
 	script := `set -e
@@ -200,39 +272,35 @@ func startEmulator(t *testing.T, withExtension bool, env map[string]string) *emu
 mount --bind "$OPT" /opt
 mount --bind "$TASK" /var/task
 mount --bind "$TMPD" /tmp
-exec /opt/.rie/aws-lambda-rie --runtime-interface-emulator-address 127.0.0.1:$PORT --runtime-api-address 127.0.0.1:$APIPORT /var/task/bootstrap`
-	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
+cd /var/task
+export PWD=/var/task
+exec /opt/.rie/netbridge "$@" -- /opt/.rie/aws-lambda-rie --runtime-interface-emulator-address 127.0.0.1:9001 --runtime-api-address 127.0.0.1:9000 /var/task/bootstrap`
+	cmd := exec.Command("unshare", append([]string{"-m", "-n", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
 	cmd.Env = append(os.Environ(), "OPT="+opt, "TASK="+task, "TMPD="+tmp,
-		fmt.Sprintf("PORT=%d", port), fmt.Sprintf("APIPORT=%d", apiPort),
 		"AWS_LAMBDA_FUNCTION_NAME=fn", "AWS_LAMBDA_FUNCTION_TIMEOUT=2", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	e := &emulator{t: t, invoke: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port),
-		cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	e.cmd = cmd
+	e.invoke = "http://sandbox/2015-03-31/functions/function/invocations"
+	e.hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", invokeSock)
+	}}}
 	cmd.Stdout, cmd.Stderr = e.out, e.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = cmd.Wait(); close(e.done) }()
 	t.Cleanup(e.stop)
-	// Wait until the emulator listens.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
+	// The bridge announces the invoke socket once the emulator listens.
+	if !e.out.waitFor(20*time.Second, e.done, func(s string) bool { return strings.Contains(s, "netbridge: ready") }) {
 		select {
 		case <-e.done:
 			t.Fatalf("emulator exited:\n%s", e.out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("emulator not listening after 20s:\n%s", e.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		t.Fatalf("emulator not listening after 20s:\n%s", e.out.String())
 	}
 	return e
 }
@@ -251,6 +319,7 @@ func (e *emulator) stop() {
 	if e.t.Failed() {
 		e.t.Logf("emulator output:\n%s", e.out.String())
 	}
+	e.hc.CloseIdleConnections()
 }
 
 // call invokes the function and returns its answer and the time the
@@ -258,7 +327,7 @@ func (e *emulator) stop() {
 func (e *emulator) call(payload string) (string, time.Duration) {
 	e.t.Helper()
 	start := time.Now()
-	res, err := http.Post(e.invoke, "application/json", strings.NewReader(payload))
+	res, err := e.hc.Post(e.invoke, "application/json", strings.NewReader(payload))
 	if err != nil {
 		e.t.Fatalf("invoke: %v\n%s", err, e.out.String())
 	}
@@ -326,7 +395,7 @@ func kinesisStream(t *testing.T) (endpoint, name string) {
 func TestEmulatorClassic(t *testing.T) {
 	endpoint, name := kinesisStream(t)
 	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
-		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"})
+		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
 	const n = 20
 	sum := 0
 	for i := 1; i <= n; i++ {
@@ -384,7 +453,7 @@ func TestEmulatorClassic(t *testing.T) {
 func TestEmulatorManagedInstances(t *testing.T) {
 	endpoint, name := kinesisStream(t)
 	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
-		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info", "AWS_LAMBDA_MAX_CONCURRENCY": "1"})
+		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info", "AWS_LAMBDA_MAX_CONCURRENCY": "1"}, hostPort(endpoint))
 	const n = 10
 	for i := 1; i <= n; i++ {
 		// With concurrency 1 the emulator refuses an invocation until

@@ -10,6 +10,7 @@ package logline
 
 import (
 	"bytes"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/les-streams/les/internal/format/jsonscan"
@@ -217,7 +218,7 @@ func (d *Decoder) wellKnown(lg *model.Log, st *jsonState, key string, val []byte
 			return false
 		}
 		if s, ok := scalar(val); ok {
-			lg.Level, st.hasLevel = s, true
+			lg.Level, st.hasLevel = CanonicalLevel(s), true
 			return true
 		}
 	case "message", "msg":
@@ -319,4 +320,30 @@ func jsonTime(v []byte) (int64, bool) {
 		return Epoch(v)
 	}
 	return 0, false
+}
+
+// Canonical levels: every les log record spells its level in upper case,
+// as the Lambda runtime's text lines and the statsd events and service
+// checks do, so one filter pattern matches them all.
+var levels = [...]string{"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL", "NOTICE", "ALERT", "EMERGENCY", "SUCCESS", "OK", "UNKNOWN"}
+
+// pinoLevels are the numeric levels of pino and bunyan (Node loggers).
+var pinoLevels = map[string]string{"10": "TRACE", "20": "DEBUG", "30": "INFO", "40": "WARN", "50": "ERROR", "60": "FATAL"}
+
+// CanonicalLevel returns s in upper case when it is a known level name in
+// any casing ("info", "Warn" → "INFO", "WARN") or a pino/bunyan number
+// ("30" → "INFO"); other values are returned unchanged. It does not
+// allocate: the result is a constant or s itself.
+func CanonicalLevel(s string) string {
+	if len(s) == 2 && s[0] >= '1' && s[0] <= '6' && s[1] == '0' {
+		if l, ok := pinoLevels[s]; ok {
+			return l
+		}
+	}
+	for _, l := range levels {
+		if len(l) == len(s) && strings.EqualFold(l, s) {
+			return l
+		}
+	}
+	return s
 }

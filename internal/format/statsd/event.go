@@ -10,10 +10,14 @@ import (
 //
 //	_e{<title_len>,<text_len>}:<title>|<text>|d:<ts>|h:<host>|p:<prio>|t:<alert_type>|k:<agg_key>|s:<source_type>|#<tags>
 //
-// into a model.Log: Message is the text, Level the alert type (default
-// "info"), Attrs hold "title", "priority", "aggregation_key",
+// into a model.Log: Message is the text, Level the alert type in upper case
+// (INFO by default, ERROR, WARNING, SUCCESS; an unknown type is INFO, as the
+// Datadog agent keeps it), Attrs hold "title", "priority", "aggregation_key",
 // "source_type_name" (when present) and the tags; h: (or a source tag) is the
-// Source.
+// Source. As in the Datadog agent, the two characters `\n` in title and text
+// stand for a newline (clients escape newlines so the event fits one line,
+// and the lengths count the escaped form); only such a title or text is
+// copied, everything else aliases line.
 func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 	rest := line[3:]
 	comma := bytes.IndexByte(rest, ',')
@@ -29,8 +33,8 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 		dst.Reject(ReasonInvalidEvent, line)
 		return
 	}
-	title := rest[:tl]
-	text := rest[tl+1 : tl+1+xl]
+	title := unescapeNewlines(rest[:tl])
+	text := unescapeNewlines(rest[tl+1 : tl+1+xl])
 	rest = rest[tl+1+xl:]
 	if len(rest) > 0 {
 		if rest[0] != '|' {
@@ -39,7 +43,7 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 		}
 		rest = rest[1:]
 	}
-	l := model.Log{Timestamp: now, Source: d.defaultSource, Level: "info", Message: text}
+	l := model.Log{Timestamp: now, Source: d.defaultSource, Level: LevelInfo, Message: text}
 	mark := dst.TagMark()
 	dst.AddTag("title", str(title))
 	ntags, prio := 0, len(d.sourceTags)
@@ -77,9 +81,7 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 		case 'p':
 			dst.AddTag("priority", str(v))
 		case 't':
-			if len(v) > 0 {
-				l.Level = str(v)
-			}
+			l.Level = alertLevel(v)
 		case 'k':
 			dst.AddTag("aggregation_key", str(v))
 		case 's':
@@ -90,7 +92,44 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 	dst.Logs = append(dst.Logs, l)
 }
 
-var checkLevels = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+// Levels of the logs made from events and service checks: upper case, like
+// the Lambda runtime's log levels and the logline decoder's, so one filter
+// pattern (e.g. [level=ERROR, ...] or { $.level = "ERROR" }) matches all.
+const (
+	LevelInfo     = "INFO"
+	LevelError    = "ERROR"
+	LevelWarning  = "WARNING"
+	LevelSuccess  = "SUCCESS"
+	LevelOK       = "OK"
+	LevelCritical = "CRITICAL"
+	LevelUnknown  = "UNKNOWN"
+)
+
+// alertLevel maps a DogStatsD alert type to its upper-case level; unknown
+// types are INFO (the agent ignores an invalid t: and keeps its default).
+func alertLevel(t []byte) string {
+	switch string(t) {
+	case "error", "ERROR", "Error":
+		return LevelError
+	case "warning", "WARNING", "Warning":
+		return LevelWarning
+	case "success", "SUCCESS", "Success":
+		return LevelSuccess
+	}
+	return LevelInfo
+}
+
+// unescapeNewlines turns each `\n` of b into a newline, as the Datadog
+// agent's cleanEventText does. b is returned as is (no copy) when it has
+// none.
+func unescapeNewlines(b []byte) []byte {
+	if bytes.Index(b, []byte(`\n`)) < 0 {
+		return b
+	}
+	return bytes.ReplaceAll(b, []byte(`\n`), []byte("\n"))
+}
+
+var checkLevels = [...]string{LevelOK, LevelWarning, LevelCritical, LevelUnknown}
 
 // decodeServiceCheck decodes a DogStatsD service check
 //

@@ -37,8 +37,48 @@ const (
 // are emitted for a sample rate r < 1 (round(1/r) copies, at most this many).
 const MaxSampleCopies = 100
 
+// Flavor selects how a signed gauge value ("g:-5|g", "g:+3|g") is read.
+type Flavor uint8
+
+const (
+	// FlavorDogStatsD (the default) reads a signed gauge value as the
+	// value itself, as the Datadog agent does: DogStatsD has no gauge
+	// deltas, and datadog-go's Gauge("g", -5) writes "g:-5|g".
+	FlavorDogStatsD Flavor = iota
+	// FlavorEtsy reads a leading '+' or '-' on a gauge value as a change
+	// of the current value (model.GaugeDelta), as Etsy's statsd, Telegraf
+	// and hot-shots' gaugeDelta mean it.
+	FlavorEtsy
+)
+
+// Flavor names as configuration spells them.
+const (
+	FlavorNameDogStatsD = "dogstatsd"
+	FlavorNameEtsy      = "etsy"
+)
+
+// ParseFlavor maps "dogstatsd" or "etsy" ("" is dogstatsd) to a Flavor.
+func ParseFlavor(s string) (Flavor, bool) {
+	switch s {
+	case "", FlavorNameDogStatsD:
+		return FlavorDogStatsD, true
+	case FlavorNameEtsy:
+		return FlavorEtsy, true
+	}
+	return 0, false
+}
+
+func (f Flavor) String() string {
+	if f == FlavorEtsy {
+		return FlavorNameEtsy
+	}
+	return FlavorNameDogStatsD
+}
+
 // Options configures a Decoder. Zero values take the documented defaults.
 type Options struct {
+	// Flavor: FlavorDogStatsD (default) or FlavorEtsy.
+	Flavor Flavor
 	// MaxLineLen is the longest accepted line in bytes (default 8192).
 	MaxLineLen int
 	// MaxTags is the most tags accepted on one line (default 100).
@@ -54,6 +94,7 @@ type Options struct {
 // Decoder decodes StatsD lines. It holds only its options and is safe for
 // concurrent use.
 type Decoder struct {
+	flavor        Flavor
 	maxLineLen    int
 	maxTags       int
 	defaultSource string
@@ -62,7 +103,7 @@ type Decoder struct {
 
 // NewDecoder returns a decoder with o's defaults filled in.
 func NewDecoder(o Options) *Decoder {
-	d := &Decoder{maxLineLen: o.MaxLineLen, maxTags: o.MaxTags, defaultSource: o.DefaultSource}
+	d := &Decoder{flavor: o.Flavor, maxLineLen: o.MaxLineLen, maxTags: o.MaxTags, defaultSource: o.DefaultSource}
 	if d.maxLineLen <= 0 {
 		d.maxLineLen = 8192
 	}
@@ -140,7 +181,17 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 		dst.Reject(ReasonEmptyName, line)
 		return
 	}
-	name := str(line[:colon])
+	nameb := line[:colon]
+	var telegrafTags []byte
+	if i := bytes.IndexByte(nameb, ','); i >= 0 {
+		// Telegraf-style tags in the name: "name,k1=v1,k2=v2:1|c".
+		nameb, telegrafTags = nameb[:i], nameb[i+1:]
+		if len(nameb) == 0 {
+			dst.Reject(ReasonEmptyName, line)
+			return
+		}
+	}
+	name := str(nameb)
 	values := line[colon+1 : bar]
 	rest := line[bar+1:]
 	var typ []byte
@@ -170,6 +221,14 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 	srcPrio := len(d.sourceTags)
 	mark := dst.TagMark()
 	ntags := 0
+	if len(telegrafTags) > 0 {
+		var reason string
+		ntags, source, srcPrio, reason = d.parseTagList(dst, telegrafTags, '=', ntags, source, srcPrio)
+		if reason != "" {
+			d.reject(dst, reason, line, mark)
+			return
+		}
+	}
 	for len(rest) > 0 {
 		var sec []byte
 		sec, rest = nextField(rest)
@@ -228,7 +287,7 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 			one = v
 		}
 		k := kind
-		if kind == model.Gauge && len(one) > 0 && (one[0] == '+' || one[0] == '-') {
+		if kind == model.Gauge && d.flavor == FlavorEtsy && len(one) > 0 && (one[0] == '+' || one[0] == '-') {
 			k = model.GaugeDelta
 		}
 		f, reason := parseValue(one)
@@ -314,10 +373,16 @@ func (d *Decoder) reject(dst *model.Batch, reason string, line []byte, mark int)
 	dst.Reject(reason, line)
 }
 
-// parseTags appends the comma-separated tags of b to dst's arena, diverting
-// source tags into source. It returns the updated tag count, source and
-// source priority, and a rejection reason or "".
+// parseTags appends the comma-separated DogStatsD tags ("k:v") of b to
+// dst's arena, diverting source tags into source. It returns the updated tag
+// count, source and source priority, and a rejection reason or "".
 func (d *Decoder) parseTags(dst *model.Batch, b []byte, ntags int, source string, prio int) (int, string, int, string) {
+	return d.parseTagList(dst, b, ':', ntags, source, prio)
+}
+
+// parseTagList is parseTags with sep between key and value (':' for
+// DogStatsD "#k:v", '=' for Telegraf's "name,k=v").
+func (d *Decoder) parseTagList(dst *model.Batch, b []byte, sep byte, ntags int, source string, prio int) (int, string, int, string) {
 	for len(b) > 0 {
 		var t []byte
 		if i := bytes.IndexByte(b, ','); i >= 0 {
@@ -329,7 +394,7 @@ func (d *Decoder) parseTags(dst *model.Batch, b []byte, ntags int, source string
 			continue
 		}
 		var k, v []byte
-		if i := bytes.IndexByte(t, ':'); i >= 0 {
+		if i := bytes.IndexByte(t, sep); i >= 0 {
 			k, v = t[:i], t[i+1:]
 		} else {
 			k = t

@@ -79,8 +79,8 @@ func TestDecode(t *testing.T) {
 		{"counter rate half", "hits:3|c|@0.5", ms(m("hits", 6, model.Counter))},
 		{"gauge", "temp:21.5|g", ms(m("temp", 21.5, model.Gauge))},
 		{"gauge zero", "temp:0|g", ms(m("temp", 0, model.Gauge))},
-		{"gauge plus", "temp:+3|g", ms(m("temp", 3, model.GaugeDelta))},
-		{"gauge minus", "temp:-3|g", ms(m("temp", -3, model.GaugeDelta))},
+		{"gauge plus", "temp:+3|g", ms(m("temp", 3, model.Gauge))},
+		{"gauge minus", "temp:-3|g", ms(m("temp", -3, model.Gauge))},
 		{"gauge rate ignored", "temp:5|g|@0.5", ms(m("temp", 5, model.Gauge))},
 		{"timer", "lat:320|ms", ms(m("lat", 320, model.Sample))},
 		{"histogram", "size:10|h", ms(m("size", 10, model.Sample))},
@@ -133,12 +133,12 @@ func TestDecode(t *testing.T) {
 		{"line too long", long, rj(ReasonLineTooLong, long)},
 		{"invalid utf8", "a\xff:1|c", rj(ReasonInvalidUTF8, "a\xff:1|c")},
 		{"utf8 name", "température:1|g", ms(m("température", 1, model.Gauge))},
-		{"event", "_e{5,4}:title|text", result{Logs: []model.Log{{Timestamp: now, Level: "info", Message: []byte("text"), Attrs: model.Tags{{Key: "title", Value: "title"}}}}}},
+		{"event", "_e{5,4}:title|text", result{Logs: []model.Log{{Timestamp: now, Level: "INFO", Message: []byte("text"), Attrs: model.Tags{{Key: "title", Value: "title"}}}}}},
 		{"event full", "_e{2,3}:hi|abc|d:1700000000|h:web|p:low|t:error|k:agg|s:src|#env:prod", result{Logs: []model.Log{{
-			Timestamp: 1700000000e9, Source: "web", Level: "error", Message: []byte("abc"),
+			Timestamp: 1700000000e9, Source: "web", Level: "ERROR", Message: []byte("abc"),
 			Attrs: model.Tags{{Key: "aggregation_key", Value: "agg"}, {Key: "env", Value: "prod"}, {Key: "priority", Value: "low"}, {Key: "source_type_name", Value: "src"}, {Key: "title", Value: "hi"}},
 		}}}},
-		{"event text with bar", "_e{1,3}:t|a|b", result{Logs: []model.Log{{Timestamp: now, Level: "info", Message: []byte("a|b"), Attrs: model.Tags{{Key: "title", Value: "t"}}}}}},
+		{"event text with bar", "_e{1,3}:t|a|b", result{Logs: []model.Log{{Timestamp: now, Level: "INFO", Message: []byte("a|b"), Attrs: model.Tags{{Key: "title", Value: "t"}}}}}},
 		{"event bad len", "_e{9,4}:title|text", rj(ReasonInvalidEvent, "_e{9,4}:title|text")},
 		{"event no brace", "_e{5,4title|text", rj(ReasonInvalidEvent, "_e{5,4title|text")},
 		{"event bad ts", "_e{1,1}:t|x|d:abc", rj(ReasonInvalidEvent, "_e{1,1}:t|x|d:abc")},
@@ -150,6 +150,16 @@ func TestDecode(t *testing.T) {
 		{"service check bad status", "_sc|x|7", rj(ReasonInvalidEvent, "_sc|x|7")},
 		{"service check no name", "_sc||0", rj(ReasonInvalidEvent, "_sc||0")},
 		{"underscore metric", "_x:1|c", ms(m("_x", 1, model.Counter))},
+		{"telegraf tags", "hits,env=prod,role=web:1|c", ms(m("hits", 1, model.Counter, "env=prod", "role=web"))},
+		{"telegraf and dogstatsd tags", "hits,env=prod:2|c|@0.5|#zone:a", ms(m("hits", 4, model.Counter, "env=prod", "zone=a"))},
+		{"telegraf host tag", "hits,host=h1,k=v:1|c", ms(withSrc(m("hits", 1, model.Counter, "k=v"), "h1"))},
+		{"telegraf tag no value", "hits,flag:1|c", ms(m("hits", 1, model.Counter, "flag="))},
+		{"telegraf empty tags", "hits,,:1|c", ms(m("hits", 1, model.Counter))},
+		{"telegraf empty name", ",env=prod:1|c", rj(ReasonEmptyName, ",env=prod:1|c")},
+		{"telegraf set", "users,env=prod:alice|s", ms(m("users", SetValue([]byte("alice")), model.Set, "env=prod"))},
+		{"event alert success", "_e{1,1}:t|x|t:success", result{Logs: []model.Log{{Timestamp: now, Level: "SUCCESS", Message: []byte("x"), Attrs: model.Tags{{Key: "title", Value: "t"}}}}}},
+		{"event alert unknown", "_e{1,1}:t|x|t:panic", result{Logs: []model.Log{{Timestamp: now, Level: "INFO", Message: []byte("x"), Attrs: model.Tags{{Key: "title", Value: "t"}}}}}},
+		{"event escaped newline", `_e{4,6}:a\nb|x\ny\n`, result{Logs: []model.Log{{Timestamp: now, Level: "INFO", Message: []byte("x\ny\n"), Attrs: model.Tags{{Key: "title", Value: "a\nb"}}}}}},
 	}
 	if len(cases) < 50 {
 		t.Fatalf("only %d cases", len(cases))
@@ -162,6 +172,73 @@ func TestDecode(t *testing.T) {
 				t.Errorf("Decode(%q) mismatch (-want +got):\n%s", c.in, diff)
 			}
 		})
+	}
+}
+
+// The bytes real DogStatsD clients write, from their source:
+//
+//   - datadog-go statsd/format.go: appendGauge writes the value with
+//     strconv.AppendFloat(v, 'f', -1): Gauge("g", 10) is "g:10|g",
+//     Gauge("g", -5) is "g:-5|g"; appendEvent escapes each newline of the
+//     text as `\n` and counts the escaped length.
+//   - hot-shots lib/statsFunctions.js: gauge(stat, v) sends `${v}` ("-5"),
+//     gaugeDelta(stat, v) sends `${sign}${Math.abs(v)}` ("+3", "-5"); its
+//     event() replaces "\n" by `\n` and uses the escaped length; in
+//     telegraf mode lib/statsd.js send() puts the tags after the name,
+//     joined by ",", with ':' replaced by '=' ("name,env=prod:1|c").
+func TestClientBytes(t *testing.T) {
+	g := func(v float64, k model.Kind, tags ...string) model.Metric { return m("g", v, k, tags...) }
+	cases := []struct {
+		name   string
+		flavor Flavor
+		in     string
+		want   []model.Metric
+	}{
+		// datadog-go: Gauge("g", 10, nil, 1); Gauge("g", -5, nil, 1). The
+		// Datadog agent keeps -5: a DogStatsD gauge is always absolute.
+		{"datadog-go gauges", FlavorDogStatsD, "g:10|g\ng:-5|g", []model.Metric{g(10, model.Gauge), g(-5, model.Gauge)}},
+		// datadog-go: Gauge("g", -0.5, []string{"env:prod"}, 1)
+		{"datadog-go tagged", FlavorDogStatsD, "g:-0.5|g|#env:prod", []model.Metric{g(-0.5, model.Gauge, "env=prod")}},
+		// hot-shots (DogStatsD mode): gauge("g", 10); gauge("g", -5)
+		{"hot-shots gauges", FlavorDogStatsD, "g:10|g\ng:-5|g", []model.Metric{g(10, model.Gauge), g(-5, model.Gauge)}},
+		// hot-shots against an Etsy statsd: gauge("g", 10);
+		// gaugeDelta("g", 3); gaugeDelta("g", -5) → 10, +3, -5 as changes.
+		{"hot-shots gaugeDelta etsy", FlavorEtsy, "g:10|g\ng:+3|g\ng:-5|g", []model.Metric{g(10, model.Gauge), g(3, model.GaugeDelta), g(-5, model.GaugeDelta)}},
+		// hot-shots telegraf mode, globalTags {env: "prod"}: gauge("g", 5);
+		// gaugeDelta("g", -2); increment("hits", 1, 0.5).
+		{"hot-shots telegraf", FlavorEtsy, "g,env=prod:5|g\ng,env=prod:-2|g\nhits,env=prod:1|c|@0.5",
+			[]model.Metric{g(5, model.Gauge, "env=prod"), g(-2, model.GaugeDelta, "env=prod"), m("hits", 2, model.Counter, "env=prod")}},
+		{"hot-shots telegraf dogstatsd", FlavorDogStatsD, "g,env=prod:-2|g", []model.Metric{g(-2, model.Gauge, "env=prod")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := decode(NewDecoder(Options{Flavor: c.flavor}), c.in)
+			if diff := cmp.Diff(ms(c.want...), got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Decode(%q) (-want +got):\n%s", c.in, diff)
+			}
+		})
+	}
+
+	// datadog-go Event{Title: "deploy", Text: "checkout v42 deployed\nsecond
+	// line", AlertType: Error} and hot-shots event("deploy", same text,
+	// {alert_type: "error"}) both write this line.
+	ev := `_e{6,34}:deploy|checkout v42 deployed\nsecond line|t:error`
+	got := decode(NewDecoder(Options{}), ev)
+	want := result{Logs: []model.Log{{Timestamp: now, Level: "ERROR", Message: []byte("checkout v42 deployed\nsecond line"),
+		Attrs: model.Tags{{Key: "title", Value: "deploy"}}}}}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("event (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseFlavor(t *testing.T) {
+	for in, want := range map[string]Flavor{"": FlavorDogStatsD, "dogstatsd": FlavorDogStatsD, "etsy": FlavorEtsy} {
+		if f, ok := ParseFlavor(in); !ok || f != want {
+			t.Errorf("ParseFlavor(%q) = %v, %v", in, f, ok)
+		}
+	}
+	if _, ok := ParseFlavor("DogStatsD"); ok {
+		t.Error("ParseFlavor accepted a misspelt flavor")
 	}
 }
 
@@ -223,6 +300,26 @@ func TestDecodeAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("Decode allocates %v times per 20-line datagram, want 0", allocs)
 	}
+	tg := telegrafDatagram(20)
+	d.Decode(&b, tg, now)
+	allocs = testing.AllocsPerRun(100, func() {
+		b.Reset()
+		d.Decode(&b, tg, now)
+	})
+	if len(b.Metrics) != 20 || len(b.Metrics[0].Tags) != 3 || allocs != 0 {
+		t.Fatalf("Telegraf-style datagram: %d metrics, tags %v, %v allocs; want 20 metrics, 3 tags, 0 allocs", len(b.Metrics), b.Metrics[0].Tags, allocs)
+	}
+}
+
+// telegrafDatagram is datagram with the tags after the name, as hot-shots'
+// telegraf mode writes them.
+func telegrafDatagram(lines int) []byte {
+	var sb strings.Builder
+	kinds := []string{"c", "g", "ms", "h", "d"}
+	for i := range lines {
+		fmt.Fprintf(&sb, "app.request.latency_%d,env=prod,service=api,region=us-east-1,host=web-%d:%d.5|%s|@1\n", i%7, i%3, i*13, kinds[i%len(kinds)])
+	}
+	return []byte(sb.String())
 }
 
 func BenchmarkDecode(b *testing.B) {
@@ -238,17 +335,33 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportMetric(float64(20*b.N)/b.Elapsed().Seconds(), "lines/s")
 }
 
+func BenchmarkDecodeTelegraf(b *testing.B) {
+	d := NewDecoder(Options{})
+	p := telegrafDatagram(20)
+	var batch model.Batch
+	b.ReportAllocs()
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		batch.Reset()
+		d.Decode(&batch, p, now)
+	}
+	b.ReportMetric(float64(20*b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
-		"a:1|c", "a:1|c|@0.1|#k:v,host:h|T1700000000", "a:+1|g", "a:1:2|ms", "u:x|s",
+		"a:1|c", "a:1|c|@0.1|#k:v,host:h|T1700000000", "a:+1|g", "a:-1|g", "a:1:2|ms", "u:x|s",
+		"a,k=v,host=h:1|c|#x:y", "a,k=v,,=:1|c", ",x=y:1|g", `_e{4,6}:a\nb|x\ny\n|t:warning`,
 		"_e{1,1}:t|x|d:1|h:h|#a:b", "_sc|n|0|m:msg", string(datagram(3)), "a:1|c\r\n\nb:2|x",
 	} {
 		f.Add([]byte(s))
 	}
 	d := NewDecoder(Options{MaxLineLen: 512, MaxTags: 8})
+	etsy := NewDecoder(Options{MaxLineLen: 512, MaxTags: 8, Flavor: FlavorEtsy})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var b model.Batch
 		d.Decode(&b, p, now)
+		etsy.Decode(&b, p, now)
 		for _, mm := range b.Metrics {
 			if mm.Name == "" || !model.IsFinite(mm.Value) {
 				t.Fatalf("bad metric %+v", mm)

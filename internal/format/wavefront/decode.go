@@ -11,7 +11,9 @@
 //	line_too_long                line longer than Options.MaxLineLen
 //	invalid_utf8                 the line is not valid UTF-8
 //	unmatched_quote              a quoted token has no closing quote
-//	unsupported_line             @SourceTag, @SourceDescription, @Event, {json}, [json] lines
+//	unsupported_line             @SourceTag, @SourceDescription, [json] lines; @Event and {json} lines on ports that take none
+//	invalid_event                an @Event line without a start time and a name
+//	invalid_span_logs            a {json} line that is not a span-logs object with at least one log
 //	scalar_on_distribution_port  a metric line in ModeDistOnly
 //	coarser_distribution         in ModeSample, a distribution coarser than Options.Window
 //	missing_name                 a distribution line without a name after its centroids
@@ -228,8 +230,8 @@ func (d *Decoder) line(dst *model.Batch, line string, now int64) string {
 	if !utf8.ValidString(line) {
 		return ReasonInvalidUTF8
 	}
-	if unsupported(line) {
-		return ReasonUnsupportedLine
+	if c := line[0]; c == '@' || c == '{' || c == '[' {
+		return d.special(dst, line, now)
 	}
 	if d.o.Mode == ModeTrace {
 		if !d.tokenize(line) {
@@ -246,6 +248,39 @@ func (d *Decoder) line(dst *model.Batch, line string, now int64) string {
 	}
 	if isDist {
 		return d.dist(dst, now)
+	}
+	return d.metric(dst, now)
+}
+
+// special decodes a line that starts with '@', '{' or '[': an event or span
+// logs where the mode takes them, else a command or log format les does not
+// take.
+func (d *Decoder) special(dst *model.Batch, line string, now int64) string {
+	if isJSONObject(line) && (d.o.Mode == ModeMetrics || d.o.Mode == ModeHistogram || d.o.Mode == ModeTrace) {
+		return d.spanLogs(dst, line, now)
+	}
+	if d.o.Mode == ModeMetrics || d.o.Mode == ModeHistogram {
+		if strings.HasPrefix(line, "@Event") && len(line) > 6 && isSpace(line[6]) {
+			if !d.tokenize(line) {
+				return ReasonUnmatchedQuote
+			}
+			return d.event(dst, now)
+		}
+	}
+	if unsupported(line) {
+		return ReasonUnsupportedLine
+	}
+	if d.o.Mode == ModeTrace {
+		if !d.tokenize(line) {
+			return ReasonUnmatchedQuote
+		}
+		return d.span(dst, now)
+	}
+	if d.o.Mode == ModeDistOnly {
+		return ReasonScalarOnDistributionPort
+	}
+	if !d.tokenize(line) {
+		return ReasonUnmatchedQuote
 	}
 	return d.metric(dst, now)
 }

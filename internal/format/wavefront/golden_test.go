@@ -242,8 +242,15 @@ func goldenCases() []golden {
 		{name: "line max", in: "m 1 k=" + rep("v", 100) + rep(" ", DefaultMaxLineLen-109) + "a=b", metric: gauge("m", 1, now, "unknown", "a", "b", "k", rep("v", 100))},
 		{name: "line 32KiB+1", in: "m 1 k=v" + rep(" ", DefaultMaxLineLen-9) + "a=b", reject: ReasonLineTooLong},
 		{name: "source tag command", in: "@SourceTag action=save source=x a b", reject: ReasonUnsupportedLine},
-		{name: "event", in: "@Event 1 2 x", reject: ReasonUnsupportedLine},
-		{name: "json", in: `{"a":1}`, reject: ReasonUnsupportedLine},
+		{name: "event", in: "@Event 1 2 x", reject: ReasonTimestampOutOfRange},
+		{name: "event without name", in: "@Event " + strconv.Itoa(baseSec), reject: ReasonInvalidEvent},
+		{name: "event without time", in: "@Event deploy", reject: ReasonInvalidEvent},
+		{name: "event bad tag", in: "@Event " + strconv.Itoa(baseSec) + " x host", reject: ReasonInvalidTag},
+		{name: "event on dist port", opts: Options{Mode: ModeDistOnly}, in: "@Event " + strconv.Itoa(baseSec) + " x", reject: ReasonUnsupportedLine},
+		{name: "json", in: `{"a":1}`, reject: ReasonMissingSpanID},
+		{name: "json not span logs", in: `{"a":}`, reject: ReasonInvalidSpanLogs},
+		{name: "json on histogram port", opts: Options{Mode: ModeSample}, in: `{"a":1}`, reject: ReasonUnsupportedLine},
+		{name: "json array", in: `[{"a":1}]`, reject: ReasonUnsupportedLine},
 		{name: "crlf", in: "m 1\r", metric: gauge("m", 1, now, "unknown")},
 
 		// Modes for metric lines.
@@ -318,7 +325,8 @@ func goldenCases() []golden {
 		{name: "span empty value", opts: trace, in: `op spanId=s1 traceId=t1 k="" ` + strconv.Itoa(baseSec) + " 1", reject: ReasonEmptyTagValue},
 		{name: "span too many tags", opts: Options{Mode: ModeTrace, MaxTags: 1}, in: "op spanId=s1 traceId=t1 a=1 b=2 " + strconv.Itoa(baseSec) + " 1", reject: ReasonTooManyTags},
 		{name: "span old", opts: trace, in: "op spanId=s1 traceId=t1 " + strconv.Itoa(nowSec-2*365*86400) + " 1", reject: ReasonTimestampOutOfRange},
-		{name: "span logs json", opts: trace, in: `{"traceId":"t","spanId":"s","logs":[]}`, reject: ReasonUnsupportedLine},
+		{name: "span logs json", opts: trace, in: `{"traceId":"t","spanId":"s","logs":[]}`, reject: ReasonInvalidSpanLogs},
+		{name: "span logs no trace", opts: trace, in: `{"spanId":"s","logs":[{"timestamp":1,"fields":{}}]}`, reject: ReasonMissingTraceID},
 	}
 }
 

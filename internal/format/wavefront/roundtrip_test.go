@@ -226,6 +226,8 @@ func fuzzSeeds(f *testing.F) {
 		}
 	}
 	f.Add(string(realisticPayload(20)), uint8(ModeMetrics))
+	f.Add(sdkEventLine+sdkSpanLogs, uint8(ModeMetrics))
+	f.Add(sdkSpanLogs, uint8(ModeTrace))
 }
 
 func FuzzDecode(f *testing.F) {
@@ -241,8 +243,16 @@ func FuzzDecode(f *testing.F) {
 				lines++
 			}
 		}
-		if got := b.Len() + len(b.Rejects); got != lines {
+		// A span-logs line gives one log per entry; every other line one
+		// item or one reject.
+		if got := b.Len() + len(b.Rejects); got != lines && (len(b.Logs) == 0 || got < lines) {
 			t.Fatalf("%d lines gave %d items and rejects", lines, got)
+		}
+		for _, l := range b.Logs {
+			if o.Mode == ModeDistOnly || o.Mode == ModeSample {
+				t.Fatalf("log in mode %d", o.Mode)
+			}
+			checkSrc(t, l.Source)
 		}
 	})
 }

@@ -36,9 +36,10 @@ type Config struct {
 	// LogLevel of the extension's own log on stderr (default warn:
 	// with extension logs subscribed, the log comes back as telemetry).
 	LogLevel string
-	// OnConfigError is fail (default: init/error, Lambda fails the init)
-	// or disable (log the error; the extension idles and the function
-	// runs without les).
+	// OnConfigError is disable (default: log the error; the extension
+	// idles and the function runs without les) or fail (init/error
+	// Extension.ConfigInvalid: Lambda fails the init, so the function
+	// does not run). ADR 0005.
 	OnConfigError string
 }
 
@@ -104,7 +105,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c := &Config{
 		Source:        getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		LogLevel:      "warn",
-		OnConfigError: "fail",
+		OnConfigError: "disable",
 		Batch: ingest.BatchConfig{
 			MaxBatchBytes:  512 << 10, // half a Kinesis record
 			QueueBatches:   16,
@@ -115,7 +116,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	var errs []error
 	if v := getenv("LES_ON_CONFIG_ERROR"); v != "" {
 		if v != "fail" && v != "disable" {
-			errs = append(errs, fmt.Errorf("LES_ON_CONFIG_ERROR=%q: want fail or disable", v))
+			errs = append(errs, fmt.Errorf("LES_ON_CONFIG_ERROR=%q: want disable or fail", v))
 		} else {
 			c.OnConfigError = v
 		}

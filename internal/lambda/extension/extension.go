@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +63,9 @@ type Info struct {
 
 // Errors Run returns after reporting them to Lambda.
 var (
-	// ErrConfig: the configuration is missing or malformed (init/error
-	// Extension.ConfigInvalid was sent).
+	// ErrConfig: the configuration is missing or malformed and
+	// LES_ON_CONFIG_ERROR=fail (init/error Extension.ConfigInvalid was
+	// sent).
 	ErrConfig = errors.New("les extension: configuration")
 )
 
@@ -96,8 +98,17 @@ func Run(ctx context.Context, o Options) error {
 	if api == "" {
 		return errors.New("les extension: AWS_LAMBDA_RUNTIME_API is not set: run inside AWS Lambda (or the Runtime Interface Emulator)")
 	}
+	started := o.Started
+	if started.IsZero() {
+		started = runStart
+	}
 	cfg, cfgErr := Load(getenv)
 	log := newLogger(stderr, cfg.LogLevel)
+	// phase logs the init's steps at debug level, in ms since started.
+	phase := func(name string) {
+		log.Debug("les extension init", "phase", name, "ms", float64(time.Since(started).Microseconds())/1000)
+	}
+	phase("configured")
 	client := NewClient(api, o.HTTPClient)
 	managed := getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "lambda-managed-instances"
 	events := []string{EventInvoke, EventShutdown}
@@ -110,9 +121,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("les extension: %w", err)
 	}
+	phase("registered")
 	if cfgErr != nil {
-		if cfg.OnConfigError == "disable" {
-			log.Error("les is disabled: the function runs without it", "err", cfgErr)
+		if cfg.OnConfigError != "fail" {
+			// Telemetry must never take the function down (ADR 0005): the
+			// error goes to the extension's log (CloudWatch Logs, and the
+			// Telemetry API's extension stream) and les idles.
+			log.Error("les is disabled: its configuration is invalid, so nothing is collected; the function runs without it (LES_ON_CONFIG_ERROR=fail makes this fail the init instead)", "err", cfgErr)
 			return idle(ctx, client)
 		}
 		reportInit(ctx, client, ErrorConfigInvalid, cfgErr)
@@ -123,15 +138,11 @@ func Run(ctx context.Context, o Options) error {
 		reg = selfmetric.New()
 	}
 	x := &ext{cfg: cfg, log: log, reg: reg, client: client, managed: managed,
-		tracker: newTracker(), policy: policy{cfg: cfg.Flush}, openStream: o.OpenStream}
+		tracker: newTracker(), policy: policy{cfg: cfg.Flush}, openStream: o.OpenStream, phase: phase}
 	if err := x.start(ctx); err != nil {
 		x.stopAll()
 		reportInit(ctx, client, ErrorListen, err)
 		return fmt.Errorf("les extension: %w", err)
-	}
-	started := o.Started
-	if started.IsZero() {
-		started = runStart
 	}
 	log.Info("les extension ready", "init_ms", float64(time.Since(started).Microseconds())/1000,
 		"listeners", len(x.info.Listeners), "telemetry", x.telemetry, "stream", cfg.Stream.Kind, "managed", managed)
@@ -148,7 +159,7 @@ func reportInit(ctx context.Context, c *Client, typ string, err error) {
 }
 
 // idle answers events without doing anything until SHUTDOWN (les
-// disabled by LES_ON_CONFIG_ERROR=disable).
+// disabled by a configuration error, LES_ON_CONFIG_ERROR=disable).
 func idle(ctx context.Context, c *Client) error {
 	for {
 		ev, err := c.Next(ctx)
@@ -187,7 +198,8 @@ type ext struct {
 	life    *ingest.Intake // records the extension itself makes (timeouts)
 
 	openStream  func(ctx context.Context) (stream.Stream, error)
-	telemetry   bool // subscribed
+	phase       func(name string) // debug log of init steps (nil: none)
+	telemetry   bool              // subscribed
 	telSrv      *http.Server
 	sockets     []runner
 	lastRequest string
@@ -224,6 +236,7 @@ func (x *ext) start(ctx context.Context) error {
 		return err
 	}
 	x.batcher.SetSpool(x.spool)
+	x.logPhase("spool opened")
 	x.life = ingest.NewIntake("lambda", "extension", x.batcher, x.reg)
 	x.endFlushes = x.reg.Counter("les_lambda_end_flushes_total")
 	x.endTimeouts = x.reg.Counter("les_lambda_end_flush_timeouts_total")
@@ -260,6 +273,7 @@ func (x *ext) start(ctx context.Context) error {
 		}()
 	}
 	x.sockets = nil // owned by their Run now
+	x.logPhase("listening")
 
 	if x.client == nil { // flush tests run the pipeline alone
 		return nil
@@ -267,7 +281,14 @@ func (x *ext) start(ctx context.Context) error {
 	if err := x.subscribe(ctx); err != nil {
 		x.log.Warn("telemetry api unavailable: no platform records; flushes run in the background", "err", err)
 	}
+	x.logPhase("subscribed")
 	return nil
+}
+
+func (x *ext) logPhase(name string) {
+	if x.phase != nil {
+		x.phase(name)
+	}
 }
 
 // subscribe binds the Telemetry API listener and subscribes to it.
@@ -482,6 +503,27 @@ func (x *ext) shutdown(ev Event) {
 	}
 	<-done
 	x.stopAll()
+	x.log.Info("les extension stopped", memory()...)
+}
+
+// memory describes the process's memory for the log (runtime/metrics:
+// cheap, no profiler linked): what the heap holds, what the GC aims at,
+// and what the runtime has mapped and returned to the OS.
+func memory() []any {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/goal:bytes"},
+		{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	mb := func(i int) float64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return float64(s[i].Value.Uint64()*10>>20) / 10
+	}
+	var cycles uint64
+	if s[4].Value.Kind() == metrics.KindUint64 {
+		cycles = s[4].Value.Uint64()
+	}
+	return []any{"heap_objects_mb", mb(0), "gc_goal_mb", mb(1), "runtime_total_mb", mb(2), "released_mb", mb(3), "gc_cycles", cycles}
 }
 
 // recordEnding publishes what the platform did not: an invocation that

@@ -413,10 +413,11 @@ func TestManagedInstances(t *testing.T) {
 	}
 }
 
-// TestConfigErrorInitError: a malformed LES_STREAM is reported with
-// init/error Extension.ConfigInvalid after registering, and Run returns
-// ErrConfig; with LES_ON_CONFIG_ERROR=disable the extension idles instead
-// and the function's invocations go on.
+// TestConfigErrorInitError: with LES_ON_CONFIG_ERROR=fail a malformed
+// LES_STREAM is reported with init/error Extension.ConfigInvalid after
+// registering, and Run returns ErrConfig; by default
+// (LES_ON_CONFIG_ERROR=disable) the extension logs the error and idles
+// instead, and the function's invocations go on.
 func TestConfigErrorInitError(t *testing.T) {
 	for _, c := range []struct{ name, stream string }{
 		{"scheme", "ftp://x"},
@@ -424,7 +425,7 @@ func TestConfigErrorInitError(t *testing.T) {
 		{"partitions", "nats://127.0.0.1:4222?partitions=x"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, map[string]string{"LES_STREAM": c.stream, "LES_CONFIG": ""})
+			h := newHarness(t, map[string]string{"LES_STREAM": c.stream, "LES_CONFIG": "", "LES_ON_CONFIG_ERROR": "fail"})
 			go func() {
 				h.done <- extension.Run(context.Background(), extension.Options{Getenv: func(k string) string { return h.env[k] }, Stderr: h.log})
 			}()
@@ -441,7 +442,7 @@ func TestConfigErrorInitError(t *testing.T) {
 		})
 	}
 	t.Run("missing", func(t *testing.T) {
-		h := newHarness(t, map[string]string{"LES_CONFIG": ""})
+		h := newHarness(t, map[string]string{"LES_CONFIG": "", "LES_ON_CONFIG_ERROR": "fail"})
 		go func() {
 			h.done <- extension.Run(context.Background(), extension.Options{Getenv: func(k string) string { return h.env[k] }, Stderr: h.log})
 		}()
@@ -449,8 +450,8 @@ func TestConfigErrorInitError(t *testing.T) {
 			t.Fatalf("Run: %v", err)
 		}
 	})
-	t.Run("disable", func(t *testing.T) {
-		h := newHarness(t, map[string]string{"LES_STREAM": "ftp://x", "LES_CONFIG": "", "LES_ON_CONFIG_ERROR": "disable"})
+	t.Run("default disables", func(t *testing.T) {
+		h := newHarness(t, map[string]string{"LES_STREAM": "ftp://x", "LES_CONFIG": ""})
 		go func() {
 			h.done <- extension.Run(context.Background(), extension.Options{Getenv: func(k string) string { return h.env[k] }, Stderr: h.log})
 		}()

@@ -125,6 +125,9 @@ type runner interface {
 	Run(ctx context.Context) error
 }
 
+// udpReadBatch is the recvmmsg batch of the extension's UDP readers.
+const udpReadBatch = 4
+
 // bind opens one listener socket feeding b.
 func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger) (runner, string, error) {
 	spec := formats()[l.Format]
@@ -137,7 +140,17 @@ func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Re
 		}
 		return t, t.Addr().String(), nil
 	}
-	u, err := ingest.ListenUDP(ingest.UDPConfig{Address: l.Address, Network: l.Transport, Readers: l.Readers, MaxDatagram: l.MaxDatagram}, in, newDec, reg, log)
+	// One reader taking up to udpReadBatch datagrams per call: a
+	// sandbox runs one invocation at a time, and each reader holds
+	// ReadBatch buffers of MaxDatagram bytes — les up's 2 readers × 32
+	// made 9 UDP listeners hold 42 MB, the bulk of the extension's heap,
+	// which also set the GC's target (ADR 0005, docs/performance.md).
+	readers := l.Readers
+	if readers == 0 {
+		readers = 1
+	}
+	u, err := ingest.ListenUDP(ingest.UDPConfig{Address: l.Address, Network: l.Transport, Readers: readers, MaxDatagram: l.MaxDatagram,
+		ReadBatch: udpReadBatch}, in, newDec, reg, log)
 	if err != nil {
 		return nil, "", err
 	}

@@ -13,14 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zlib"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -106,12 +102,8 @@ func (c *Config) Validate() error {
 		if *u.v == "" {
 			*u.v = u.def
 		}
-		pu, err := url.Parse(*u.v)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return fmt.Errorf("%s: %q is not an http or https URL", u.key, *u.v)
-		}
-		if pu.User != nil {
-			return fmt.Errorf("%s: must not hold credentials", u.key)
+		if _, err := sink.CheckURL(u.key, *u.v, ""); err != nil {
+			return err
 		}
 		*u.v = strings.TrimRight(*u.v, "/")
 	}
@@ -121,20 +113,14 @@ func (c *Config) Validate() error {
 	if c.APIKeyEnv == "" && c.APIKeyFile == "" {
 		c.APIKeyEnv = DefaultAPIKeyEnv
 	}
-	for _, e := range []struct {
-		key    string
-		v      *string
-		values []string
-	}{
-		{"series_api", &c.SeriesAPI, []string{"v2", "v1"}},
-		{"distributions", &c.Distributions, []string{"sketches", "series"}},
-		{"source_as", &c.SourceAs, []string{"host", "tag"}},
-		{"compression", &c.Compression, []string{"gzip", "none"}},
+	for _, err := range []error{
+		sink.OneOf("series_api", &c.SeriesAPI, "v2", "v1"),
+		sink.OneOf("distributions", &c.Distributions, "sketches", "series"),
+		sink.OneOf("source_as", &c.SourceAs, "host", "tag"),
+		sink.OneOf("compression", &c.Compression, "gzip", "none"),
 	} {
-		if *e.v == "" {
-			*e.v = e.values[0]
-		} else if !slices.Contains(e.values, *e.v) {
-			return fmt.Errorf("%s: %q is not one of %s", e.key, *e.v, strings.Join(e.values, ", "))
+		if err != nil {
+			return err
 		}
 	}
 	for _, t := range c.Tags {
@@ -145,24 +131,12 @@ func (c *Config) Validate() error {
 	if c.LogSource == "" {
 		c.LogSource = "les"
 	}
-	for _, p := range []struct {
-		key string
-		v   *int
-		def int
-	}{
-		{"max_request_bytes", &c.MaxRequestBytes, DefaultMaxRequestBytes},
-		{"max_log_request_bytes", &c.MaxLogRequestBytes, DefaultMaxLogRequestBytes},
-		{"max_log_length", &c.MaxLogLength, DefaultMaxLogLength},
-	} {
-		if *p.v < 0 {
-			return fmt.Errorf("%s: must not be negative", p.key)
-		}
-		if *p.v == 0 {
-			*p.v = p.def
-		}
-	}
-	if c.MaxRequestBytes < 1024 || c.MaxLogRequestBytes < 1024 {
-		return errors.New("max_request_bytes, max_log_request_bytes: must be at least 1024")
+	if err := sink.CheckSizes(
+		sink.Size{Key: "max_request_bytes", V: &c.MaxRequestBytes, Def: DefaultMaxRequestBytes, Min: 1024},
+		sink.Size{Key: "max_log_request_bytes", V: &c.MaxLogRequestBytes, Def: DefaultMaxLogRequestBytes, Min: 1024},
+		sink.Size{Key: "max_log_length", V: &c.MaxLogLength, Def: DefaultMaxLogLength},
+	); err != nil {
+		return err
 	}
 	if c.MaxLogRequestBytes > 5_000_000 {
 		return errors.New("max_log_request_bytes: Datadog takes at most 5 MB per request")
@@ -183,21 +157,19 @@ type Counts struct {
 type Sink struct {
 	cfg     Config
 	name    string
-	client  *http.Client
-	owned   bool
-	apiKey  string
+	client  sink.Client
 	keyFrom string
 	dropped *selfmetric.ReasonCounters
-	urls    [3]string // series, sketches, logs
+	urls    [3]string      // series, sketches, logs
+	headers [3]http.Header // of each endpoint's requests
 
 	mu       sync.Mutex
 	closed   bool
 	enc      *encoder
-	body     bytes.Buffer
-	gz       *gzip.Writer
+	gz       sink.Gzipper
+	body     bytes.Buffer // zlib-compressed sketches
 	zl       *zlib.Writer
-	seed     maphash.Seed
-	accepted map[uint64]struct{}
+	accepted sink.Accepted
 	counts   Counts
 }
 
@@ -216,13 +188,28 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	if d.Metrics == nil {
 		d.Metrics = selfmetric.New()
 	}
-	s := &Sink{cfg: cfg, name: d.Name, apiKey: key, keyFrom: cfg.APIKeyEnv + cfg.APIKeyFile, dropped: d.Dropped(),
-		seed: maphash.MakeSeed(), accepted: map[uint64]struct{}{}}
-	if s.client, err = sink.HTTPClient(d, cfg.TLS); err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	s := &Sink{cfg: cfg, name: d.Name, keyFrom: cfg.APIKeyEnv + cfg.APIKeyFile, dropped: d.Dropped()}
+	if s.client, err = sink.NewClient(d, cfg.TLS); err != nil {
+		return nil, err
 	}
-	s.owned = s.client != d.HTTP
 	s.urls = [3]string{cfg.APIURL + "/api/" + cfg.SeriesAPI + "/series", cfg.APIURL + "/api/beta/sketches", cfg.LogsURL + "/api/v2/logs"}
+	for i := range s.headers {
+		h := http.Header{}
+		h.Set("DD-API-KEY", key)
+		h.Set("User-Agent", "les")
+		h.Set("Content-Type", "application/json")
+		if i == 1 {
+			h.Set("Content-Type", "application/x-protobuf")
+		}
+		switch {
+		case cfg.Compression != "gzip":
+		case i == 1: // sketches: zlib, as the agent sends them
+			h.Set("Content-Encoding", "deflate")
+		default:
+			h.Set("Content-Encoding", "gzip")
+		}
+		s.headers[i] = h
+	}
 	s.enc = newEncoder(encOptions{seriesV1: cfg.SeriesAPI == "v1", sketches: cfg.Distributions == "sketches", sourceAsTag: cfg.SourceAs == "tag",
 		tags: cfg.Tags, logSource: cfg.LogSource, service: cfg.Service, maxBytes: cfg.MaxRequestBytes,
 		maxLogBytes: cfg.MaxLogRequestBytes, maxLogLength: cfg.MaxLogLength})
@@ -248,7 +235,7 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, _ sink.Meta) error {
 	if err != nil && !errors.Is(err, sink.ErrPermanent) {
 		return s.errorf("%w", err)
 	}
-	clear(s.accepted)
+	s.accepted.Reset()
 	for r, n := range s.enc.drops {
 		s.dropped.Add(r, n)
 	}
@@ -285,36 +272,18 @@ var endpointNames = [3]string{"series", "sketches", "logs"}
 // post sends raw to endpoint i (0 series, 1 sketches, 2 logs), unless an
 // earlier attempt of this batch had it accepted.
 func (s *Sink) post(ctx context.Context, i int, raw []byte) error {
-	h := maphash.Bytes(s.seed, raw)
-	if _, ok := s.accepted[h]; ok {
+	h := s.accepted.Hash(raw)
+	if s.accepted.Has(h) {
 		s.counts.Skipped++
 		return nil
 	}
-	body, encoding := s.compress(i, raw)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.urls[i], bytes.NewReader(body))
+	resp, err := s.client.Do(ctx, s.urls[i], s.headers[i], s.compress(i, raw))
 	if err != nil {
-		return sink.Permanent(err)
-	}
-	req.Header.Set("DD-API-KEY", s.apiKey)
-	req.Header.Set("User-Agent", "les")
-	if i == 1 {
-		req.Header.Set("Content-Type", "application/x-protobuf")
-	} else {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("%s: %w (%v)", endpointNames[i], cerr, err)
-		}
 		return fmt.Errorf("%s: %w", endpointNames[i], err)
 	}
 	err = sink.CheckResponse(resp)
 	if err == nil {
-		s.accepted[h] = struct{}{}
+		s.accepted.Add(h)
 		s.counts.Requests++
 		return nil
 	}
@@ -324,31 +293,24 @@ func (s *Sink) post(ctx context.Context, i int, raw []byte) error {
 	return fmt.Errorf("%s: %w", endpointNames[i], err)
 }
 
-// compress returns the body to send for endpoint i and its
-// Content-Encoding ("" for none). The body is valid until the next call.
-func (s *Sink) compress(i int, raw []byte) ([]byte, string) {
+// compress returns the body to send to endpoint i, as its headers'
+// Content-Encoding says. The body is valid until the next call.
+func (s *Sink) compress(i int, raw []byte) []byte {
 	if s.cfg.Compression != "gzip" {
-		return raw, ""
+		return raw
 	}
-	s.body.Reset()
-	if i == 1 { // sketches: zlib, as the agent sends them
-		if s.zl == nil {
-			s.zl = zlib.NewWriter(&s.body)
-		} else {
-			s.zl.Reset(&s.body)
-		}
-		_, _ = s.zl.Write(raw)
-		_ = s.zl.Close()
-		return s.body.Bytes(), "deflate"
+	if i != 1 {
+		return s.gz.Compress(raw)
 	}
-	if s.gz == nil {
-		s.gz = gzip.NewWriter(&s.body)
+	s.body.Reset() // sketches: zlib, as the agent sends them
+	if s.zl == nil {
+		s.zl = zlib.NewWriter(&s.body)
 	} else {
-		s.gz.Reset(&s.body)
+		s.zl.Reset(&s.body)
 	}
-	_, _ = s.gz.Write(raw)
-	_ = s.gz.Close()
-	return s.body.Bytes(), "gzip"
+	_, _ = s.zl.Write(raw)
+	_ = s.zl.Close()
+	return s.body.Bytes()
 }
 
 // Counts returns totals since New.
@@ -367,8 +329,6 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.owned {
-		s.client.CloseIdleConnections()
-	}
+	s.client.CloseIdle()
 	return nil
 }

@@ -1,17 +1,14 @@
 package datadog
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,28 +214,8 @@ func TestConformanceFake(t *testing.T) {
 // vmExport reads every series with run=<run> from VictoriaMetrics.
 func vmExport(t *testing.T, vm *backendtest.Server, run int) []vmSeries {
 	t.Helper()
-	vm.Flush(t)
-	resp, err := http.Get(vm.URL + "/api/v1/export?" + url.Values{"match[]": {fmt.Sprintf(`{run="%d"}`, run)}}.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("export: %d %s", resp.StatusCode, body)
-	}
 	var out []vmSeries
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 16<<20)
-	for sc.Scan() {
-		var line struct {
-			Metric     map[string]string
-			Values     []float64
-			Timestamps []int64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("export line %s: %v", sc.Bytes(), err)
-		}
+	for _, line := range vm.Export(t, fmt.Sprintf(`{run="%d"}`, run)) {
 		s := vmSeries{labels: line.Metric}
 		for i, v := range line.Values {
 			s.points = append(s.points, [2]float64{float64(line.Timestamps[i]), v})

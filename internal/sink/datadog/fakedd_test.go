@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/les-streams/les/internal/sink/sinktest"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -199,7 +200,7 @@ func (f *fakeDatadog) serve(w http.ResponseWriter, r *http.Request) {
 // uint32)}.
 func decodeSketchPayload(b []byte) ([]ddSketch, error) {
 	var out []ddSketch
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err := sinktest.ProtoFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if num == 2 { // metadata
 			return nil
 		}
@@ -207,7 +208,7 @@ func decodeSketchPayload(b []byte) ([]ddSketch, error) {
 			return fmt.Errorf("SketchPayload: field %d", num)
 		}
 		var sk ddSketch
-		err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		err := sinktest.ProtoFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 			switch num {
 			case 1:
 				sk.metric = string(v)
@@ -217,7 +218,7 @@ func decodeSketchPayload(b []byte) ([]ddSketch, error) {
 				sk.tags = append(sk.tags, string(v))
 			case 7:
 				var d dogsketch
-				err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+				err := sinktest.ProtoFields(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 					switch num {
 					case 1:
 						d.ts = int64(x)
@@ -263,36 +264,6 @@ func decodeSketchPayload(b []byte) ([]ddSketch, error) {
 		return err
 	})
 	return out, err
-}
-
-func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(b)
-		default:
-			return fmt.Errorf("wire type %d", typ)
-		}
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if err := f(num, typ, v, x); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // agentQuantile is the agent's Sketch.Quantile (pkg/quantile/sparse.go)

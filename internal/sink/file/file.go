@@ -7,15 +7,20 @@ package file
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/les-streams/les/internal/format/jsonl"
 	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/sink"
 )
 
@@ -76,6 +81,12 @@ type Sink struct {
 	cfg       Config
 	scanBytes int64
 
+	log       *slog.Logger
+	repairs   *metrics.Counter // les_sink_file_repairs_total{sink}
+	repairedB *metrics.Counter // les_sink_file_repaired_bytes_total{sink}
+	lastPath  string           // Path + LastSuffix
+	rewind    Rewind           // set by a repair that cut a record, until Recover returns it
+
 	mu     sync.Mutex
 	f      *os.File // nil until the first Send, and after a failed write
 	size   int64    // length of the file, ending with a complete record
@@ -89,11 +100,24 @@ var _ sink.Sink = (*Sink)(nil)
 
 // New validates cfg and returns a sink. It does no I/O: the file is opened,
 // repaired and scanned on the first Send.
-func New(cfg Config) (*Sink, error) {
+func New(cfg Config) (*Sink, error) { return NewDeps(cfg, sink.Deps{}) }
+
+// NewDeps is New with the logger and registry the repair reports to.
+func NewDeps(cfg Config, deps sink.Deps) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, scanBytes: ScanBytes, seen: newDedup(cfg.DedupRecords)}, nil
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = selfmetric.New()
+	}
+	return &Sink{cfg: cfg, scanBytes: ScanBytes, seen: newDedup(cfg.DedupRecords),
+		log: deps.Log.With("sink", deps.Name, "path", cfg.Path), lastPath: cfg.Path + LastSuffix,
+		repairs:   deps.Metrics.Counter("les_sink_file_repairs_total", "sink", deps.Name),
+		repairedB: deps.Metrics.Counter("les_sink_file_repaired_bytes_total", "sink", deps.Name),
+	}, nil
 }
 
 // Send appends one line per item of b, tagged with m.RecordID, in a single
@@ -159,6 +183,7 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	if key != "" {
 		s.seen.add(key)
 	}
+	s.noteLast(m)
 	s.counts.Records++
 	s.counts.Items += uint64(n)
 	if cap(s.buf) > 16<<20 {
@@ -239,10 +264,14 @@ func (s *Sink) truncate(f *os.File, keep int64) error {
 	if st.Size() == keep {
 		return nil
 	}
+	cut := make([]byte, min(st.Size()-keep, 1<<20))
+	n, _ := f.ReadAt(cut, keep)
+	cut = cut[:n]
 	if err := f.Truncate(keep); err != nil {
 		return err
 	}
 	s.counts.Repaired += uint64(st.Size() - keep)
+	s.reportRepair(keep, st.Size()-keep, cut)
 	return f.Sync()
 }
 
@@ -382,4 +411,90 @@ func (d *dedup) add(k string) {
 		d.next = (d.next + 1) % len(d.ring)
 	}
 	d.set[k] = struct{}{}
+}
+
+// LastSuffix names the file, next to Path, that holds where the last
+// record written was read from (a Rewind as JSON). It is
+// written after the record is on disk, so it never names a record the
+// file does not hold; when a repair cuts the file's last record, the
+// runner re-reads the stream from there (Recover).
+const LastSuffix = ".last"
+
+// Rewind is where the runner must re-read the stream from so that the
+// records a repair cut are delivered again: Pos in Partition, inclusive.
+type Rewind struct {
+	Partition string `json:"partition"`
+	Pos       string `json:"pos"`
+	RecordID  string `json:"record"`
+}
+
+// noteLast keeps where the record just written came from. A failure only
+// loses precision: the rewind then starts earlier (at least once; the
+// file de-duplicates by id). s.mu held.
+func (s *Sink) noteLast(m sink.Meta) {
+	if m.Pos == "" || s.lastPath == "" {
+		return
+	}
+	b, err := json.Marshal(Rewind{Partition: m.Partition, Pos: m.Pos, RecordID: m.RecordID})
+	if err == nil {
+		_ = os.WriteFile(s.lastPath, append(b, '\n'), 0o644)
+	}
+}
+
+// reportRepair logs and counts a cut of n bytes at off; cut holds
+// (the start of) what was cut. When the cut began with a record of this
+// sink, a rewind to the last record written is set for Recover. s.mu held.
+func (s *Sink) reportRepair(off, n int64, cut []byte) {
+	s.repairs.Inc()
+	s.repairedB.Add(int(n))
+	lines := bytes.Count(cut, []byte{'\n'})
+	if len(cut) > 0 && cut[len(cut)-1] != '\n' {
+		lines++ // a torn last line
+	}
+	id := ""
+	if key, _, _, ok := parseHead(cut); ok {
+		id = string(key)
+	}
+	attrs := []any{"offset", off, "bytes_cut", n, "lines_cut", lines, "record", id}
+	if id == "" {
+		s.log.Warn("file sink repaired its end on open: cut a torn line that belongs to no record", attrs...)
+		return
+	}
+	rw, ok := s.readLast()
+	if !ok {
+		s.log.Warn("file sink repaired its end on open: cut an incomplete record; it is written again when the stream re-delivers it (no position known to rewind to)", attrs...)
+		return
+	}
+	s.rewind = rw
+	s.log.Warn("file sink repaired its end on open: cut an incomplete record; the stream is re-read from the last record written so that it is written again",
+		append(attrs, "rewind_partition", rw.Partition, "rewind_pos", rw.Pos)...)
+}
+
+func (s *Sink) readLast() (Rewind, bool) {
+	b, err := os.ReadFile(s.lastPath)
+	if err != nil {
+		return Rewind{}, false
+	}
+	var rw Rewind
+	if json.Unmarshal(b, &rw) != nil || rw.Pos == "" {
+		return Rewind{}, false
+	}
+	return rw, true
+}
+
+// Recover opens and repairs the file now (instead of on the first Send)
+// and returns where the runner must re-read the stream from so that a
+// record the repair cut is written again; ok is false when nothing was
+// cut or no position is known. The runner calls it before consuming.
+func (s *Sink) Recover() (partition, pos string, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil && !s.closed {
+		if err := s.open(); err != nil {
+			return "", "", false, fmt.Errorf("file: %w", err)
+		}
+	}
+	rw := s.rewind
+	s.rewind = Rewind{}
+	return rw.Partition, rw.Pos, rw.Pos != "", nil
 }

@@ -5,16 +5,11 @@
 package http
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/les-streams/les/internal/format/jsonl"
@@ -40,12 +35,9 @@ type Config struct {
 	Format string `yaml:"format"`
 	// Compression is "none" (default) or "gzip".
 	Compression string `yaml:"compression"`
-	// Headers are added to every request (values may use ${ENV}). They
-	// cannot set Authorization when a token is configured, nor
-	// Content-Type, Content-Encoding, Content-Length or Host.
-	Headers map[string]string `yaml:"headers"`
 	// TokenEnv or TokenFile holds a bearer token, sent as
-	// `Authorization: Bearer …`.
+	// `Authorization: Bearer …` (the same as bearer_token_env and
+	// bearer_token_file).
 	TokenEnv  string `yaml:"token_env"`
 	TokenFile string `yaml:"token_file"`
 	// MaxBody bounds one request body in bytes before compression
@@ -53,74 +45,50 @@ type Config struct {
 	// requests.
 	MaxBody int `yaml:"max_body"`
 
-	TLS sink.TLSConfig `yaml:"tls"`
+	// Credentials and extra headers: basic_auth, bearer_token_env /
+	// bearer_token_file, headers (values may use ${ENV}). Headers cannot
+	// set Authorization when a credential is configured, nor
+	// Content-Type, Content-Encoding, Content-Length or Host.
+	sink.HTTPAuth `yaml:",inline"`
+	TLS           sink.TLSConfig `yaml:"tls"`
 }
+
+// reservedHeaders are set by the sink (or by net/http).
+var reservedHeaders = []string{"Content-Type", "Content-Encoding", "Content-Length", "Host", "X-Les-Record", "X-Les-Part"}
 
 // Validate fills defaults and checks values.
 func (c *Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("url: required")
+	if _, err := sink.CheckURL("url", c.URL, "use token_env or token_file, basic_auth, or a header"); err != nil {
+		return err
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url: %q is not an http or https URL", c.URL)
+	if err := sink.OneOf("format", &c.Format, "ndjson", "json_array"); err != nil {
+		return err
 	}
-	if u.User != nil {
-		return errors.New("url: must not hold credentials (use token_env or token_file, or a header)")
-	}
-	switch c.Format {
-	case "":
-		c.Format = "ndjson"
-	case "ndjson", "json_array":
-	default:
-		return fmt.Errorf("format: %q is not one of ndjson, json_array", c.Format)
-	}
-	switch c.Compression {
-	case "":
-		c.Compression = "none"
-	case "none", "gzip":
-	default:
-		return fmt.Errorf("compression: %q is not one of none, gzip", c.Compression)
+	if err := sink.OneOf("compression", &c.Compression, "none", "gzip"); err != nil {
+		return err
 	}
 	if c.TokenEnv != "" && c.TokenFile != "" {
 		return errors.New("token_env, token_file: give one, not both")
 	}
-	for k, v := range c.Headers {
-		ck := textproto.CanonicalMIMEHeaderKey(k)
-		switch {
-		case !validHeaderName(k):
-			return fmt.Errorf("headers: %q is not a valid header name", k)
-		case strings.ContainsAny(v, "\r\n"):
-			return fmt.Errorf("headers: value of %s holds a line break", k)
-		case ck == "Content-Type", ck == "Content-Encoding", ck == "Content-Length", ck == "Host":
-			return fmt.Errorf("headers: %s is set by the sink", ck)
-		case ck == "Authorization" && (c.TokenEnv != "" || c.TokenFile != ""):
-			return errors.New("headers: Authorization given together with token_env/token_file")
-		}
+	if (c.TokenEnv != "" || c.TokenFile != "") && (c.BearerTokenEnv != "" || c.BearerTokenFile != "" || c.BasicAuth != nil) {
+		return errors.New("token_env, token_file: give them or basic_auth / bearer_token_*, not both")
 	}
-	if c.MaxBody < 0 {
-		return errors.New("max_body: must not be negative")
+	if err := c.auth().Validate(reservedHeaders, ""); err != nil {
+		return err
 	}
-	if c.MaxBody == 0 {
-		c.MaxBody = DefaultMaxBody
-	}
-	if c.MaxBody < 1024 {
-		return errors.New("max_body: must be at least 1024")
+	if err := sink.CheckSizes(sink.Size{Key: "max_body", V: &c.MaxBody, Def: DefaultMaxBody, Min: 1024}); err != nil {
+		return err
 	}
 	return c.TLS.Validate()
 }
 
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
+// auth is the HTTPAuth with token_env and token_file as the bearer token.
+func (c *Config) auth() *sink.HTTPAuth {
+	a := c.HTTPAuth
+	if c.TokenEnv != "" || c.TokenFile != "" {
+		a.BearerTokenEnv, a.BearerTokenFile = c.TokenEnv, c.TokenFile
 	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
+	return &a
 }
 
 // Counts are totals since New.
@@ -135,17 +103,15 @@ type Counts struct {
 type Sink struct {
 	cfg     Config
 	name    string
-	client  *http.Client
-	ownHTTP bool
-	header  http.Header
+	client  sink.Client
+	header  http.Header // every request's headers; X-Les-* set per request
 	dropped *selfmetric.ReasonCounters
 
 	mu     sync.Mutex
 	lines  []byte // the batch's NDJSON
 	ends   []int  // end offset of each line in lines
 	body   []byte // a json_array body
-	zbuf   bytes.Buffer
-	zw     *gzip.Writer
+	gz     sink.Gzipper
 	closed bool
 	counts Counts
 }
@@ -161,23 +127,13 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	if d.Metrics == nil {
 		d.Metrics = selfmetric.New()
 	}
-	client, err := sink.HTTPClient(d, cfg.TLS)
+	client, err := sink.NewClient(d, cfg.TLS)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, name: d.Name, client: client, ownHTTP: client != d.HTTP, dropped: d.Dropped(), header: http.Header{}}
-	for k, v := range cfg.Headers {
-		s.header.Set(k, v)
-	}
-	tok, err := sink.Secret(cfg.TokenEnv, cfg.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
-	}
-	if tok != "" {
-		if strings.ContainsAny(tok, "\r\n") {
-			return nil, errors.New("token: holds a line break")
-		}
-		s.header.Set("Authorization", "Bearer "+tok)
+	s := &Sink{cfg: cfg, name: d.Name, client: client, dropped: d.Dropped(), header: http.Header{}}
+	if _, err := cfg.auth().Apply(s.header); err != nil {
+		return nil, err
 	}
 	if cfg.Format == "ndjson" {
 		s.header.Set("Content-Type", "application/x-ndjson")
@@ -277,32 +233,15 @@ func (s *Sink) post(ctx context.Context, from, to int, record string, part, part
 		body = s.body
 	}
 	if s.cfg.Compression == "gzip" {
-		s.zbuf.Reset()
-		if s.zw == nil {
-			s.zw = gzip.NewWriter(&s.zbuf)
-		} else {
-			s.zw.Reset(&s.zbuf)
-		}
-		_, _ = s.zw.Write(body) // writes to a bytes.Buffer do not fail
-		_ = s.zw.Close()
-		body = s.zbuf.Bytes()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	for k, v := range s.header {
-		req.Header[k] = v
+		body = s.gz.Compress(body)
 	}
 	if record != "" {
-		req.Header.Set("X-Les-Record", record)
+		s.header.Set("X-Les-Record", record)
+	} else {
+		s.header.Del("X-Les-Record")
 	}
-	req.Header.Set("X-Les-Part", strconv.Itoa(part)+"/"+strconv.Itoa(parts))
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	if err := sink.CheckResponse(resp); err != nil {
+	s.header.Set("X-Les-Part", strconv.Itoa(part)+"/"+strconv.Itoa(parts))
+	if err := s.client.Post(ctx, s.cfg.URL, s.header, body); err != nil {
 		return s.errorf("%w", err)
 	}
 	s.counts.Requests++
@@ -359,8 +298,8 @@ func (s *Sink) Counts() Counts {
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed && s.ownHTTP {
-		s.client.CloseIdleConnections()
+	if !s.closed {
+		s.client.CloseIdle()
 	}
 	s.closed = true
 	return nil

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,7 +147,7 @@ func TestRequestHeadersAndTLS(t *testing.T) {
 	if err := os.WriteFile(tok, []byte("tok-123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := newSink(t, Config{URL: rc.srv.URL, TokenFile: tok, Headers: map[string]string{"X-Tenant": "team-a"},
+	s := newSink(t, Config{URL: rc.srv.URL, TokenFile: tok, HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"X-Tenant": "team-a"}},
 		TLS: sink.TLSConfig{CAFile: ca}}, deps("tls"))
 	b, _ := sinktest.Batch()
 	if err := s.Send(context.Background(), b, sink.Meta{RecordID: "p-7"}); err != nil {
@@ -325,10 +326,10 @@ func TestConfigValidate(t *testing.T) {
 		{Config{URL: "https://u:p@x"}, "url: must not hold credentials"},
 		{Config{URL: "http://x", Format: "xml"}, "format:"},
 		{Config{URL: "http://x", Compression: "br"}, "compression:"},
-		{Config{URL: "http://x", Headers: map[string]string{"Bad Name": "v"}}, "headers:"},
-		{Config{URL: "http://x", Headers: map[string]string{"content-type": "text/plain"}}, "headers: Content-Type is set by the sink"},
-		{Config{URL: "http://x", Headers: map[string]string{"X-A": "a\nb"}}, "headers:"},
-		{Config{URL: "http://x", TokenEnv: "A", Headers: map[string]string{"authorization": "x"}}, "headers: Authorization"},
+		{Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"Bad Name": "v"}}}, "headers:"},
+		{Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"content-type": "text/plain"}}}, "headers: Content-Type is set by the sink"},
+		{Config{URL: "http://x", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"X-A": "a\nb"}}}, "headers:"},
+		{Config{URL: "http://x", TokenEnv: "A", HTTPAuth: sink.HTTPAuth{Headers: map[string]string{"authorization": "x"}}}, "headers: Authorization"},
 		{Config{URL: "http://x", TokenEnv: "A", TokenFile: "f"}, "token_env, token_file"},
 		{Config{URL: "http://x", MaxBody: 5}, "max_body:"},
 	} {
@@ -347,5 +348,34 @@ func TestEncodeDoesNotAllocate(t *testing.T) {
 	buf, ends := EncodeNDJSON(nil, nil, b, "p-1")
 	if n := testing.AllocsPerRun(100, func() { buf, ends = EncodeNDJSON(buf[:0], ends[:0], b, "p-1") }); n != 0 {
 		t.Errorf("%v allocations per warm EncodeNDJSON, want 0", n)
+	}
+}
+
+// TestBasicAuthAndBearerKeys: the sink takes HTTPAuth's keys besides
+// token_env / token_file (which stay the bearer token).
+func TestBasicAuthAndBearerKeys(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	t.Setenv("LES_TEST_HTTP_SECRET", "s3cret")
+	b, _ := sinktest.Batch()
+	for _, cfg := range []Config{
+		{URL: srv.URL, HTTPAuth: sink.HTTPAuth{BasicAuth: &sink.BasicAuth{Username: "u", PasswordEnv: "LES_TEST_HTTP_SECRET"}}},
+		{URL: srv.URL, HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "LES_TEST_HTTP_SECRET"}},
+		{URL: srv.URL, TokenEnv: "LES_TEST_HTTP_SECRET"},
+	} {
+		s := newSink(t, cfg, deps("auth"))
+		if err := s.Send(context.Background(), b, sink.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"Basic dTpzM2NyZXQ=", "Bearer s3cret", "Bearer s3cret"}; !slices.Equal(got, want) {
+		t.Errorf("Authorization %q, want %q", got, want)
+	}
+	c := Config{URL: srv.URL, TokenEnv: "A", HTTPAuth: sink.HTTPAuth{BearerTokenEnv: "B"}}
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "token_env, token_file: give them or") {
+		t.Errorf("token_env with bearer_token_env: %v", err)
 	}
 }

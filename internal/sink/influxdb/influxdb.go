@@ -7,7 +7,6 @@ package influxdb
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -70,15 +69,8 @@ type Config struct {
 
 // Validate fills defaults and checks values.
 func (c *Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("url: required")
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url: %q is not an http or https URL", c.URL)
-	}
-	if u.User != nil {
-		return errors.New("url: must not hold credentials (use username and password_env/password_file, or token_env/token_file)")
+	if _, err := sink.CheckURL("url", c.URL, "use username and password_env/password_file, or token_env/token_file"); err != nil {
+		return err
 	}
 	switch c.Version {
 	case 0:
@@ -110,28 +102,14 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("version: %d is not one of 1, 2", c.Version)
 	}
-	switch c.Compression {
-	case "":
-		c.Compression = "none"
-	case "none", "gzip":
-	default:
-		return fmt.Errorf("compression: %q is not one of none, gzip", c.Compression)
+	if err := sink.OneOf("compression", &c.Compression, "none", "gzip"); err != nil {
+		return err
 	}
-	switch c.LogAttrs {
-	case "":
-		c.LogAttrs = "fields"
-	case "fields", "tags":
-	default:
-		return fmt.Errorf("log_attrs: %q is not one of fields, tags", c.LogAttrs)
+	if err := sink.OneOf("log_attrs", &c.LogAttrs, "fields", "tags"); err != nil {
+		return err
 	}
-	if c.MaxBody < 0 {
-		return errors.New("max_body: must not be negative")
-	}
-	if c.MaxBody == 0 {
-		c.MaxBody = DefaultMaxBody
-	}
-	if c.MaxBody < 1024 {
-		return errors.New("max_body: must be at least 1024")
+	if err := sink.CheckSizes(sink.Size{Key: "max_body", V: &c.MaxBody, Def: DefaultMaxBody, Min: 1024}); err != nil {
+		return err
 	}
 	if c.LogMeasurement == "" {
 		c.LogMeasurement = "logs"
@@ -154,18 +132,16 @@ type Counts struct {
 type Sink struct {
 	cfg      Config
 	name     string
-	client   *http.Client
-	ownHTTP  bool
+	client   sink.Client
 	endpoint string
-	auth     string // Authorization header value, or ""
+	header   http.Header
 	log      func(msg string, args ...any)
 	dropped  *selfmetric.ReasonCounters
 
 	mu     sync.Mutex
 	enc    Encoder
 	buf    []byte
-	zbuf   bytes.Buffer
-	zw     *gzip.Writer
+	gz     sink.Gzipper
 	closed bool
 	counts Counts
 }
@@ -187,11 +163,14 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	if d.Log != nil {
 		s.log = d.Log.Warn
 	}
-	client, err := sink.HTTPClient(d, cfg.TLS)
-	if err != nil {
+	var err error
+	if s.client, err = sink.NewClient(d, cfg.TLS); err != nil {
 		return nil, err
 	}
-	s.client, s.ownHTTP = client, client != d.HTTP
+	s.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	if cfg.Compression == "gzip" {
+		s.header.Set("Content-Encoding", "gzip")
+	}
 	q := url.Values{}
 	q.Set("precision", "ns")
 	base := strings.TrimRight(cfg.URL, "/")
@@ -203,24 +182,23 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 		}
 		s.endpoint = base + "/write?" + q.Encode()
 		if cfg.Username != "" {
-			pw, err := sink.Secret(cfg.PasswordEnv, cfg.PasswordFile)
+			ba := sink.BasicAuth{Username: cfg.Username, PasswordEnv: cfg.PasswordEnv, PasswordFile: cfg.PasswordFile}
+			v, err := ba.Value()
 			if err != nil {
 				return nil, fmt.Errorf("password: %w", err)
 			}
-			req := &http.Request{Header: http.Header{}}
-			req.SetBasicAuth(cfg.Username, pw)
-			s.auth = req.Header.Get("Authorization")
+			s.header.Set("Authorization", v)
 		}
 	case 2:
 		q.Set("org", cfg.Org)
 		q.Set("bucket", cfg.Bucket)
 		s.endpoint = base + "/api/v2/write?" + q.Encode()
-		tok, err := sink.Secret(cfg.TokenEnv, cfg.TokenFile)
+		v, err := sink.Token(cfg.TokenEnv, cfg.TokenFile, "Token")
 		if err != nil {
 			return nil, fmt.Errorf("token: %w", err)
 		}
-		if tok != "" {
-			s.auth = "Token " + tok
+		if v != "" {
+			s.header.Set("Authorization", v)
 		}
 	}
 	return s, nil
@@ -285,36 +263,10 @@ func (s *Sink) countDrops(d Drops) {
 }
 
 func (s *Sink) post(ctx context.Context, body []byte) error {
-	var rd *bytes.Reader
 	if s.cfg.Compression == "gzip" {
-		s.zbuf.Reset()
-		if s.zw == nil {
-			s.zw = gzip.NewWriter(&s.zbuf)
-		} else {
-			s.zw.Reset(&s.zbuf)
-		}
-		_, _ = s.zw.Write(body) // writes to a bytes.Buffer do not fail
-		_ = s.zw.Close()
-		rd = bytes.NewReader(s.zbuf.Bytes())
-	} else {
-		rd = bytes.NewReader(body)
+		body = s.gz.Compress(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint, rd)
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	if s.cfg.Compression == "gzip" {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	if s.auth != "" {
-		req.Header.Set("Authorization", s.auth)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return s.errorf("%w", err)
-	}
-	err = sink.CheckResponse(resp)
+	err := s.client.Post(ctx, s.endpoint, s.header, body)
 	if se, ok := errors.AsType[*sink.StatusError](err); ok && (se.Code == 400 || se.Code == 422) && strings.Contains(se.Reason, "partial write") {
 		n := partialDropped(se.Reason)
 		s.dropped.Add(ReasonBackendRefused, n)
@@ -358,8 +310,8 @@ func (s *Sink) Counts() Counts {
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed && s.ownHTTP {
-		s.client.CloseIdleConnections()
+	if !s.closed {
+		s.client.CloseIdle()
 	}
 	s.closed = true
 	return nil

@@ -68,8 +68,7 @@ func TestConformanceVictoriaMetrics(t *testing.T) {
 				}
 				return newSink(t, cfg, deps("vm-test"))
 			}, func(t *testing.T) []sinktest.Item {
-				srv.Flush(t)
-				return readVM(t, srv.URL, map[int]string{1: "les", 2: ""}[version])
+				return readVM(t, srv, map[int]string{1: "les", 2: ""}[version])
 			}, sinktest.Options{
 				// VictoriaMetrics stores numbers only: the string fields of
 				// logs and spans (message, ids) are not kept.
@@ -222,29 +221,15 @@ func influxItem(t *testing.T, meas string, tags map[string]string, fields map[st
 
 // readVM reads everything back from VictoriaMetrics' export API. VM names
 // each field's series <measurement>_<field>.
-func readVM(t *testing.T, base, wantDB string) []sinktest.Item {
+func readVM(t *testing.T, vm *backendtest.Server, wantDB string) []sinktest.Item {
 	t.Helper()
-	resp, err := http.PostForm(base+"/api/v1/export", url.Values{"match[]": {`{__name__=~".+"}`}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	type key struct {
 		meas, tags string
 		ts         int64
 	}
 	points := map[key]map[string]float64{}
 	tagsOf := map[key]map[string]string{}
-	dec := json.NewDecoder(resp.Body)
-	for dec.More() {
-		var line struct {
-			Metric     map[string]string
-			Values     []float64
-			Timestamps []int64
-		}
-		if err := dec.Decode(&line); err != nil {
-			t.Fatal(err)
-		}
+	for _, line := range vm.Export(t, `{__name__=~".+"}`) {
 		name := line.Metric["__name__"]
 		delete(line.Metric, "__name__")
 		// VictoriaMetrics adds /write's db query parameter as a "db"

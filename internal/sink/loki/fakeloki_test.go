@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
+	"github.com/les-streams/les/internal/sink/sinktest"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -342,12 +343,12 @@ func decodeProtoPush(body []byte) ([]pushStream, error) {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
 	var out []pushStream
-	err = fields(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err = sinktest.ProtoFields(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if num != 1 || typ != protowire.BytesType {
 			return fmt.Errorf("PushRequest: unexpected field %d", num)
 		}
 		var ps pushStream
-		err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		err := sinktest.ProtoFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 			switch {
 			case num == 1 && typ == protowire.BytesType:
 				ps.raw = string(v)
@@ -376,11 +377,11 @@ func decodeProtoPush(body []byte) ([]pushStream, error) {
 
 func decodeEntry(b []byte) (fakeEntry, error) {
 	var e fakeEntry
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err := sinktest.ProtoFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		switch {
 		case num == 1 && typ == protowire.BytesType: // google.protobuf.Timestamp
 			var sec, nsec int64
-			err := fields(v, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) error {
+			err := sinktest.ProtoFields(v, func(num protowire.Number, typ protowire.Type, _ []byte, x uint64) error {
 				switch {
 				case num == 1 && typ == protowire.VarintType:
 					sec = int64(x)
@@ -397,7 +398,7 @@ func decodeEntry(b []byte) (fakeEntry, error) {
 			e.line = string(v)
 		case num == 3 && typ == protowire.BytesType:
 			var name, value string
-			err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+			err := sinktest.ProtoFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 				switch {
 				case num == 1 && typ == protowire.BytesType:
 					name = string(v)
@@ -419,34 +420,6 @@ func decodeEntry(b []byte) (fakeEntry, error) {
 		return nil
 	})
 	return e, err
-}
-
-func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		default:
-			return fmt.Errorf("unexpected wire type %d", typ)
-		}
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if err := f(num, typ, v, x); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // decodeJSONPush decodes the JSON body: values are [ts, line] or

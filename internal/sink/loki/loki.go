@@ -13,14 +13,11 @@
 package loki
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -109,23 +106,16 @@ var perRequestFields = []string{"request_id", "requestid", "aws_request_id", "tr
 
 // Validate fills defaults and checks values.
 func (c *Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("url: required")
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url: %q is not an http or https URL", c.URL)
-	}
-	if u.User != nil {
-		return errors.New("url: credentials in the URL would show in errors; use basic_auth")
-	}
-	if err := oneOf("encoding", &c.Encoding, "protobuf", "json"); err != nil {
+	if _, err := sink.CheckURL("url", c.URL, "they would show in errors; use basic_auth"); err != nil {
 		return err
 	}
-	if err := oneOf("compression", &c.Compression, "gzip", "none"); err != nil {
+	if err := sink.OneOf("encoding", &c.Encoding, "protobuf", "json"); err != nil {
 		return err
 	}
-	if err := oneOf("line_format", &c.LineFormat, "message", "logfmt", "json"); err != nil {
+	if err := sink.OneOf("compression", &c.Compression, "gzip", "none"); err != nil {
+		return err
+	}
+	if err := sink.OneOf("line_format", &c.LineFormat, "message", "logfmt", "json"); err != nil {
 		return err
 	}
 	if strings.ContainsFunc(c.Tenant, func(r rune) bool { return r < ' ' || r == 0x7f }) {
@@ -175,41 +165,18 @@ func (c *Config) Validate() error {
 	} else if n > MaxLabels {
 		return fmt.Errorf("label_fields, labels: %d labels, Loki takes at most %d per stream", n, MaxLabels)
 	}
-	for _, p := range []struct {
-		key string
-		v   *int
-		def int
-	}{
-		{"max_label_values", &c.MaxLabelValues, DefaultMaxLabelValues},
-		{"max_label_value_length", &c.MaxLabelValueLength, DefaultMaxLabelValueLength},
-		{"max_line_size", &c.MaxLineSize, DefaultMaxLineSize},
-		{"max_request_bytes", &c.MaxRequestBytes, DefaultMaxRequestBytes},
-	} {
-		if *p.v < 0 {
-			return fmt.Errorf("%s: must not be negative", p.key)
-		}
-		if *p.v == 0 {
-			*p.v = p.def
-		}
-	}
-	if c.MaxRequestBytes < 1024 {
-		return errors.New("max_request_bytes: must be at least 1024")
+	if err := sink.CheckSizes(
+		sink.Size{Key: "max_label_values", V: &c.MaxLabelValues, Def: DefaultMaxLabelValues},
+		sink.Size{Key: "max_label_value_length", V: &c.MaxLabelValueLength, Def: DefaultMaxLabelValueLength},
+		sink.Size{Key: "max_line_size", V: &c.MaxLineSize, Def: DefaultMaxLineSize},
+		sink.Size{Key: "max_request_bytes", V: &c.MaxRequestBytes, Def: DefaultMaxRequestBytes, Min: 1024},
+	); err != nil {
+		return err
 	}
 	if err := c.HTTPAuth.Validate(reservedHeaders, " (X-Scope-OrgID: use tenant)"); err != nil {
 		return err
 	}
 	return c.TLS.Validate()
-}
-
-func oneOf(key string, v *string, values ...string) error {
-	if *v == "" {
-		*v = values[0]
-		return nil
-	}
-	if !slices.Contains(values, *v) {
-		return fmt.Errorf("%s: %q is not one of %s", key, *v, strings.Join(values, ", "))
-	}
-	return nil
 }
 
 // fieldLabel is the label name of label field f.
@@ -240,8 +207,7 @@ type Sink struct {
 	cfg     Config
 	name    string
 	log     *slog.Logger
-	client  *http.Client
-	owned   bool
+	client  sink.Client
 	header  http.Header
 	authVar string // where the credential came from, for error hints
 	dropped *selfmetric.ReasonCounters
@@ -272,10 +238,9 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	}
 	s.dropped = d.Dropped()
 	var err error
-	if s.client, err = sink.HTTPClient(d, cfg.TLS); err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	if s.client, err = sink.NewClient(d, cfg.TLS); err != nil {
+		return nil, err
 	}
-	s.owned = s.client != d.HTTP
 	from, err := cfg.HTTPAuth.Apply(s.header)
 	if err != nil {
 		return nil, err
@@ -303,8 +268,7 @@ type sendState struct {
 	entries []entry
 	enc     encoder
 	body    []byte
-	zbuf    bytes.Buffer
-	zw      *gzip.Writer
+	gz      sink.Gzipper
 	drops   map[string]int
 	refused uint64
 	splits  uint64
@@ -344,7 +308,7 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, _ sink.Meta) error {
 	var err error
 	for lo := 0; lo < len(st.entries); {
 		hi := cut(st.entries, lo, s.cfg.MaxRequestBytes)
-		if err = s.deliver(ctx, b, st, st.entries[lo:hi], &budget, false); err != nil {
+		if err = s.deliver(ctx, b, st, st.entries[lo:hi], &budget); err != nil {
 			break
 		}
 		lo = hi
@@ -379,104 +343,60 @@ func (s *Sink) errorf(format string, args ...any) error {
 }
 
 // deliver posts the entries ents. When Loki refuses some of them for good
-// (it stores the others and answers 400 naming the refused ones), they
-// are split in halves and each half sent again — Loki ignores the entries
-// it already holds — until the refused entries stand alone (or the split
-// budget is spent), and are dropped with the reason.
-func (s *Sink) deliver(ctx context.Context, b *model.Batch, st *sendState, ents []entry, budget *int, split bool) error {
-	if split {
-		st.splits++
-	}
-	var err error
-	if s.cfg.Encoding == "protobuf" {
-		raw := st.enc.proto(b, ents)
-		st.body = s2.EncodeSnappy(st.body[:cap(st.body)], raw)
-		err = s.post(ctx, st.body)
-	} else {
-		raw := st.enc.json(b, ents)
-		body := raw
-		if s.cfg.Compression == "gzip" {
-			st.zbuf.Reset()
-			if st.zw == nil {
-				st.zw = gzip.NewWriter(&st.zbuf)
-			} else {
-				st.zw.Reset(&st.zbuf)
-			}
-			_, _ = st.zw.Write(raw)
-			_ = st.zw.Close()
-			body = st.zbuf.Bytes()
+// (it stores the others and answers 400 naming the refused ones),
+// sink.Isolate splits them in halves and sends each half again — Loki
+// ignores the entries it already holds — until the refused entries stand
+// alone (or the split budget is spent), and are dropped with the reason.
+func (s *Sink) deliver(ctx context.Context, b *model.Batch, st *sendState, ents []entry, budget *int) error {
+	send := func(lo, hi int, split bool) error {
+		if split {
+			st.splits++
 		}
-		err = s.post(ctx, body)
-	}
-	if err == nil {
+		part := ents[lo:hi]
+		var body []byte
+		if s.cfg.Encoding == "protobuf" {
+			st.body = s2.EncodeSnappy(st.body[:cap(st.body)], st.enc.proto(b, part))
+			body = st.body
+		} else {
+			body = st.enc.json(b, part)
+			if s.cfg.Compression == "gzip" {
+				body = st.gz.Compress(body)
+			}
+		}
+		if err := s.post(ctx, body); err != nil {
+			return err
+		}
 		st.reqs++
-		st.sent += uint64(len(ents))
+		st.sent += uint64(len(part))
 		return nil
 	}
-	reason := refusal(err)
-	if reason == "" {
-		return err
-	}
-	if len(ents) == 1 || *budget <= 0 {
+	refuse := func(lo, hi int, reason string) {
 		if st.drops == nil {
 			st.drops = map[string]int{}
 		}
-		st.drops[reason] += len(ents)
-		st.refused += uint64(len(ents))
-		return nil
+		st.drops[reason] += hi - lo
+		st.refused += uint64(hi - lo)
 	}
-	*budget -= 2
-	mid := len(ents) / 2
-	if err := s.deliver(ctx, b, st, ents[:mid], budget, true); err != nil {
-		return err
-	}
-	return s.deliver(ctx, b, st, ents[mid:], budget, true)
+	return sink.Isolate(len(ents), budget, send, refusal, refuse)
 }
 
 // refusal classifies an answer refusing entries for good — Loki answers
 // 400 for entries out of order, too far behind, too old or too new, or
 // too long, having stored the rest of the request, and 413 for a request
 // too large — and returns the drop reason, or "" for any other answer.
-func refusal(err error) string {
-	se, ok := errors.AsType[*sink.StatusError](err)
-	if !ok {
-		return ""
-	}
-	if se.Code == http.StatusRequestEntityTooLarge {
-		return "request_too_large"
-	}
-	if se.Code != http.StatusBadRequest {
-		return ""
-	}
-	r := strings.ToLower(se.Reason)
-	switch {
-	case strings.Contains(r, "out of order"):
-		return "out_of_order"
-	case strings.Contains(r, "too far behind"):
-		return "too_far_behind"
-	case strings.Contains(r, "timestamp too old"):
-		return "too_old"
-	case strings.Contains(r, "timestamp too new"):
-		return "too_new"
-	case strings.Contains(r, "max entry size"), strings.Contains(r, "line too long"):
-		return "line_too_long"
-	}
-	return ""
+func refusal(err error) string { return sink.Refused(err, refusals) }
+
+var refusals = []sink.Refusal{
+	{Text: "out of order", Reason: "out_of_order"},
+	{Text: "too far behind", Reason: "too_far_behind"},
+	{Text: "timestamp too old", Reason: "too_old"},
+	{Text: "timestamp too new", Reason: "too_new"},
+	{Text: "max entry size", Reason: "line_too_long"}, {Text: "line too long", Reason: "line_too_long"},
 }
 
 func (s *Sink) post(ctx context.Context, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	resp, err := s.client.Do(ctx, s.cfg.URL, s.header, body)
 	if err != nil {
-		return sink.Permanent(err)
-	}
-	for k, v := range s.header {
-		req.Header[k] = v
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("push: %w (%v)", cerr, err)
-		}
 		return fmt.Errorf("push: %w", err)
 	}
 	err = sink.CheckResponse(resp)
@@ -517,8 +437,6 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.owned {
-		s.client.CloseIdleConnections()
-	}
+	s.client.CloseIdle()
 	return nil
 }

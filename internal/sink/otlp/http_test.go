@@ -338,9 +338,9 @@ func TestSinkConfig(t *testing.T) {
 		want string
 	}{
 		{Config{}, "endpoint: required"},
-		{Config{Endpoint: "collector:4318"}, "endpoint: scheme"},
-		{Config{Endpoint: "http://"}, "endpoint: no host"},
-		{Config{Endpoint: "http://u:pw@c:4318"}, "endpoint: no credentials"},
+		{Config{Endpoint: "collector:4318"}, `endpoint: "collector:4318" is not an http or https URL`},
+		{Config{Endpoint: "http://"}, `endpoint: "http://" is not`},
+		{Config{Endpoint: "http://u:pw@c:4318"}, "endpoint: must not hold credentials"},
 		{Config{Endpoint: "http://c:4318", Compression: "zstd"}, "compression:"},
 		{Config{Endpoint: "http://c:4318", Headers: map[string]string{"bad header": "x"}}, "headers:"},
 		{Config{Endpoint: "http://c:4318", TokenEnv: "A", TokenFile: "b"}, "token_env, token_file"},

@@ -6,8 +6,6 @@
 package otlp
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -16,11 +14,12 @@ import (
 	"maps"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -81,21 +80,9 @@ type Config struct {
 
 // Validate fills defaults and checks values.
 func (c *Config) Validate() error {
-	if c.Endpoint == "" {
-		return errors.New("endpoint: required")
-	}
-	u, err := url.Parse(c.Endpoint)
+	u, err := sink.CheckURL("endpoint", c.Endpoint, "use token_env or token_file")
 	if err != nil {
-		return fmt.Errorf("endpoint: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("endpoint: scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("endpoint: no host")
-	}
-	if u.User != nil {
-		return errors.New("endpoint: no credentials in the URL (use token_env or token_file)")
+		return err
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("endpoint: no query or fragment allowed")
@@ -111,24 +98,18 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %q does not start with /", p.key, *p.v)
 		}
 	}
-	switch c.Compression {
-	case "":
-		c.Compression = "gzip"
-	case "gzip", "none":
-	default:
-		return fmt.Errorf("compression: %q is not one of gzip, none", c.Compression)
+	if err := sink.OneOf("compression", &c.Compression, "gzip", "none"); err != nil {
+		return err
 	}
-	for k := range c.Headers {
-		if !validHeaderName(k) {
-			return fmt.Errorf("headers: %q is not a valid header name", k)
-		}
+	if err := (&sink.HTTPAuth{Headers: c.Headers}).Validate(nil, ""); err != nil {
+		return err
 	}
 	if c.TokenEnv != "" && c.TokenFile != "" {
 		return errors.New("token_env, token_file: give one, not both")
 	}
 	if c.TokenHeader == "" {
 		c.TokenHeader = "Authorization"
-	} else if !validHeaderName(c.TokenHeader) {
+	} else if !sink.ValidHeaderName(c.TokenHeader) {
 		return fmt.Errorf("token_header: %q is not a valid header name", c.TokenHeader)
 	}
 	if c.TokenScheme == "" && strings.EqualFold(c.TokenHeader, "Authorization") {
@@ -161,19 +142,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // Counts are totals since New.
 type Counts struct {
 	Requests uint64 // requests answered 2xx
@@ -201,15 +169,13 @@ type Sink struct {
 	cfg    Config
 	name   string
 	log    *slog.Logger
-	client *http.Client
-	own    bool // client built here (closed by Close)
+	client sink.Client
 	urls   [numSignals]string
 	header http.Header
 	opts   encOptions
 
 	encoders sync.Pool // *encoder
-	gzips    sync.Pool // *gzip.Writer
-	bufs     sync.Pool // *bytes.Buffer
+	gzips    sync.Pool // *sink.Gzipper
 
 	dropped  *selfmetric.ReasonCounters
 	requests [numSignals]interface{ Inc() }
@@ -235,19 +201,15 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	token, err := sink.Secret(cfg.TokenEnv, cfg.TokenFile)
+	token, err := sink.Token(cfg.TokenEnv, cfg.TokenFile, cfg.TokenScheme)
 	if err != nil {
 		return nil, fmt.Errorf("otlp %s: credential: %w", d.Name, err)
 	}
-	for _, k := range slices.Sorted(maps.Keys(cfg.Headers)) {
-		s.header.Set(k, cfg.Headers[k])
+	if _, err := (&sink.HTTPAuth{Headers: cfg.Headers}).Apply(s.header); err != nil {
+		return nil, fmt.Errorf("otlp %s: %w", d.Name, err)
 	}
 	if token != "" {
-		v := token
-		if cfg.TokenScheme != "" {
-			v = cfg.TokenScheme + " " + token
-		}
-		s.header.Set(cfg.TokenHeader, v)
+		s.header.Set(cfg.TokenHeader, token)
 	}
 	s.header.Set("Content-Type", "application/x-protobuf")
 	s.header.Set("User-Agent", "les")
@@ -256,10 +218,9 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	}
 	base := strings.TrimSuffix(cfg.Endpoint, "/")
 	s.urls = [numSignals]string{base + cfg.MetricsPath, base + cfg.LogsPath, base + cfg.TracesPath}
-	if s.client, err = sink.HTTPClient(d, cfg.TLS); err != nil {
+	if s.client, err = sink.NewClient(d, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("otlp %s: %w", d.Name, err)
 	}
-	s.own = s.client != d.HTTP
 	s.opts = encOptions{sourceAttr: cfg.SourceAttribute, maxScale: *cfg.MaxScale, maxBuckets: cfg.MaxBuckets}
 	for _, k := range slices.Sorted(maps.Keys(cfg.ResourceAttributes)) {
 		s.opts.resource = append(s.opts.resource, model.Tag{Key: k, Value: cfg.ResourceAttributes[k]})
@@ -389,38 +350,18 @@ func (s *Sink) forget(id string) {
 
 // post sends one export request of n items and interprets the answer.
 func (s *Sink) post(ctx context.Context, sig signal, body []byte, n int) error {
-	var rd io.Reader = bytes.NewReader(body)
-	size := len(body)
 	if s.cfg.Compression == "gzip" {
-		buf, _ := s.bufs.Get().(*bytes.Buffer)
-		if buf == nil {
-			buf = new(bytes.Buffer)
+		gz, _ := s.gzips.Get().(*sink.Gzipper)
+		if gz == nil {
+			gz = &sink.Gzipper{Level: gzip.BestSpeed}
 		}
-		buf.Reset()
-		defer s.bufs.Put(buf)
-		zw, _ := s.gzips.Get().(*gzip.Writer)
-		if zw == nil {
-			zw, _ = gzip.NewWriterLevel(buf, gzip.BestSpeed)
-		} else {
-			zw.Reset(buf)
-		}
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		s.gzips.Put(zw)
-		rd, size = bytes.NewReader(buf.Bytes()), buf.Len()
+		defer s.gzips.Put(gz)
+		body = gz.Compress(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.urls[sig], rd)
-	if err != nil {
-		return sink.Permanent(fmt.Errorf("otlp %s: %w", s.name, err))
-	}
-	req.Header = s.header.Clone()
-	req.ContentLength = int64(size)
-	resp, err := s.client.Do(req)
+	size := len(body)
+	resp, err := s.client.Do(ctx, s.urls[sig], s.header, body)
 	if err != nil {
 		// url.Error names the URL (redacted), never the headers.
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("otlp %s: %s: %w (%v)", s.name, sig, cerr, err)
-		}
 		return fmt.Errorf("otlp %s: %s: %w", s.name, sig, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -549,8 +490,6 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.own {
-		s.client.CloseIdleConnections()
-	}
+	s.client.CloseIdle()
 	return nil
 }

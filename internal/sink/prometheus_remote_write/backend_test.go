@@ -1,16 +1,11 @@
 package promrw
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -44,7 +39,7 @@ type histPoint struct {
 
 // promSeries reads every raw sample of the series matching selector from
 // Prometheus (a range query over the last day).
-func promSeries(t *testing.T, base, selector string) []series {
+func promSeries(t *testing.T, p *backendtest.Server, selector string) []series {
 	t.Helper()
 	var res struct {
 		Status string
@@ -57,7 +52,7 @@ func promSeries(t *testing.T, base, selector string) []series {
 			}
 		}
 	}
-	promGet(t, base, selector+"[1d]", time.Now(), &res)
+	p.Query(t, selector+"[1d]", time.Now(), &res)
 	var out []series
 	for _, r := range res.Data.Result {
 		s := series{labels: r.Metric}
@@ -73,26 +68,8 @@ func promSeries(t *testing.T, base, selector string) []series {
 	return out
 }
 
-// promGet runs an instant query and decodes the JSON answer into res.
-func promGet(t *testing.T, base, query string, at time.Time, res any) {
-	t.Helper()
-	q := url.Values{"query": {query}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
-	resp, err := http.Get(base + "/api/v1/query?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("query %s: %d %s", query, resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, res); err != nil {
-		t.Fatalf("query %s: %v: %s", query, err, body)
-	}
-}
-
 // promScalar returns the single value of an instant vector query.
-func promScalar(t *testing.T, base, query string, at time.Time) float64 {
+func promScalar(t *testing.T, p *backendtest.Server, query string, at time.Time) float64 {
 	t.Helper()
 	var res struct {
 		Data struct {
@@ -101,7 +78,7 @@ func promScalar(t *testing.T, base, query string, at time.Time) float64 {
 			}
 		}
 	}
-	promGet(t, base, query, at, &res)
+	p.Query(t, query, at, &res)
 	if len(res.Data.Result) != 1 {
 		t.Fatalf("query %s: %d results, want 1", query, len(res.Data.Result))
 	}
@@ -132,28 +109,8 @@ func floatOf(t *testing.T, v any) float64 {
 // VictoriaMetrics' /api/v1/export (after a flush).
 func vmSeries(t *testing.T, vm *backendtest.Server, selector string) []series {
 	t.Helper()
-	vm.Flush(t)
-	resp, err := http.Get(vm.URL + "/api/v1/export?" + url.Values{"match[]": {selector}}.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("export: %d %s", resp.StatusCode, body)
-	}
 	var out []series
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 16<<20)
-	for sc.Scan() {
-		var line struct {
-			Metric     map[string]string
-			Values     []float64
-			Timestamps []int64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("export line %s: %v", sc.Bytes(), err)
-		}
+	for _, line := range vm.Export(t, selector) {
 		s := series{labels: line.Metric}
 		for i, v := range line.Values {
 			s.values = append(s.values, wSample{V: v, Ms: line.Timestamps[i]})
@@ -261,13 +218,13 @@ func conformance(t *testing.T, url string, read func(selector string) []series, 
 func TestConformancePrometheus(t *testing.T) {
 	p := backendtest.Prometheus(t)
 	t.Run("summary", func(t *testing.T) {
-		conformance(t, p.URL+"/api/v1/write", func(sel string) []series { return promSeries(t, p.URL, sel) }, nil, nil)
+		conformance(t, p.URL+"/api/v1/write", func(sel string) []series { return promSeries(t, p, sel) }, nil, nil)
 	})
 	// Native histograms carry count and sum (and min/max as gauges); the
 	// quantiles are Prometheus' estimate, checked in TestNativeHistogram.
 	t.Run("native", func(t *testing.T) {
 		conformance(t, p.URL+"/api/v1/write", func(sel string) []series {
-			return promSeries(t, p.URL, `{__name__!~".*_(count|sum)",`+sel[1:])
+			return promSeries(t, p, `{__name__!~".*_(count|sum)",`+sel[1:])
 		}, []string{"native", "min_max"}, []string{"Quantiles"})
 	})
 }
@@ -339,15 +296,15 @@ func TestNativeHistogram(t *testing.T) {
 		for _, v := range vals {
 			sum += v
 		}
-		if got := promScalar(t, p.URL, "histogram_count("+name+")", at); got != float64(len(vals)) {
+		if got := promScalar(t, p, "histogram_count("+name+")", at); got != float64(len(vals)) {
 			t.Errorf("%s: histogram_count %v, want %d", name, got, len(vals))
 		}
-		if got := promScalar(t, p.URL, "histogram_sum("+name+")", at); math.Abs(got-sum) > 1e-9*math.Abs(sum)+1e-9 {
+		if got := promScalar(t, p, "histogram_sum("+name+")", at); math.Abs(got-sum) > 1e-9*math.Abs(sum)+1e-9 {
 			t.Errorf("%s: histogram_sum %v, want %v", name, got, sum)
 		}
 		for _, q := range []float64{0.1, 0.5, 0.9, 0.99} {
 			want := sorted[int(q*float64(len(sorted)-1))]
-			got := promScalar(t, p.URL, fmt.Sprintf("histogram_quantile(%g, %s)", q, name), at)
+			got := promScalar(t, p, fmt.Sprintf("histogram_quantile(%g, %s)", q, name), at)
 			if math.Abs(got-want) > 0.013*math.Abs(want)+ZeroThreshold {
 				t.Errorf("%s: histogram_quantile(%g) = %v, want %v ±1.3%%", name, q, got, want)
 			}
@@ -374,7 +331,7 @@ func TestCounterResetAcrossRestart(t *testing.T) {
 	s = newSink(t, cfg, nil)
 	send(t, s, counter(2, 4), "b-1")
 	send(t, s, counter(3, 1), "b-2")
-	got := promSeries(t, p.URL, "invocations")
+	got := promSeries(t, p, "invocations")
 	if len(got) != 1 {
 		t.Fatalf("%d series", len(got))
 	}
@@ -383,7 +340,7 @@ func TestCounterResetAcrossRestart(t *testing.T) {
 		t.Errorf("samples %v, want %v", got[0].values, want)
 	}
 	end := t0.Add(3 * time.Minute)
-	if r := promScalar(t, p.URL, "resets(invocations[10m])", end); r != 1 {
+	if r := promScalar(t, p, "resets(invocations[10m])", end); r != 1 {
 		t.Errorf("resets = %v, want 1", r)
 	}
 }
@@ -407,7 +364,7 @@ func TestSanitisingPrometheus(t *testing.T) {
 		{Name: "members", Kind: model.Set, Value: 12345, Timestamp: ts.UnixNano()},
 	}}
 	send(t, s, b, "")
-	got := promSeries(t, p.URL, `{__name__=~".+"}`)
+	got := promSeries(t, p, `{__name__=~".+"}`)
 	var lines []string
 	for _, s := range got {
 		keys := slices.Sorted(func(yield func(string) bool) {
@@ -461,7 +418,7 @@ func TestOutOfOrderPrometheus(t *testing.T) {
 	}
 	b.Metrics = append(b.Metrics[:50], append([]model.Metric{gauge("g", ts.Add(-time.Minute), 2)}, b.Metrics[50:]...)...)
 	send(t, s, b, "")
-	got := promSeries(t, p.URL, `{__name__=~"m.*"}`)
+	got := promSeries(t, p, `{__name__=~"m.*"}`)
 	if len(got) != 100 {
 		t.Errorf("Prometheus holds %d of the 100 good series", len(got))
 	}

@@ -11,14 +11,11 @@
 package promrw
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -87,15 +84,8 @@ var reservedHeaders = []string{"Content-Encoding", "Content-Type", "Content-Leng
 
 // Validate fills defaults and checks values.
 func (c *Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("url: required")
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url: %q is not an http or https URL", c.URL)
-	}
-	if u.User != nil {
-		return errors.New("url: credentials in the URL would show in errors; use basic_auth")
+	if _, err := sink.CheckURL("url", c.URL, "they would show in errors; use basic_auth"); err != nil {
+		return err
 	}
 	if c.SourceLabel == "" {
 		c.SourceLabel = "source"
@@ -131,22 +121,13 @@ func (c *Config) Validate() error {
 	if s := *c.HistogramSchema; s < -4 || s > 8 {
 		return fmt.Errorf("histogram_schema: %d is not in -4…8", s)
 	}
-	for _, p := range []struct {
-		key string
-		v   *int
-		def int
-	}{
-		{"max_samples_per_request", &c.MaxSamplesPerRequest, DefaultMaxSamplesPerRequest},
-		{"max_request_bytes", &c.MaxRequestBytes, DefaultMaxRequestBytes},
-		{"max_label_value_length", &c.MaxLabelValueLength, DefaultMaxLabelValueLength},
-		{"max_counter_series", &c.MaxCounterSeries, DefaultMaxCounterSeries},
-	} {
-		if *p.v < 0 {
-			return fmt.Errorf("%s: must not be negative", p.key)
-		}
-		if *p.v == 0 {
-			*p.v = p.def
-		}
+	if err := sink.CheckSizes(
+		sink.Size{Key: "max_samples_per_request", V: &c.MaxSamplesPerRequest, Def: DefaultMaxSamplesPerRequest},
+		sink.Size{Key: "max_request_bytes", V: &c.MaxRequestBytes, Def: DefaultMaxRequestBytes},
+		sink.Size{Key: "max_label_value_length", V: &c.MaxLabelValueLength, Def: DefaultMaxLabelValueLength},
+		sink.Size{Key: "max_counter_series", V: &c.MaxCounterSeries, Def: DefaultMaxCounterSeries},
+	); err != nil {
+		return err
 	}
 	if err := c.HTTPAuth.Validate(reservedHeaders, ""); err != nil {
 		return err
@@ -171,8 +152,7 @@ type Sink struct {
 	cfg     Config
 	name    string
 	log     *slog.Logger
-	client  *http.Client
-	owned   bool // client built here: close its idle connections on Close
+	client  sink.Client
 	header  http.Header
 	dropped *selfmetric.ReasonCounters
 
@@ -182,11 +162,9 @@ type Sink struct {
 	counters *counters
 	body     []byte
 	offs     []int
-	seed     maphash.Seed
-	// accepted are the hashes of the requests accepted since the last
-	// Send that completed: a retried batch encodes to the same bytes and
-	// skips them.
-	accepted map[uint64]struct{}
+	// accepted are the requests accepted since the last Send that
+	// completed: a retried batch encodes to the same bytes and skips them.
+	accepted sink.Accepted
 	// refused marks the items of the current Send with a refused sample.
 	refused []bool
 	drops   map[string]int
@@ -202,8 +180,8 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, name: d.Name, log: d.Log, header: http.Header{}, seed: maphash.MakeSeed(),
-		accepted: map[uint64]struct{}{}, drops: map[string]int{}, recent: newRecentIDs(dedupRecords)}
+	s := &Sink{cfg: cfg, name: d.Name, log: d.Log, header: http.Header{},
+		drops: map[string]int{}, recent: newRecentIDs(dedupRecords)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -212,10 +190,9 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 	}
 	s.dropped = d.Dropped()
 	var err error
-	if s.client, err = sink.HTTPClient(d, cfg.TLS); err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	if s.client, err = sink.NewClient(d, cfg.TLS); err != nil {
+		return nil, err
 	}
-	s.owned = s.client != d.HTTP
 	s.header.Set("Content-Encoding", "snappy")
 	s.header.Set("Content-Type", "application/x-protobuf")
 	s.header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -271,7 +248,7 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	// Done, for good or ill: the totals move on (a permanent failure is a
 	// gap in the series, not a lower total).
 	s.counters.commit()
-	clear(s.accepted)
+	s.accepted.Reset()
 	for r, n := range s.enc.drops {
 		s.dropped.Add(r, n)
 	}
@@ -289,7 +266,8 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 
 func (s *Sink) sendAll(ctx context.Context) error {
 	for _, r := range s.enc.requests() {
-		if err := s.deliver(ctx, r.raw, r.items, nil, false); err != nil {
+		budget := splitBudget
+		if err := s.deliver(ctx, r.raw, r.items, &budget); err != nil {
 			return err
 		}
 	}
@@ -297,52 +275,44 @@ func (s *Sink) sendAll(ctx context.Context) error {
 }
 
 // deliver posts raw (a WriteRequest whose TimeSeries came from items).
-// When the receiver refuses samples in it for good, it is split in halves
-// and each is delivered again, until the refused TimeSeries stand alone
-// (or the split budget is spent) and are dropped with the reason.
-func (s *Sink) deliver(ctx context.Context, raw []byte, items []int32, budget *int, split bool) error {
-	h := maphash.Bytes(s.seed, raw)
-	if _, ok := s.accepted[h]; ok {
-		s.counts.Skipped++
-		return nil
-	}
-	if split {
-		s.counts.Splits++
-	}
-	// s2.EncodeSnappy writes the snappy block format (as snappy.Encode
-	// does, compressing as well) at about twice the speed.
-	s.body = s2.EncodeSnappy(s.body[:cap(s.body)], raw)
-	err := s.post(ctx, s.body)
-	if err == nil {
-		s.accepted[h] = struct{}{}
+// When the receiver refuses samples in it for good, sink.Isolate splits
+// it in halves between TimeSeries and delivers each again, until the
+// refused TimeSeries stand alone (or the split budget is spent) and are
+// dropped with the reason.
+func (s *Sink) deliver(ctx context.Context, raw []byte, items []int32, budget *int) error {
+	offs := s.offs[:0] // entry offsets of raw, once a split needs them
+	defer func() { s.offs = offs[:0] }()
+	send := func(lo, hi int, split bool) error {
+		part := raw
+		if split {
+			if len(offs) == 0 {
+				offs = entryOffsets(offs, raw)
+				if len(offs)-1 != len(items) {
+					return sink.Permanent(fmt.Errorf("internal error: %d series in a request of %d", len(offs)-1, len(items)))
+				}
+			}
+			part = raw[offs[lo]:offs[hi]]
+		}
+		h := s.accepted.Hash(part)
+		if s.accepted.Has(h) {
+			s.counts.Skipped++
+			return nil
+		}
+		if split {
+			s.counts.Splits++
+		}
+		// s2.EncodeSnappy writes the snappy block format (as snappy.Encode
+		// does, compressing as well) at about twice the speed.
+		s.body = s2.EncodeSnappy(s.body[:cap(s.body)], part)
+		if err := s.post(ctx, s.body); err != nil {
+			return err
+		}
+		s.accepted.Add(h)
 		s.counts.Requests++
-		s.counts.Samples += uint64(len(items))
+		s.counts.Samples += uint64(hi - lo)
 		return nil
 	}
-	reason := refusal(err)
-	if reason == "" {
-		return err
-	}
-	if budget == nil {
-		n := splitBudget
-		budget = &n
-	}
-	if len(items) == 1 || *budget <= 0 {
-		s.refuse(items, reason)
-		return nil
-	}
-	offs := entryOffsets(s.offs[:0], raw)
-	s.offs = offs[:0]
-	if len(offs)-1 != len(items) {
-		return sink.Permanent(fmt.Errorf("internal error: %d series in a request of %d", len(offs)-1, len(items)))
-	}
-	mid := len(items) / 2
-	lo, hi := offs[mid], offs[len(offs)-1]
-	*budget -= 2
-	if err := s.deliver(ctx, raw[:lo], items[:mid], budget, true); err != nil {
-		return err
-	}
-	return s.deliver(ctx, raw[lo:hi], items[mid:], budget, true)
+	return sink.Isolate(len(items), budget, send, refusal, func(lo, hi int, reason string) { s.refuse(items[lo:hi], reason) })
 }
 
 // refuse counts the TimeSeries of items as refused and their items as
@@ -383,44 +353,18 @@ func uvarint(b []byte) (uint64, int) {
 // answers 400 for out-of-order, duplicate and out-of-bounds samples
 // (Mimir and Cortex too, "too old" among them), 413 for a request too
 // large — and returns the drop reason, or "" for any other answer.
-func refusal(err error) string {
-	se, ok := errors.AsType[*sink.StatusError](err)
-	if !ok {
-		return ""
-	}
-	if se.Code == http.StatusRequestEntityTooLarge {
-		return "request_too_large"
-	}
-	if se.Code != http.StatusBadRequest {
-		return ""
-	}
-	r := strings.ToLower(se.Reason)
-	switch {
-	case strings.Contains(r, "out of order"), strings.Contains(r, "out-of-order"):
-		return "out_of_order"
-	case strings.Contains(r, "duplicate sample"):
-		return "duplicate_sample"
-	case strings.Contains(r, "out of bounds"):
-		return "out_of_bounds"
-	case strings.Contains(r, "too old"):
-		return "too_old"
-	}
-	return ""
+func refusal(err error) string { return sink.Refused(err, refusals) }
+
+var refusals = []sink.Refusal{
+	{Text: "out of order", Reason: "out_of_order"}, {Text: "out-of-order", Reason: "out_of_order"},
+	{Text: "duplicate sample", Reason: "duplicate_sample"},
+	{Text: "out of bounds", Reason: "out_of_bounds"},
+	{Text: "too old", Reason: "too_old"},
 }
 
 func (s *Sink) post(ctx context.Context, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	resp, err := s.client.Do(ctx, s.cfg.URL, s.header, body)
 	if err != nil {
-		return sink.Permanent(err)
-	}
-	for k, v := range s.header {
-		req.Header[k] = v
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("post: %w (%v)", cerr, err)
-		}
 		return fmt.Errorf("post: %w", err)
 	}
 	err = sink.CheckResponse(resp)
@@ -456,9 +400,7 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.owned {
-		s.client.CloseIdleConnections()
-	}
+	s.client.CloseIdle()
 	return nil
 }
 

@@ -21,8 +21,14 @@ type Config struct {
 	// free port).
 	Listen string `yaml:"listen"`
 	// Token, when set, is required from every client (les tail --token,
-	// your consumers); les itself connects in-process.
+	// your consumers); les itself connects in-process. It overrides Auth.
 	Token string `yaml:"token"`
+	// Auth is "creds" (default: without a Token, clients must send the
+	// token kept in <data_dir>/stream.creds, generated at the first
+	// start with mode 0600; les tail, les consume and the examples read
+	// it from the data directory) or "none" (any local process may
+	// connect, and purge or delete the stream).
+	Auth string `yaml:"auth"`
 	// Sync is "os" (default: every write reaches the OS before the
 	// publish is acknowledged, so a crash of les loses nothing
 	// acknowledged) or "always" (fsync every write: survives power loss,
@@ -43,6 +49,13 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	switch c.Auth {
+	case "", "creds":
+		c.Auth = "creds"
+	case "none":
+	default:
+		return fmt.Errorf("auth: %q is not one of creds, none", c.Auth)
 	}
 	switch c.Sync {
 	case "", "os":

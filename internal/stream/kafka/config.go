@@ -69,6 +69,15 @@ type Config struct {
 	// waits for members to rejoin (default 10s).
 	SessionTimeout   time.Duration `yaml:"session_timeout"`
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// InstanceID, when set, makes this process a static member (KIP-345)
+	// of the consumer groups it joins: restarted within session_timeout
+	// under the same id, it takes its partitions back without a
+	// rebalance, and a stopped one keeps them (unread) until then. Each
+	// process sharing a durable needs an id of its own (a second process
+	// with the same id fences the first out), for example
+	// ${HOSTNAME}-consume. Empty (default): dynamic members, which leave
+	// the group when they stop.
+	InstanceID string `yaml:"instance_id"`
 }
 
 // TLSConfig configures TLS to the brokers.
@@ -178,6 +187,9 @@ func (c *Config) Validate() error {
 	if c.SessionTimeout < time.Second || c.RebalanceTimeout < time.Second {
 		return errors.New("kafka.session_timeout and kafka.rebalance_timeout must be at least 1s")
 	}
+	if err := validInstanceID(c.InstanceID); err != nil {
+		return fmt.Errorf("kafka.instance_id: %w", err)
+	}
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
 		return errors.New("kafka.tls: options are set but kafka.tls.enabled is false")
 	}
@@ -267,4 +279,21 @@ func (s *SASLConfig) mechanism() (sasl.Mechanism, error) {
 		return scram.Auth{User: s.Username, Pass: pw}.AsSha512Mechanism(), nil
 	}
 	return nil, fmt.Errorf("kafka.sasl.mechanism: %q is not plain, scram-sha-256 or scram-sha-512", s.Mechanism)
+}
+
+// validInstanceID checks a group instance id as Kafka does (at most 249
+// of [a-zA-Z0-9._-]); empty is valid (no static membership).
+func validInstanceID(id string) error {
+	if len(id) > 249 {
+		return fmt.Errorf("%d characters; at most 249", len(id))
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("%q is not allowed", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%q: only letters, digits, '.', '_' and '-' are allowed", id)
+		}
+	}
+	return nil
 }

@@ -36,6 +36,9 @@ func TestValidate(t *testing.T) {
 		{"sasl both passwords", Config{Brokers: []string{"b:9092"}, SASL: SASLConfig{Mechanism: "plain", Username: "u", Password: "p", PasswordFile: "f"}}, "exactly one of password"},
 		{"sasl creds without mechanism", Config{Brokers: []string{"b:9092"}, SASL: SASLConfig{Username: "u"}}, "kafka.sasl.mechanism"},
 		{"scram", Config{Brokers: []string{"b:9092"}, SASL: SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "p"}}, ""},
+		{"instance id", Config{Brokers: []string{"b:9092"}, InstanceID: "host-1.consume_a"}, ""},
+		{"instance id with a space", Config{Brokers: []string{"b:9092"}, InstanceID: "host 1"}, "kafka.instance_id"},
+		{"instance id too long", Config{Brokers: []string{"b:9092"}, InstanceID: strings.Repeat("x", 250)}, "kafka.instance_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -30,8 +30,8 @@ const (
 // (cooperative-sticky) on the topics of o.Origins × o.Signals; the group
 // assigns partitions, so o.Partitions must be nil. Offsets are committed
 // only after h returned nil, and never for partitions revoked from this
-// member while their batch was held. A new group starts at the oldest
-// record.
+// member while their batch was held (unless they were assigned back to it
+// since). A new group starts at the oldest record.
 //
 // Without Durable it reads the Kafka partitions numbered o.Partitions
 // (nil: all) of those topics directly, from just after o.After[
@@ -192,8 +192,8 @@ func (c *consumer) wantsKafkaPartition(kp, n int32) bool {
 
 func (c *consumer) runGroup(ctx context.Context, names []string) error {
 	c.group = &groupState{revoked: map[tp]bool{}}
-	cl, err := kgo.NewClient(c.s.clientOpts(
-		kgo.ConsumerGroup(c.s.cfg.TopicPrefix+"."+c.o.Durable),
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(c.s.cfg.TopicPrefix + "." + c.o.Durable),
 		kgo.ConsumeTopics(names...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
@@ -201,18 +201,26 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 		// Start says (Kafka's auto.offset.reset; it also applies to an
 		// offset the topic no longer retains).
 		kgo.ConsumeResetOffset(startOffset(c.o.Start)),
+		kgo.OnPartitionsAssigned(c.group.assign),
 		kgo.OnPartitionsRevoked(c.group.revoke),
 		kgo.OnPartitionsLost(c.group.revoke),
 		kgo.SessionTimeout(c.s.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(c.s.cfg.RebalanceTimeout),
-	)...)
+	}
+	if id := c.s.cfg.InstanceID; id != "" {
+		opts = append(opts, kgo.InstanceID(id)) // static membership
+	}
+	cl, err := kgo.NewClient(c.s.clientOpts(opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafka: consume: %w", err)
 	}
 	defer func() {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 		defer cancel()
-		_ = cl.LeaveGroupContext(lctx) // leaving late only delays the rebalance
+		// Leaving late only delays the rebalance. A static member
+		// (instance_id) does not leave: its partitions wait for it to
+		// come back, at most session_timeout.
+		_ = cl.LeaveGroupContext(lctx)
 		// Close waits for an in-flight JoinGroup, up to the rebalance
 		// timeout; a shutdown waits at most commitTimeout more for it.
 		closed := make(chan struct{})
@@ -366,7 +374,19 @@ func (c *consumer) commit(ctx context.Context, recs []*kgo.Record) {
 }
 
 // groupState tracks partitions revoked from this member while a batch is
-// held. The revoke callbacks run on the client's group goroutine.
+// held, so that their records are neither handed to the handler nor
+// committed: their new owner reads them from the last commit. The
+// callbacks run on the client's group goroutine.
+//
+// A partition assigned back to this member is no longer revoked. The
+// cooperative protocol does that routinely: it revokes a partition in one
+// generation and assigns it in the next, to this member when the one it
+// was meant for is gone. The client then fetches it again from the last
+// commit, and the records it returns must be kept, even when the poll
+// that returns them began before the revocation (an idle consumer waits
+// in one poll through a whole rebalance). Records of the old assignment
+// still held are then kept too: the partition is this member's again, so
+// handling and committing them is at least once, never a loss.
 type groupState struct {
 	mu      sync.Mutex
 	revoked map[tp]bool
@@ -378,6 +398,18 @@ func (g *groupState) revoke(_ context.Context, _ *kgo.Client, lost map[string][]
 	for topic, ps := range lost {
 		for _, p := range ps {
 			g.revoked[tp{topic, p}] = true
+		}
+	}
+}
+
+// assign runs before the client fetches the offsets of the newly
+// assigned partitions, so before any of their records can be polled.
+func (g *groupState) assign(_ context.Context, _ *kgo.Client, added map[string][]int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for topic, ps := range added {
+		for _, p := range ps {
+			delete(g.revoked, tp{topic, p})
 		}
 	}
 }

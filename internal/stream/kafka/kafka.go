@@ -124,11 +124,12 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	return s, nil
 }
 
-// clientOpts returns the shared options followed by extra.
+// clientOpts returns the shared options followed by extra (a logger in
+// either replaces the default one).
 func (s *Stream) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := make([]kgo.Opt, 0, len(s.base)+len(extra)+1)
-	opts = append(opts, s.base...)
 	opts = append(opts, kgo.WithLogger(kgoLogger{s.log}))
+	opts = append(opts, s.base...)
 	return append(opts, extra...)
 }
 

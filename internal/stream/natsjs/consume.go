@@ -370,28 +370,17 @@ func (s *Stream) Lag(ctx context.Context, q stream.LagQuery) (uint64, error) {
 		}
 		return n, nil
 	}
-	st, err := s.js.Stream(ctx, s.cfg.Name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var pos uint64
-	for _, p := range q.After {
-		v, _ := parsePos(p)
-		pos = max(pos, v)
-	}
-	if info.State.LastSeq < pos {
-		return 0, nil
-	}
-	return info.State.LastSeq - pos, nil
+	return s.lagAfter(ctx, q) // lag.go: exact, per partition and filter
 }
 
 // Close implements stream.Stream: it drains the connection.
 func (s *Stream) Close() error {
 	s.closed.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+			<-s.watchDone
+			s.lastLook()
+		}
 		if s.nc.IsConnected() {
 			_ = s.nc.Drain()
 			for s.nc.IsDraining() {

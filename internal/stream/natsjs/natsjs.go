@@ -120,6 +120,13 @@ type Deps struct {
 	SoleClient bool
 	// MustExist makes Open fail unless the stream exists (les tail).
 	MustExist bool
+	// StatePath is where the lost-range check (lost.go) keeps the
+	// stream's end between runs ("": nowhere; the embedded backend keeps
+	// it under the data directory).
+	StatePath string
+	// WatchInterval is how often the stream's end is checked for moving
+	// backwards (default 2s; negative: never, CheckCursors only).
+	WatchInterval time.Duration
 }
 
 // Stream is a JetStream-backed stream.Stream.
@@ -138,6 +145,10 @@ type Stream struct {
 	publishErrors *metrics.Counter
 	retries       *metrics.Counter
 	gaps          *metrics.Counter
+
+	guard     *guard
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // Open connects to the servers of cfg and, unless cfg.Create is false,
@@ -169,6 +180,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 		retries:       deps.Metrics.Counter("les_stream_publish_retries_total", "backend", deps.Backend),
 		gaps:          deps.Metrics.Counter("les_stream_position_gaps_total", "backend", deps.Backend),
 	}
+	s.guard = newGuard(deps.StatePath, deps.Metrics.Counter("les_stream_lost_records_total", "backend", deps.Backend))
 	opts := []nats.Option{nats.Name("les"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(!deps.MustExist)}
 	if cfg.CredsFile != "" {
@@ -213,7 +225,25 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 		s.log.Warn("the stream is not reachable yet; les keeps trying (records are spooled meanwhile)",
 			"backend", deps.Backend, "err", err)
 	}
+	s.startWatch()
 	return s, nil
+}
+
+// startWatch runs the lost-range watcher (lost.go) until Close.
+func (s *Stream) startWatch() {
+	interval := s.deps.WatchInterval
+	if interval < 0 {
+		return
+	}
+	if interval == 0 {
+		interval = 2 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.watchDone)
+		s.watch(ctx, interval)
+	}()
 }
 
 // ensure creates or updates the stream once per Stream.

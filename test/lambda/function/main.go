@@ -4,7 +4,11 @@
 // function would, using only the standard library's sockets: a StatsD
 // counter and timer (UDP 8125), a Wavefront point (TCP 2878) and an EMF
 // document (TCP 25888), with values from the event. An event with
-// sleep_ms sleeps (to run into the function timeout).
+// sleep_ms sleeps (to run into the function timeout); with udp set, the
+// Wavefront point and the EMF document go as UDP datagrams to the same
+// ports instead (a function whose emission costs the same whether or not
+// anything listens: for the latency measurement); with quiet set it emits
+// nothing.
 package main
 
 import (
@@ -18,8 +22,10 @@ import (
 
 // Event is the test's invocation payload.
 type Event struct {
-	N       int `json:"n"`
-	SleepMs int `json:"sleep_ms"`
+	N       int  `json:"n"`
+	SleepMs int  `json:"sleep_ms"`
+	UDP     bool `json:"udp"`
+	Quiet   bool `json:"quiet"`
 }
 
 func handle(ctx context.Context, ev Event) (string, error) {
@@ -31,11 +37,18 @@ func handle(ctx context.Context, ev Event) (string, error) {
 		fmt.Fprintf(u, "rie.latency:%d|ms", ev.N)
 		u.Close()
 	}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:2878", time.Second); err == nil {
+	if ev.Quiet {
+		return "ok", nil
+	}
+	network := "tcp"
+	if ev.UDP {
+		network = "udp"
+	}
+	if c, err := net.DialTimeout(network, "127.0.0.1:2878", time.Second); err == nil {
 		fmt.Fprintf(c, "rie.wf %d source=rie-fn\n", ev.N)
 		c.Close()
 	}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:25888", time.Second); err == nil {
+	if c, err := net.DialTimeout(network, "127.0.0.1:25888", time.Second); err == nil {
 		fmt.Fprintf(c, `{"_aws":{"Timestamp":%d,"LogGroupName":"g","CloudWatchMetrics":[{"Namespace":"Rie","Dimensions":[["Op"]],"Metrics":[{"Name":"RieEmf","Unit":"Count"}]}]},"Op":"x","RieEmf":%d}`+"\n",
 			time.Now().UnixMilli(), 2*ev.N)
 		c.Close()

@@ -10,9 +10,12 @@ package backendtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +76,63 @@ func (s *Server) Flush(t testing.TB) {
 		t.Fatalf("force_flush: %v", err)
 	}
 	_ = resp.Body.Close()
+}
+
+// Series is one series as VictoriaMetrics' /api/v1/export writes it:
+// its labels (with __name__), and its samples' values and timestamps
+// (Unix milliseconds), oldest first.
+type Series struct {
+	Metric     map[string]string
+	Values     []float64
+	Timestamps []int64
+}
+
+// Export flushes VictoriaMetrics and reads every raw sample of the series
+// matching selector (e.g. `{run="3"}`) from /api/v1/export.
+func (s *Server) Export(t testing.TB, selector string) []Series {
+	t.Helper()
+	s.Flush(t)
+	resp, err := http.Get(s.URL + "/api/v1/export?" + url.Values{"match[]": {selector}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("export %s: %d %s", selector, resp.StatusCode, body)
+	}
+	var out []Series
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for dec.More() {
+		var line Series
+		if err := dec.Decode(&line); err != nil {
+			t.Fatalf("export %s: %v", selector, err)
+		}
+		if len(line.Values) != len(line.Timestamps) {
+			t.Fatalf("export %s: %d values, %d timestamps", selector, len(line.Values), len(line.Timestamps))
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// Query runs an instant query at time at on /api/v1/query (Prometheus,
+// or VictoriaMetrics) and decodes the JSON answer into res.
+func (s *Server) Query(t testing.TB, query string, at time.Time, res any) {
+	t.Helper()
+	q := url.Values{"query": {query}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
+	resp, err := http.Get(s.URL + "/api/v1/query?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("query %s: %d %s", query, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, res); err != nil {
+		t.Fatalf("query %s: %v: %s", query, err, body)
+	}
 }
 
 // InfluxDB starts InfluxDB 1.x with HTTP on URL (line protocol on

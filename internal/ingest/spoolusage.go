@@ -1,0 +1,5 @@
+package ingest
+
+// Usage reports the bytes the spool holds and its bound (max_bytes), for
+// readiness checks.
+func (s *Spool) Usage() (used, limit int64) { return s.size.Load(), s.cfg.MaxBytes }

@@ -1,0 +1,260 @@
+//go:build linux
+
+package lambda_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/kinesis"
+	"github.com/les-streams/les/internal/wire"
+)
+
+// TestEmulatorFreezeThaw: nothing the function emitted is lost across
+// freezes, thaws, an endpoint restarted while frozen, and SHUTDOWN.
+//
+// Under the classic emulator, each cycle invokes the function once
+// (StatsD timer n, Wavefront n, EMF 2n for cycle n), waits for the
+// invocation to end (the emulator's REPORT line: every extension called
+// next), freezes the sandbox (SIGSTOP of the function's and the
+// extension's processes, as Lambda's freezer stops everything in the
+// sandbox), restarts the stream endpoint — the proxy in front of
+// kinesalite closes its listener and every connection, so the extension
+// finds its pooled connection dead after the thaw — and thaws it
+// (SIGCONT). Every fifth cycle the endpoint stays down through the next
+// invocation (so that invocation's batches are spooled) and comes back
+// during the following freeze. After the last cycle the emulator is
+// stopped: SHUTDOWN publishes what is left. Then every value emitted
+// must be on the stream (0 lost; duplicates are reported: the stream is
+// at-least-once and consumers drop repeated batch ids).
+//
+// The proxy is what "endpoint restarted" means for a client: kinesalite
+// itself keeps its data in memory, so restarting it would lose what it
+// had acknowledged, which is no fault of the extension.
+//
+// 20 cycles by default; LES_LAMBDA_FREEZE_CYCLES=100 for the figure in
+// docs/performance.md.
+func TestEmulatorFreezeThaw(t *testing.T) {
+	cycles := 20
+	if v := os.Getenv("LES_LAMBDA_FREEZE_CYCLES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("LES_LAMBDA_FREEZE_CYCLES=%q", v)
+		}
+		cycles = n
+	}
+	endpoint, name := kinesisStream(t)
+	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
+		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
+	px := e.fwds[0]
+	downFor := 0 // invocations the endpoint has been down for
+	for n := 1; n <= cycles; n++ {
+		if ans, _ := e.call(fmt.Sprintf(`{"n":%d}`, n)); ans != `"ok"` {
+			t.Fatalf("invocation %d answered %s", n, ans)
+		}
+		if !e.out.waitFor(10*time.Second, e.done, func(s string) bool { return strings.Count(s, "REPORT RequestId") >= n }) {
+			t.Fatalf("invocation %d: no REPORT line", n)
+		}
+		procs := e.sandboxProcs()
+		if len(procs) != 2 {
+			t.Fatalf("cycle %d: sandbox processes %v, want the function and the extension", n, procs)
+		}
+		for _, p := range procs {
+			if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range procs {
+			waitState(t, p, 'T')
+		}
+		// Frozen: restart the endpoint, or take it down for the next
+		// invocation, or bring it back.
+		px.Stop()
+		switch {
+		case downFor > 0:
+			downFor = 0
+			px.Start()
+		case n%5 == 0 && n < cycles:
+			downFor = 1
+		default:
+			px.Start()
+		}
+		for _, p := range procs {
+			if err := syscall.Kill(p, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	px.Start()
+	e.stop() // SHUTDOWN: the final flush
+	out := e.out.String()
+	if !strings.Contains(out, "les extension ready") {
+		t.Fatalf("the extension never got ready:\n%s", out)
+	}
+
+	c := readValues(t, endpoint, name, 2, cycles)
+	lost, dups := c.check(cycles)
+	t.Logf("%d cycles (%d with the endpoint down for an invocation): %d items emitted, %d lost; duplicates: %d items in %d re-published records (same batch id: consumers drop them), %d items under new batch ids",
+		cycles, (cycles-1)/5, 4*cycles, len(lost), c.repeatedItems, c.repeatedRecords, dups)
+	if len(lost) > 0 {
+		t.Errorf("lost: %v", lost)
+	}
+	if dups > 0 { // a spool replay re-publishes the same record; anything else would double-count
+		t.Errorf("%d items duplicated under new batch ids", dups)
+	}
+	if os.Getenv("LES_LAMBDA_FREEZE_DEBUG") != "" {
+		for k, v := range c.seen {
+			if v > 1 {
+				t.Logf("%s seen %d times", k, v)
+			}
+		}
+		t.Logf("extension log:\n%s", lines(out, "level="))
+	}
+}
+
+// valueCounts are the function's items on the stream: how often each
+// (metric, value) was seen in records of distinct batch ids, and the
+// records (and their items) that repeated a batch id.
+type valueCounts struct {
+	seen            map[string]int
+	count           float64 // sum of rie.count
+	repeatedRecords int     // records whose batch id was seen before
+	repeatedItems   int     // metrics in them
+}
+
+// check returns the items missing after cycles cycles and the number of
+// extra copies.
+func (c *valueCounts) check(cycles int) (lost []string, dups int) {
+	for n := 1; n <= cycles; n++ {
+		for _, k := range []string{fmt.Sprintf("rie.latency=%d", n), fmt.Sprintf("rie.wf=%d", n), fmt.Sprintf("RieEmf=%d", 2*n)} {
+			switch got := c.seen[k]; {
+			case got == 0:
+				lost = append(lost, k)
+			case got > 1:
+				dups += got - 1
+			}
+		}
+	}
+	switch {
+	case c.count < float64(cycles):
+		lost = append(lost, fmt.Sprintf("rie.count %g of %d", c.count, cycles))
+	case c.count > float64(cycles):
+		dups += int(c.count) - cycles
+	}
+	return lost, dups
+}
+
+// readValues reads the stream until every item of cycles invocations is
+// there (or 30 s pass).
+func readValues(t *testing.T, endpoint, name string, partitions, cycles int) *valueCounts {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := kinesis.Open(ctx, kinesis.Config{Stream: name, Endpoint: endpoint, PollInterval: kinesis.MinPollInterval}, partitions, kinesis.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := &valueCounts{seen: map[string]int{}}
+	ids := map[string]bool{}
+	var dec wire.Decoder
+	err = st.Consume(ctx, stream.ConsumeOptions{FromStart: true}, func(_ context.Context, ds []stream.Delivery) error {
+		for _, d := range ds {
+			var b model.Batch
+			h, err := dec.Decode(&b, d.Data)
+			if err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+			if ids[h.ID()] { // a re-published record: consumers drop it by its batch id
+				c.repeatedRecords++
+				c.repeatedItems += len(b.Metrics)
+				continue
+			}
+			ids[h.ID()] = true
+			for _, m := range b.Metrics {
+				switch m.Name {
+				case "rie.count":
+					c.count += m.Value
+				case "rie.latency", "rie.wf", "RieEmf":
+					c.seen[m.Name+"="+strconv.FormatFloat(m.Value, 'f', -1, 64)]++
+				}
+			}
+		}
+		if lost, _ := c.check(cycles); len(lost) == 0 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sandboxProcs are the pids of the function (/var/task/…) and the
+// extensions (/opt/extensions/…) below this emulator.
+func (e *emulator) sandboxProcs() []int {
+	root := e.cmd.Process.Pid
+	parent := map[int]int{}
+	cmdline := map[int][]byte{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, s := range stats {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+		// pid (comm) state ppid …: comm may hold spaces; cut after ")".
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		parent[pid], _ = strconv.Atoi(f[1])
+		cmdline[pid], _ = os.ReadFile(filepath.Join(filepath.Dir(s), "cmdline"))
+	}
+	var out []int
+	for pid := range parent {
+		below := false
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == root {
+				below = true
+				break
+			}
+		}
+		cl := string(cmdline[pid])
+		if below && (strings.HasPrefix(cl, "/var/task/") || strings.HasPrefix(cl, "/opt/extensions/")) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitState waits until process pid is in state (from /proc/PID/stat):
+// a signalled stop takes effect asynchronously.
+func waitState(t *testing.T, pid int, state byte) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == state {
+			return
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("process %d not in state %c after 5s", pid, state)
+}

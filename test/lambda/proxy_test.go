@@ -1,0 +1,139 @@
+//go:build linux
+
+package lambda_test
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+)
+
+// proxy forwards the connections a unix socket accepts (the sandbox's
+// side of a netbridge forward) to a TCP address on the host. Stop is the
+// endpoint going away — listener and every open connection closed, the
+// socket file removed, so new connections from the sandbox fail — and
+// Start brings it back at the same place: what a client sees when the
+// server it talks to restarts.
+type proxy struct {
+	t      *testing.T
+	sock   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+	// accepted counts connections accepted since the start.
+	accepted int
+}
+
+func newProxy(t *testing.T, sock, target string) *proxy {
+	p := &proxy{t: t, sock: sock, target: target, conns: map[net.Conn]struct{}{}}
+	p.Start()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Start listens (again); a no-op while running.
+func (p *proxy) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		return
+	}
+	_ = os.Remove(p.sock)
+	ln, err := net.Listen("unix", p.sock)
+	if err != nil {
+		p.t.Fatalf("proxy: %v", err)
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.serve(ln)
+}
+
+// Stop closes the listener and every connection and waits for them.
+func (p *proxy) Stop() {
+	p.mu.Lock()
+	ln := p.ln
+	p.ln = nil
+	if ln != nil {
+		ln.Close()
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	_ = os.Remove(p.sock)
+}
+
+// Accepted is the number of connections accepted so far.
+func (p *proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
+func (p *proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	defer p.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.accepted++
+		p.mu.Unlock()
+		if !p.track(c) {
+			continue
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer p.untrack(c)
+			d, err := net.Dial("tcp", p.target)
+			if err != nil {
+				return
+			}
+			if !p.track(d) {
+				return
+			}
+			defer p.untrack(d)
+			done := make(chan struct{})
+			go func() { _, _ = io.Copy(d, c); d.Close(); close(done) }()
+			_, _ = io.Copy(c, d)
+			c.Close()
+			<-done
+		}()
+	}
+}
+
+// hostPort is the host:port of an endpoint URL.
+func hostPort(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		panic(err)
+	}
+	return u.Host
+}
