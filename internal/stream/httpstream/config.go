@@ -1,15 +1,14 @@
 package httpstream
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/les-streams/les/internal/netconf"
 )
 
 // Defaults of Config, applied by Validate.
@@ -45,18 +44,7 @@ type Config struct {
 }
 
 // TLSConfig configures TLS to the central les.
-type TLSConfig struct {
-	// CAFile holds PEM certificates to verify the server with instead of
-	// the system roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a client certificate (mutual TLS).
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName overrides the name verified in the server certificate.
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify disables verification (tests only).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
+type TLSConfig = netconf.TLS
 
 // Validate fills defaults and checks values; errors name the field under
 // `stream.http`. It does no I/O.
@@ -117,50 +105,16 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// config returns the crypto/tls configuration.
-func (c TLSConfig) config() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: no certificates in %s", c.CAFile)
-		}
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
 // secret reads the token from the environment variable env or the file
 // (trailing newline trimmed). Errors name where it was looked for, never
 // its value. Both empty gives "".
 func secret(env, file string) (string, error) {
+	v, err := netconf.Secret(env, file)
 	switch {
+	case err == nil:
+		return v, nil
 	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok || v == "" {
-			return "", fmt.Errorf("token_env: environment variable %s is not set", env)
-		}
-		return v, nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("token_file: %w", err)
-		}
-		v := strings.TrimRight(string(b), "\r\n")
-		if v == "" {
-			return "", fmt.Errorf("token_file: %s is empty", file)
-		}
-		return v, nil
+		return "", fmt.Errorf("token_env: %w", err)
 	}
-	return "", nil
+	return "", fmt.Errorf("token_file: %w", err)
 }

@@ -108,7 +108,7 @@ func Open(_ context.Context, cfg Config, partitions int, deps Deps) (*Stream, er
 		publishErrors: deps.Metrics.Counter("les_stream_publish_errors_total", "backend", Backend),
 	}
 	if s.client == nil {
-		tc, err := cfg.TLS.config()
+		tc, err := cfg.TLS.Config()
 		if err != nil {
 			return nil, fmt.Errorf("stream.http: %w", err)
 		}
