@@ -299,11 +299,12 @@ func (x *ext) subscribe(ctx context.Context) error {
 	}
 	h := &telemetryHandler{in: ingest.NewIntake("telemetry", "http", x.batcher, x.reg), source: x.cfg.Source, tr: x.tracker,
 		deliveries: x.reg.Counter("les_lambda_telemetry_deliveries_total")}
-	x.telSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+	x.telSrv = srv
 	x.bgWG.Add(1)
 	go func() {
 		defer x.bgWG.Done()
-		_ = x.telSrv.Serve(ln)
+		_ = srv.Serve(ln) // srv, not x.telSrv: a failed subscription clears that
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	sub := Subscription{SchemaVersion: telemetrySchema, Types: []string{"platform", "function", "extension"},
@@ -312,7 +313,7 @@ func (x *ext) subscribe(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := x.client.SubscribeTelemetry(sctx, sub); err != nil {
-		_ = x.telSrv.Close()
+		_ = srv.Close()
 		x.telSrv = nil
 		return err
 	}
