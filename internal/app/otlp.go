@@ -34,7 +34,7 @@ func bindOTLP(a *App, l ListenerConfig, b *ingest.Batcher) (runner, string, erro
 		cfg.MaxBody = l.MaxBody
 	}
 	deltas := a.otlpDeltas()
-	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{}, deltas) }
+	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{DefaultSource: l.Source}, deltas) }
 	in := ingest.NewIntake("otlp", l.Transport, b, a.reg)
 	if l.Transport == "grpc" {
 		s, err := otlpin.ListenGRPC(cfg, in, newDec, b, a.log)
