@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +55,9 @@ func Start(t testing.TB) string {
 	}
 	cmd := exec.Command(node, "start.js", "0")
 	cmd.Dir = dir
+	// Its own process group: a signal meant for another process group
+	// (tests running in parallel stop their les processes) never stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe() // closing it stops kinesalite
 	if err != nil {
 		t.Fatal(err)
@@ -61,20 +66,38 @@ func Start(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var (
+		stderrMu sync.Mutex
+		stderr   bytes.Buffer
+	)
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		stderrMu.Lock()
+		defer stderrMu.Unlock()
+		return stderr.Write(p)
+	})
+	stderrText := func() string {
+		stderrMu.Lock()
+		defer stderrMu.Unlock()
+		return stderr.String()
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("kinesalite: %v", err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case err := <-exited: // it should still run: say why it did not
+			t.Errorf("kinesalite exited during the test (%v); stderr:\n%s", err, stderrText())
+			return
+		default:
+		}
+		_ = stdin.Close()
+		select {
+		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 	})
 	portc := make(chan string, 1)
@@ -91,7 +114,7 @@ func Start(t testing.TB) string {
 	case p := <-portc:
 		return "http://127.0.0.1:" + p
 	case <-time.After(30 * time.Second):
-		t.Fatalf("kinesalite did not start in 30s; stderr:\n%s", stderr.String())
+		t.Fatalf("kinesalite did not start in 30s; stderr:\n%s", stderrText())
 	}
 	return ""
 }
@@ -225,3 +248,7 @@ func gz(v any) []byte {
 	_ = zw.Close()
 	return b.Bytes()
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
