@@ -43,7 +43,9 @@ func TestOTLPThroughApp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)
-	go func() { done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i }) }()
+	go func() {
+		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
+	}()
 	select {
 	case <-ready:
 	case err := <-done:

@@ -639,7 +639,6 @@ func appendDouble(dst []byte, tag byte, v float64) []byte {
 
 // JSON helpers.
 
-
 func appendJSONBytes(dst, b []byte) []byte {
 	return jsonl.AppendString(dst, unsafeString(b))
 }

@@ -615,7 +615,6 @@ func appendJSONLabels(dst []byte, pairs []pair) []byte {
 	return append(dst, '}')
 }
 
-
 // appendLogfmt writes key=value; the value is quoted when it is empty or
 // holds a space, '=', '"', a control character or invalid UTF-8.
 func appendLogfmt(dst []byte, key, value string) []byte {
