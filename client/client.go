@@ -74,6 +74,8 @@ type Client struct {
 
 	ns     []byte // sanitised namespace prefix of metric names
 	consts []constTag
+	// constLens has bit len(key)%64 set for every constant tag key.
+	constLens uint64
 	// constEnc is the constant tags encoded for a StatsD line
 	// ("k:v,k2:v2", no "|#"), used when no per-call tag overrides one.
 	constEnc []byte
@@ -118,6 +120,7 @@ func New(opts ...Option) (*Client, error) {
 			continue // the first of repeated keys wins
 		}
 		c.consts = append(c.consts, ct)
+		c.constLens |= 1 << (len(ct.key) & 63)
 		if ct.key == "source" {
 			c.logSource = t.Value
 		}

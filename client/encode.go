@@ -51,16 +51,32 @@ const byteClass = "" +
 
 // appendClean appends s with the bytes of class and invalid UTF-8 replaced
 // by '_'; it appends exactly len(s) bytes. The common case, a clean ASCII
-// string, is one copy and one table lookup per byte.
+// string, is one copy and one pass that ORs the table entries of its
+// bytes, without a branch per byte.
 func appendClean(b []byte, s string, class byte) []byte {
-	start := len(b)
 	b = append(b, s...)
-	d := b[start:]
-	d = d[:len(s)]
+	if !clean(s, class) {
+		sanitize(b[len(b)-len(s):], class)
+	}
+	return b
+}
+
+// clean reports whether s is ASCII without a byte of class.
+func clean(s string, class byte) bool {
+	var acc byte
+	for i := 0; i < len(s); i++ {
+		acc |= byteClass[s[i]]
+	}
+	return acc&(class|classNonASCII) == 0
+}
+
+// sanitize replaces, in place, the bytes of class and every byte of
+// invalid UTF-8 in d by '_'.
+func sanitize(d []byte, class byte) {
 	ascii := true
 	mask := class | classNonASCII
-	for i := 0; i < len(s); i++ {
-		if t := byteClass[s[i]]; t&mask != 0 {
+	for i := 0; i < len(d); i++ {
+		if t := byteClass[d[i]]; t&mask != 0 {
 			if t&classNonASCII != 0 {
 				ascii = false
 			} else {
@@ -81,7 +97,6 @@ func appendClean(b []byte, s string, class byte) []byte {
 			i += size
 		}
 	}
-	return b
 }
 
 // appendName appends a metric name. atStart says whether it begins the
@@ -134,7 +149,9 @@ func appendValue(b []byte, v float64) []byte {
 // that give v back, and reports false when 6 are not enough. m = v·10^k
 // is an integer below 2^53 and 10^k is exact, so the IEEE division m/10^k
 // is the correctly rounded value of the decimal m·10^-k: the same double
-// strconv.ParseFloat returns for the text written here.
+// strconv.ParseFloat returns for the text written here. The digits are
+// written backwards into a small array (division by the constant 10 is a
+// multiplication), trailing zeros dropped.
 func appendFixed(b []byte, v float64) ([]byte, bool) {
 	p := 1.0
 	for k := 1; k <= 6; k++ {
@@ -143,19 +160,37 @@ func appendFixed(b []byte, v float64) ([]byte, bool) {
 		if m != math.Trunc(m) || m/p != v {
 			continue
 		}
-		if m < 0 {
-			b = append(b, '-')
+		neg := m < 0
+		if neg {
 			m = -m
 		}
-		mi, pi := int64(m), int64(p)
-		b = strconv.AppendInt(b, mi/pi, 10)
-		b = append(b, '.')
-		frac := mi % pi
-		for d := pi / 10; d > 0; d /= 10 {
-			b = append(b, byte('0'+frac/d%10))
+		var d [24]byte // "-" + 9 integer digits + "." + 6 decimals fit
+		mi := uint64(m)
+		end, i := len(d), len(d)
+		for range k {
+			i--
+			d[i] = byte('0' + mi%10)
+			mi /= 10
 		}
-		for b[len(b)-1] == '0' {
-			b = b[:len(b)-1]
+		for end > i && d[end-1] == '0' {
+			end--
+		}
+		i--
+		d[i] = '.'
+		for {
+			i--
+			d[i] = byte('0' + mi%10)
+			mi /= 10
+			if mi == 0 {
+				break
+			}
+		}
+		if neg {
+			i--
+			d[i] = '-'
+		}
+		for _, c := range d[i:end] { // no call to memmove for a few bytes
+			b = append(b, c)
 		}
 		return b, true
 	}

@@ -17,8 +17,9 @@ func BenchmarkEncodeDistribution2Tags(b *testing.B) {
 	for b.Loop() {
 		var nb [32]byte
 		num := appendValue(nb[:0], 12.25)
-		_, nt, override := c.tagsLen(tags)
-		buf = c.appendLine(buf[:0], "bench.latency", num, "", "d", tags, nt, override)
+		tl, nt, override := c.tagsLen(tags)
+		n := len("bench.latency:") + len(num) + len("|d|#") + tl + 1
+		buf = c.putLine(buf[:0], n, "bench.latency", num, "", "d", tags, nt, override)
 	}
 	b.SetBytes(int64(len(buf)))
 }

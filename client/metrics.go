@@ -113,12 +113,136 @@ func (c *Client) metric(name string, num []byte, member, typ string, tags []Tag,
 	}
 	b := cur.b
 	if zeroFirst {
-		b = c.appendLine(b, name, []byte{'0'}, "", typ, tags, nt, override)
+		b = c.putLine(b, line-vl+1, name, []byte{'0'}, "", typ, tags, nt, override)
 	}
-	cur.b = c.appendLine(b, name, num, member, typ, tags, nt, override)
+	cur.b = c.putLine(b, line, name, num, member, typ, tags, nt, override)
 	p.commit(cur, full, lines)
 }
 
+// putLine appends the n-byte line appendLine would append: the hot path.
+// It copies the caller's strings and checks them in the same pass
+// (copyClass), writes into the room reserved for the line instead of
+// appending piece by piece, and, in the rare case that a string needs
+// sanitising, writes the line again with appendLine. cap(b) must leave
+// room for n bytes (begin reserved them).
+func (c *Client) putLine(b []byte, n int, name string, num []byte, member, typ string, tags []Tag, nt int, override bool) []byte {
+	start := len(b)
+	b = b[:start+n]
+	w := start
+	if len(c.ns) > 0 {
+		w += copy(b[w:], c.ns)
+	}
+	var kc, vc, mc byte // classes seen in names and keys, in values, in the member
+	w, kc = put(b, w, name, kc)
+	b[w] = ':'
+	w++
+	if num != nil {
+		w = putSmall(b, w, num)
+	} else {
+		w, mc = put(b, w, member, mc)
+	}
+	b[w] = '|'
+	w++
+	w = putSmall(b, w, typ)
+	if nt > 0 {
+		b[w], b[w+1] = '|', '#'
+		w += 2
+		first := true
+		for _, t := range tags {
+			if t.Key == "" {
+				continue
+			}
+			if !first {
+				b[w] = ','
+				w++
+			}
+			first = false
+			w, kc = put(b, w, t.Key, kc)
+			if t.Value != "" {
+				b[w] = ':'
+				w++
+				w, vc = put(b, w, t.Value, vc)
+			}
+		}
+		if !override {
+			if len(c.constEnc) > 0 {
+				if !first {
+					b[w] = ','
+					w++
+				}
+				w += copy(b[w:], c.constEnc)
+			}
+		} else {
+			for _, ct := range c.consts { // sanitised in New
+				if hasKey(tags, ct.key) {
+					continue
+				}
+				if !first {
+					b[w] = ','
+					w++
+				}
+				first = false
+				w += copy(b[w:], ct.key)
+				if ct.value != "" {
+					b[w] = ':'
+					w++
+					w += copy(b[w:], ct.value)
+				}
+			}
+		}
+	}
+	b[w] = '\n'
+	if kc&(className|classNonASCII) != 0 || vc&(classValue|classNonASCII) != 0 || mc&(classMember|classNonASCII) != 0 {
+		return c.appendLine(b[:start], name, num, member, typ, tags, nt, override)
+	}
+	if len(c.ns) == 0 && len(name) >= 3 && name[0] == '_' && name[1] == 'e' && name[2] == '{' {
+		b[start+2] = '_'
+	}
+	return b
+}
+
+// put copies s into b at w, ORs the byteClass entries of its bytes into
+// acc, and returns the offset after it.
+func put(b []byte, w int, s string, acc byte) (int, byte) {
+	return w + len(s), acc | copyClass(b[w:w+len(s)], s)
+}
+
+// putSmall copies a few bytes (a value, a type) into b at w without a
+// call to memmove.
+func putSmall[S string | []byte](b []byte, w int, s S) int {
+	d := b[w : w+len(s)]
+	for i := range len(s) {
+		d[i] = s[i]
+	}
+	return w + len(s)
+}
+
+// copyClass copies s into d (len(d) == len(s)) and returns the OR of the
+// byteClass entries of its bytes, 8 bytes per step with two accumulators.
+// Not inlined: inside putLine the accumulator would live on the stack,
+// one store-to-load round trip per byte.
+//
+//go:noinline
+func copyClass(d []byte, s string) byte {
+	d = d[:len(s)]
+	var a, z byte
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		copy(d[i:i+8], w)
+		a |= byteClass[w[0]] | byteClass[w[1]] | byteClass[w[2]] | byteClass[w[3]]
+		z |= byteClass[w[4]] | byteClass[w[5]] | byteClass[w[6]] | byteClass[w[7]]
+	}
+	for ; i < len(s); i++ {
+		c := s[i]
+		d[i] = c
+		a |= byteClass[c]
+	}
+	return a | z
+}
+
+// appendLine appends one line, sanitising every string (appendClean):
+// putLine's fallback.
 func (c *Client) appendLine(b []byte, name string, num []byte, member, typ string, tags []Tag, nt int, override bool) []byte {
 	b = append(b, c.ns...)
 	b = appendName(b, name, len(c.ns) == 0)
@@ -178,6 +302,9 @@ func (c *Client) tagsLen(tags []Tag) (n, count int, override bool) {
 }
 
 func (c *Client) isConst(key string) bool {
+	if c.constLens&(1<<(len(key)&63)) == 0 {
+		return false // no constant key has this length (mod 64)
+	}
 	for _, ct := range c.consts {
 		if ct.key == key {
 			return true

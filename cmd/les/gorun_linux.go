@@ -27,9 +27,23 @@ func stopWithGoRun() {
 }
 
 // startedByGoRun reports whether exe is where `go run` puts the binary it
-// builds: <GOTMPDIR or TMPDIR>/go-build<N>/b001/exe/<name>.
+// builds: since Go 1.24 the build cache, <GOCACHE>/<xx>/<xx…64 hex>-d/<name>;
+// before, <GOTMPDIR or TMPDIR>/go-build<N>/b001/exe/<name>.
 func startedByGoRun(exe string) bool {
 	parts := strings.Split(exe, string(os.PathSeparator))
 	n := len(parts)
+	if n >= 3 && cachedExeDir(parts[n-2]) && parts[n-3] == parts[n-2][:2] {
+		return true
+	}
 	return n >= 4 && parts[n-2] == "exe" && strings.HasPrefix(parts[n-4], "go-build")
+}
+
+// cachedExeDir reports whether dir is the name of an executable's
+// directory in the build cache: 64 hex digits and "-d".
+func cachedExeDir(dir string) bool {
+	h, ok := strings.CutSuffix(dir, "-d")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	return strings.Trim(h, "0123456789abcdef") == ""
 }

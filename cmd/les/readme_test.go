@@ -26,11 +26,15 @@ type block struct {
 	lang string
 	text string
 	skip string // the reason of a <!-- readme-test: skip (…) --> just before it
+	// replace holds the pairs of the <!-- readme-test: replace 'old' 'new' (why) -->
+	// lines just before it: the test runs the block with each old text replaced.
+	replace [][2]string
 }
 
 var (
-	fence    = regexp.MustCompile("(?m)^```([a-z]*)\\n")
-	skipMark = regexp.MustCompile(`<!-- readme-test: skip \((.+)\) -->\s*$`)
+	fence       = regexp.MustCompile("(?m)^```([a-z]*)\\n")
+	skipMark    = regexp.MustCompile(`<!-- readme-test: skip \((.+)\) -->\s*$`)
+	replaceMark = regexp.MustCompile(`^<!-- readme-test: replace '([^']+)' '([^']*)' \(.+\) -->$`)
 )
 
 func codeBlocks(t *testing.T, path string) []block {
@@ -54,6 +58,17 @@ func codeBlocks(t *testing.T, path string) []block {
 		b := block{file: path, line: strings.Count(s[:start], "\n") + 1, lang: s[off+m[2] : off+m[3]], text: s[bodyStart : bodyStart+end+1]}
 		if sm := skipMark.FindStringSubmatch(s[:start]); sm != nil {
 			b.skip = sm[1]
+		}
+		lines := strings.Split(strings.TrimRight(s[:start], "\n"), "\n")
+		for i := len(lines) - 1; i >= 0 && strings.HasPrefix(lines[i], "<!-- readme-test: replace "); i-- {
+			rm := replaceMark.FindStringSubmatch(lines[i])
+			if rm == nil {
+				t.Fatalf("%s:%d: malformed marker (want <!-- readme-test: replace 'old' 'new' (why) -->): %s", path, i+1, lines[i])
+			}
+			if !strings.Contains(b.text, rm[1]) {
+				t.Fatalf("%s:%d: the block below has no %q to replace", path, i+1, rm[1])
+			}
+			b.replace = append(b.replace, [2]string{rm[1], rm[2]})
 		}
 		out = append(out, b)
 		off = bodyStart + end + 4
@@ -106,8 +121,8 @@ func TestDocYAMLBlocksLoad(t *testing.T) {
 
 // TestReadmeShellBlocks runs the ```sh blocks of README.md as written
 // (except those marked <!-- readme-test: skip (why) -->) with bash, curl
-// and python3, against a `les up` with the default config built from this
-// tree, in a network namespace of their own so the default ports are free
+// and python3 (curl failing on an HTTP error answer), against a `les up`
+// with the default config built from this tree, in a network namespace of their own so the default ports are free
 // and nothing else is touched. Then it checks that what the commands sent
 // is on the stream: every line of the StatsD loop, and the Wavefront
 // points of each transport.
@@ -129,10 +144,16 @@ func TestReadmeShellBlocks(t *testing.T) {
 	if err := os.Symlink(bin, filepath.Join(work, "les")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(work, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "bin", "curl"), []byte(failingCurl(t)), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var script strings.Builder
 	script.WriteString(`set -u
 ip link set lo up
-export PATH="$PWD:$PATH"
+export PATH="$PWD/bin:$PWD:$PATH"
 ./les up > up.log 2>&1 &
 up=$!
 until grep -q 'Press Ctrl-C to stop.' up.log; do

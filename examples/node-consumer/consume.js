@@ -4,7 +4,8 @@
 // `les tail` prints ("JSON view of items" in docs/wire-format.md). The record
 // format is specified in docs/wire-format.md; this file is a complete decoder
 // for versions 1 and 2 of it, using only Node's standard library, the nats package and
-// fzstd (zstd, les' default compression, for Node.js before 22.15).
+// fzstd (zstd, les' default compression on remote streams, for Node.js before 22.15);
+// s2 (Snappy blocks, the default on the embedded stream) it decodes itself.
 "use strict";
 
 const zlib = require("node:zlib");
@@ -19,7 +20,7 @@ const KINDS = ["gauge", "counter", "sample", "gauge_delta", "set"];
 const WINDOWS = ["none", "minute", "hour", "day"];
 const SPAN_KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"];
 const STATUS_CODES = ["unset", "ok", "error"];
-const COMPRESSION = { NONE: 0, GZIP: 1, ZSTD: 2 };
+const COMPRESSION = { NONE: 0, GZIP: 1, ZSTD: 2, S2: 3 };
 
 // ---- Decoding (docs/wire-format.md) ----------------------------------------
 
@@ -205,6 +206,8 @@ function decodeRecord(rec) {
     body = zlib.gunzipSync(body, { maxOutputLength });
   } else if (header.compression === COMPRESSION.ZSTD) {
     body = zstdDecompress(body, maxOutputLength);
+  } else if (header.compression === COMPRESSION.S2) {
+    body = snappyDecompress(body, maxOutputLength);
   } else if (header.compression !== COMPRESSION.NONE) {
     throw new CorruptError(`unknown compression ${header.compression}`);
   }
@@ -238,6 +241,55 @@ function zstdDecompress(body, maxOutputLength) {
   }
   if (out.length > maxOutputLength) throw new CorruptError(`zstd body of ${out.length} bytes exceeds ${maxOutputLength}`);
   return Buffer.from(out.buffer, out.byteOffset, out.length);
+}
+
+// snappyDecompress decodes an s2 body: a Snappy block (the raw format of
+// github.com/google/snappy format_description.txt, no framing), which les
+// writes for its embedded stream by default. The block is a varint of the
+// decoded length, then elements: a literal (tag 0b00) or a copy of earlier
+// output with a 1-, 2- or 4-byte offset (tags 0b01, 0b10, 0b11).
+function snappyDecompress(src, maxOutputLength) {
+  let pos = 0, len = 0;
+  for (let shift = 0; ; shift += 7) {
+    if (pos >= src.length || shift > 28) throw new CorruptError("snappy: bad length");
+    const b = src[pos++];
+    len += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) break;
+  }
+  if (len > maxOutputLength) throw new CorruptError(`snappy body of ${len} bytes exceeds ${maxOutputLength}`);
+  const out = Buffer.allocUnsafe(len);
+  let d = 0;
+  const need = (n) => { if (pos + n > src.length) throw new CorruptError("snappy: truncated"); };
+  while (pos < src.length) {
+    const tag = src[pos++];
+    let n, off;
+    switch (tag & 3) {
+      case 0: { // literal; lengths above 60 follow in 1-4 little-endian bytes
+        n = tag >> 2;
+        if (n >= 60) {
+          const k = n - 59;
+          need(k);
+          n = 0;
+          for (let i = 0; i < k; i++) n += src[pos + i] * 2 ** (8 * i);
+          pos += k;
+        }
+        n += 1;
+        need(n);
+        if (d + n > len) throw new CorruptError("snappy: literal past the end");
+        src.copy(out, d, pos, pos + n);
+        pos += n;
+        d += n;
+        continue;
+      }
+      case 1: need(1); n = 4 + ((tag >> 2) & 7); off = ((tag >> 5) << 8) | src[pos]; pos += 1; break;
+      case 2: need(2); n = 1 + (tag >> 2); off = src.readUInt16LE(pos); pos += 2; break;
+      case 3: need(4); n = 1 + (tag >> 2); off = src.readUInt32LE(pos); pos += 4; break;
+    }
+    if (off === 0 || off > d || d + n > len) throw new CorruptError("snappy: bad copy");
+    for (let i = 0; i < n; i++, d++) out[d] = out[d - off]; // may overlap: byte by byte
+  }
+  if (d !== len) throw new CorruptError(`snappy: ${d} of ${len} bytes`);
+  return out;
 }
 
 // zstdContentSize reads Frame_Content_Size from a zstd frame header (RFC

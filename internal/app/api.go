@@ -19,11 +19,11 @@ type apiServer struct {
 // mountAPI registers /query, /api/v1/* and the UI on mux. hist is nil when
 // this process runs no rollup; then /query and the history endpoints answer
 // 404 with the reason.
-func (a *App) mountAPI(mux *http.ServeMux, st stream.Stream, hist *historyStore) *apiServer {
+func (a *App) mountAPI(mux *http.ServeMux, st stream.Stream, hist *historyStore, errLogs *errorLogs) *apiServer {
 	token := a.cfg.Agent.HTTP.Token
 	s := &apiServer{tail: newTailAPI(st, a.reg)}
 	if hist != nil {
-		s.query = &queryAPI{hist: hist, percentiles: hist.percentiles, now: time.Now}
+		s.query = &queryAPI{hist: hist, percentiles: hist.percentiles, now: time.Now, maxPoints: a.cfg.UI.History.MaxQueryPoints}
 		mux.Handle("/query", requireToken(token, http.HandlerFunc(s.query.serveQuery)))
 		mux.Handle("/api/v1/names", requireToken(token, http.HandlerFunc(s.query.serveNames)))
 		mux.Handle("/api/v1/series", requireToken(token, http.HandlerFunc(s.query.serveSeries)))
@@ -35,6 +35,14 @@ func (a *App) mountAPI(mux *http.ServeMux, st stream.Stream, hist *historyStore)
 			mux.Handle(p, requireToken(token, http.HandlerFunc(noRollup)))
 		}
 	}
+	if errLogs != nil {
+		mux.Handle("/api/v1/errors", requireToken(token, http.HandlerFunc(errLogs.serveErrors)))
+	} else {
+		mux.Handle("/api/v1/errors", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "this les keeps no error logs (les agent, or ui.error_logs.disabled)", http.StatusNotFound)
+		})))
+	}
+	mux.Handle("/api/v1/rejected", requireToken(token, http.HandlerFunc(a.serveRejected))) // rejected.go
 	mux.Handle("/api/v1/tail", requireToken(token, s.tail))
 	mux.Handle("/api/v1/auth", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]bool{"ok": true})

@@ -20,11 +20,9 @@ import (
 	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
-	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/wire"
 )
 
 // Info describes a running les, for the start-up banner.
@@ -77,6 +75,9 @@ type App struct {
 	// otlpState is shared by the OTLP listeners (otlp.go).
 	otlpOnce  sync.Once
 	otlpState *otlp.Deltas
+	// gate refuses intake while nothing can be stored (health.go); set by
+	// Run before the listeners are bound.
+	gate *ingest.StoreGate
 }
 
 // New returns an app for cfg (already validated by Load). It does no I/O.
@@ -104,6 +105,7 @@ type runner interface {
 // blocks until ctx is cancelled; then it shuts down in order.
 func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	cfg := a.cfg
+	a.reg.Rejects().Redact(cfg.Agent.HTTP.Token) // rejected.go: never shown in the rejected inputs
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -154,6 +156,11 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	spoolCtx, cancelSpool := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSpool()
 	go spool.Run(spoolCtx)
+	// Intake is refused while neither the stream nor the spool can store
+	// (health.go): HTTP 503, TCP/UDP items dropped as disk_full.
+	rd := &readiness{pub: pub, spool: spool, spoolReserve: int64(cfg.Agent.Batch.MaxBatchBytes),
+		dataDir: cfg.DataDir, minFree: minFreeBytes(cfg.Agent.Batch.MaxBatchBytes), streamOnDisk: cfg.Stream.Kind == "embedded"}
+	a.gate = ingest.NewStoreGate(rd.cannotStore, 100*time.Millisecond)
 
 	// Bind every socket before starting anything, so conflicts fail fast.
 	// Until intake starts, a return releases the sockets already bound.
@@ -200,41 +207,26 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	info.HTTP = httpLn.Addr().String()
 
 	var procs []runner
-	var rollupRun *consumer.ProcRunner
-	var rollupP *rollupProc
-	var hist *historyStore // history.go: the closed windows /query and the UI read
+	var rollupRun runner
+	var eachRollup func(func(*rollupProc)) // rollup.go: every rollup engine of this process
+	var hist *historyStore                 // history.go: the closed windows /query and the UI read
 	if !cfg.Rollup.Disabled && a.consumers() {
 		rc, _ := cfg.Rollup.engineConfig()
-		eng, err := rollup.New(rc)
-		if err != nil {
-			return err
-		}
-		rollupP = &rollupProc{Rollup: eng, rules: rc.Rules}
-		rollupRun, err = consumer.NewProcRunner(consumer.ProcConfig{
-			Name:           "rollup",
-			Origins:        rollupOrigins(rc),
-			Signals:        []wire.Signal{wire.SignalMetrics, wire.SignalDistributions},
-			Partitions:     a.parts,
-			Origin:         stream.OriginRollup,
-			CheckpointPath: filepath.Join(cfg.DataDir, "consumers", "rollup.ckpt"),
-			Tick:           cfg.Rollup.Tick,
-			Compression:    batcher.Compression(),
-			MaxRecordBytes: cfg.Agent.Batch.MaxBatchBytes,
-		}, st, rollupP, a.reg, a.log)
+		rollupRun, eachRollup, err = a.rollupRunner(st, rc, batcher.Compression())
 		if err != nil {
 			return err
 		}
 		procs = append(procs, rollupRun)
-		hist = newHistoryStore(st, a.parts, rc.Percentiles, a.reg, a.log)
+		hist = newHistoryStore(st, a.parts, rc.Percentiles, cfg.UI.History.historyConfig(), a.reg, a.log)
 		procs = append(procs, hist)
 		a.reg.Gauge("les_rollup_series_rejected_total", func() float64 {
 			var n uint64
-			rollupRun.Locked(func() { n = rollupP.Stats().SeriesRejected })
+			eachRollup(func(p *rollupProc) { n += p.Stats().SeriesRejected })
 			return float64(n)
 		})
 		a.reg.Gauge("les_rollup_late_samples_total", func() float64 {
 			var n uint64
-			rollupRun.Locked(func() { n = rollupP.Stats().LateSamples })
+			eachRollup(func(p *rollupProc) { n += p.Stats().LateSamples })
 			return float64(n)
 		})
 	}
@@ -247,6 +239,11 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		if lmRun != nil {
 			procs = append(procs, lmRun)
 		}
+	}
+	var errLogs *errorLogs // errorlogs.go: recent error-level logs per source, for the UI
+	if a.consumers() && !cfg.UI.ErrorLogs.Disabled {
+		errLogs = newErrorLogs(cfg.UI.ErrorLogs, st, a.parts, a.reg, a.log)
+		procs = append(procs, errLogs)
 	}
 
 	var sinks []*consumer.SinkRunner
@@ -324,15 +321,14 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 		}()
 	}
 	mux := a.mux(batcher)
-	mux.Handle("/readyz", &readiness{pub: pub, spool: spool, spoolReserve: int64(cfg.Agent.Batch.MaxBatchBytes),
-		dataDir: cfg.DataDir, minFree: minFreeBytes(cfg.Agent.Batch.MaxBatchBytes)}) // health.go
+	mux.Handle("/readyz", rd) // health.go
 	if a.agent() {
 		a.logHandlers(mux, batcher)
 		mux.Handle("/v1/records", ingest.NewRecordHandler(ingest.RecordConfig{Token: cfg.Agent.HTTP.Token, MaxBody: cfg.Agent.HTTP.MaxBody,
 			PublishTimeout: cfg.Agent.Batch.PublishTimeout, MaxBatchBytes: cfg.Agent.Batch.MaxBatchBytes}, pub, a.reg))
 	}
-	api := a.mountAPI(mux, st, hist) // api.go: /query, /api/v1/*, the web UI
-	limited := a.intakeLimit(mux)
+	api := a.mountAPI(mux, st, hist, errLogs) // api.go: /query, /api/v1/*, the web UI
+	limited := ingest.RefuseWhenFull(a.intakeLimit(mux), a.gate, a.reg)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/report", "/logs", "/cwlogs", "/telemetry", "/v1/records", "/api/v2/event":
@@ -462,6 +458,7 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)
+	in.Gate = a.gate
 	switch l.Transport {
 	case "tcp":
 		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}, in, newDec, a.log)

@@ -41,6 +41,9 @@ type Config struct {
 	Inputs InputsConfig `yaml:"inputs"`
 	Log    LogConfig    `yaml:"log"`
 
+	// UI bounds what is kept for /query and the web UI (uiconfig.go).
+	UI UIConfig `yaml:"ui"`
+
 	doc  *yaml.Node
 	file string
 }
@@ -232,6 +235,7 @@ func (c *Config) Validate() error {
 	if c.Agent.HTTP.MaxConcurrent < 0 {
 		errs = append(errs, c.errAt("max_concurrent must be positive", "agent", "http", "max_concurrent"))
 	}
+	c.Agent.Batch.Compression = autoCompression(c.Agent.Batch.Compression, c.Stream.Kind) // compression.go
 	if err := c.Agent.Batch.Validate(); err != nil {
 		errs = append(errs, c.errAt(err.Error(), "agent", "batch"))
 	}
@@ -269,6 +273,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRollup()...)
 	errs = append(errs, c.validateLogmetric()...)
 	errs = append(errs, c.validateInputs()...)
+	errs = append(errs, c.validateUI()...)
 	names := map[string]bool{"rollup": true, "logmetric": true}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type publishWatch struct {
 	mu      sync.Mutex
 	failed  time.Time // when the failures began; zero after a success
 	lastErr error
+	lastAt  time.Time // when the last failure was
 }
 
 func watchPublish(st Stream) *publishWatch { return &publishWatch{Stream: st} }
@@ -37,9 +39,9 @@ func (p *publishWatch) Publish(ctx context.Context, recs ...stream.Record) error
 	case err == nil:
 		p.failed, p.lastErr = time.Time{}, nil
 	case p.failed.IsZero():
-		p.failed, p.lastErr = time.Now(), err
+		p.failed, p.lastErr, p.lastAt = time.Now(), err, time.Now()
 	default:
-		p.lastErr = err
+		p.lastErr, p.lastAt = err, time.Now()
 	}
 	p.mu.Unlock()
 	return err
@@ -50,6 +52,40 @@ func (p *publishWatch) down() (time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.failed, p.lastErr
+}
+
+// outOfStorage reports the last publish error when it said the stream has
+// no room, and it happened within the last storageErrFor (so that with
+// intake refused, a later publish — of the spool, or after storageErrFor —
+// finds out when there is room again).
+func (p *publishWatch) outOfStorage() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed.IsZero() || time.Since(p.lastAt) > storageErrFor || !isStorageErr(p.lastErr) {
+		return nil
+	}
+	return p.lastErr
+}
+
+// storageErrFor is how long a publish refused for lack of storage keeps
+// intake refused without another publish saying so.
+const storageErrFor = 5 * time.Second
+
+// isStorageErr tells errors of a stream that has no room to store from
+// others: JetStream's "insufficient resources" and "insufficient storage
+// resources available", a server's ENOSPC ("no space left on device"),
+// Kafka's KAFKA_STORAGE_ERROR.
+func isStorageErr(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := strings.ToLower(err.Error())
+	for _, m := range []string{"insufficient resources", "insufficient storage", "no space left", "storage error", "storage resources exceeded"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // readiness answers /readyz: 200 while les can accept data, else 503 with
@@ -64,6 +100,9 @@ type readiness struct {
 	dataDir      string
 	// minFree is the free space under which the disk counts as full.
 	minFree uint64
+	// streamOnDisk: the stream stores in dataDir (embedded), so less than
+	// minFree there means it cannot store.
+	streamOnDisk bool
 	// extra are further checks (each returns "" when fine).
 	extra []func() string
 }
@@ -97,6 +136,43 @@ func (rd *readiness) reasons() []string {
 		}
 	}
 	return rs
+}
+
+// cannotStore reports why nothing intake accepts can be stored now, or ""
+// when it can: the stream has no room (its disk, for the embedded stream,
+// has less than minFree free — les refuses before nats-server runs out of
+// space, which disables JetStream until a restart — or its last publish
+// was refused for lack of storage) and the spool cannot take another batch
+// either (full to agent.spool.max_bytes, or less than minFree free on its
+// disk).
+func (rd *readiness) cannotStore() string {
+	var stream string
+	if rd.streamOnDisk {
+		if free, ok := diskFree(rd.dataDir); ok && free < rd.minFree {
+			stream = fmt.Sprintf("disk full: %d bytes free under %s (less than %d)", free, rd.dataDir, rd.minFree)
+		}
+	}
+	if stream == "" && rd.pub != nil {
+		if err := rd.pub.outOfStorage(); err != nil {
+			stream = fmt.Sprintf("stream has no room: %v", err)
+		}
+	}
+	if stream == "" {
+		return ""
+	}
+	if rd.spool == nil {
+		return stream
+	}
+	var spool string
+	if used, limit := rd.spool.Usage(); limit > 0 && used+rd.spoolReserve > limit {
+		spool = fmt.Sprintf("spool full: %d of agent.spool.max_bytes %d bytes used", used, limit)
+	} else if free, ok := diskFree(rd.spool.Dir()); ok && free < rd.minFree {
+		spool = fmt.Sprintf("spool disk full: %d bytes free under %s (less than %d)", free, rd.spool.Dir(), rd.minFree)
+	}
+	if spool == "" {
+		return ""
+	}
+	return stream + "; " + spool
 }
 
 func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -42,11 +42,10 @@ type historyStore struct {
 // stream's de-duplication window and the rollup's re-publish after a crash.
 const historyDedup = 15 * time.Minute
 
-func newHistoryStore(st stream.Stream, parts []int, percentiles []float64, reg *selfmetric.Registry, log *slog.Logger) *historyStore {
+func newHistoryStore(st stream.Stream, parts []int, percentiles []float64, cfg rollup.HistoryConfig, reg *selfmetric.Registry, log *slog.Logger) *historyStore {
 	if percentiles == nil {
 		percentiles = []float64{0.5, 0.9, 0.95, 0.99, 0.999} // the rollup's default
 	}
-	cfg := rollup.HistoryConfig{}
 	hs := &historyStore{percentiles: percentiles, st: st, parts: parts, log: log.With("component", "history"), now: time.Now,
 		h: rollup.NewHistory(cfg), seen: map[string]int64{}, pos: map[string]stream.Position{}}
 	reg.Gauge("les_history_series", func() float64 {

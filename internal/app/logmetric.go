@@ -148,8 +148,9 @@ func (c *Config) validateLogmetric() []error {
 }
 
 // logmetricRunner builds the logmetric consumer, or returns nil when it is
-// disabled.
-func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consumer.ProcRunner, error) {
+// disabled: claimed (one processor per partition this process owns) where
+// the rollup is (see claimProcessors).
+func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (runner, error) {
 	lm := &a.cfg.Logmetric
 	if lm.Disabled {
 		return nil, nil
@@ -157,16 +158,19 @@ func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consume
 	if len(lm.compiled) != len(lm.Filters) {
 		return nil, errors.New("logmetric: config not validated")
 	}
-	p, err := logmetric.New(logmetric.Config{
-		Filters:    slices.Clone(lm.compiled),
-		EMF:        lm.EMF == nil || *lm.EMF,
-		Lambda:     lm.Lambda == nil || *lm.Lambda,
-		MaxPending: lm.MaxPending,
-	}, a.reg)
+	newProc := func() (*logmetric.Processor, error) {
+		return logmetric.New(logmetric.Config{
+			Filters:    slices.Clone(lm.compiled),
+			EMF:        lm.EMF == nil || *lm.EMF,
+			Lambda:     lm.Lambda == nil || *lm.Lambda,
+			MaxPending: lm.MaxPending,
+		}, a.reg)
+	}
+	p, err := newProc()
 	if err != nil {
 		return nil, err
 	}
-	return consumer.NewProcRunner(consumer.ProcConfig{
+	pc := consumer.ProcConfig{
 		Name:           "logmetric",
 		Origins:        []string{stream.OriginIngest},
 		Signals:        []wire.Signal{wire.SignalLogs},
@@ -177,5 +181,12 @@ func (a *App) logmetricRunner(st stream.Stream, comp wire.Compression) (*consume
 		Tick:           lm.Tick,
 		Compression:    comp,
 		MaxRecordBytes: a.cfg.Agent.Batch.MaxBatchBytes,
-	}, st, p, a.reg, a.log)
+	}
+	if a.claimProcessors(st, pc.Name, pc.CheckpointPath) {
+		return consumer.NewClaimRunner(pc, st, func(int) consumer.Processor {
+			p, _ := newProc() // the config is valid: p was built from it
+			return p
+		}, a.reg, a.log)
+	}
+	return consumer.NewProcRunner(pc, st, p, a.reg, a.log)
 }

@@ -2,10 +2,14 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +93,79 @@ func TestOTLPThroughApp(t *testing.T) {
 		t.Fatalf("%s still bound: %v", addr, err)
 	}
 	ln.Close()
+}
+
+// TestOTLPDefaultSource: OTLP/HTTP metrics and logs whose resource names no
+// source (no faas.name, service.name or host.name) reach the stream with
+// agent.default_source, like every other format; one that names
+// service.name keeps it.
+func TestOTLPDefaultSource(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.ndjson")
+	addr := freeAddr(t)
+	cfg := &Config{DataDir: dir}
+	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
+	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
+	cfg.Agent.DefaultSource = "agent-host"
+	cfg.Agent.Listeners = []ListenerConfig{{Format: "otlp", Transport: "http", Address: addr}}
+	cfg.Rollup.Disabled = true
+	cfg.Logmetric.Disabled = true
+	cfg.Sinks = []SinkConfig{{Name: "out", Type: "file", File: &fileSinkConfig{Path: out}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	post := func(path, body string) {
+		t.Helper()
+		resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), "rejected") {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	// A resource with an attribute that is not a source, and no resource at all.
+	post("/v1/metrics", `{"resourceMetrics":[`+
+		`{"resource":{"attributes":[{"key":"cloud.region","value":{"stringValue":"eu-west-1"}}]},"scopeMetrics":[{"metrics":[{"name":"nosource.gauge","gauge":{"dataPoints":[{"asDouble":7}]}}]}]},`+
+		`{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},"scopeMetrics":[{"metrics":[{"name":"named.gauge","gauge":{"dataPoints":[{"asDouble":8}]}}]}]}]}`)
+	post("/v1/logs", `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityText":"ERROR","body":{"stringValue":"nosource log"}}]}]}]}`)
+	http.DefaultClient.CloseIdleConnections()
+	cancel() // shutdown lets the sink catch up before it returns
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{} // name or log message → source
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var r struct{ Type, Name, Message, Source string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		got[r.Type+" "+r.Name+r.Message] = r.Source
+	}
+	want := map[string]string{
+		"metric nosource.gauge": "agent-host",
+		"metric named.gauge":    "checkout",
+		"log nosource log":      "agent-host",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sources on the stream:\n got %v\nwant %v\nfile:\n%s", got, want, raw)
+	}
 }

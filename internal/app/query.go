@@ -24,10 +24,10 @@ type queryAPI struct {
 	hist        *historyStore
 	percentiles []float64
 	now         func() time.Time
+	// maxPoints bounds the steps × series one /query answers
+	// (ui.history.max_query_points; 0: the default).
+	maxPoints int
 }
-
-// maxQueryPoints bounds the steps × series one /query answers.
-const maxQueryPoints = 200_000
 
 // maxQueryRange bounds to − from (an absurd range is refused, not clamped).
 const maxQueryRange = 400 * 24 * time.Hour
@@ -150,8 +150,8 @@ func (api *queryAPI) parse(v url.Values, h *rollup.History) (queryParams, error)
 	}
 	if q.Step != rollup.StepAll {
 		step := cmp.Or(q.Step, q.Window.Nanos())
-		if n := (q.To - q.From) / step; n > maxQueryPoints {
-			return p, fmt.Errorf("%d steps of %s: more than %d; use a coarser step or a shorter range", n, p.stepW, maxQueryPoints)
+		if n, most := (q.To-q.From)/step, int64(cmp.Or(api.maxPoints, defaultQueryPoints)); n > most {
+			return p, fmt.Errorf("%d steps of %s: more than %d; use a coarser step or a shorter range", n, p.stepW, most)
 		}
 	}
 	switch m := v.Get("merge"); m {

@@ -3,12 +3,16 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"time"
 
+	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/wire"
 )
 
 // RollupConfig is the `rollup:` section: the built-in consumer that rolls
@@ -132,6 +136,69 @@ func rollupOrigins(rc rollup.Config) []string {
 		return []string{stream.OriginAgg, stream.OriginIngest, stream.OriginDerived}
 	}
 	return []string{stream.OriginAgg}
+}
+
+// rollupRunner builds the rollup consumer: claimed (one engine per
+// partition this process owns, checkpoints in the stream; ADR 0009) when
+// the stream shares partitions through a group, else one engine with a
+// local checkpoint. each calls f for every engine, while it is not fed.
+func (a *App) rollupRunner(st stream.Stream, rc rollup.Config, comp wire.Compression) (r runner, each func(f func(*rollupProc)), err error) {
+	newProc := func() (*rollupProc, error) {
+		eng, err := rollup.New(rc)
+		if err != nil {
+			return nil, err
+		}
+		return &rollupProc{Rollup: eng, rules: rc.Rules}, nil
+	}
+	first, err := newProc() // validates rc once
+	if err != nil {
+		return nil, nil, err
+	}
+	pc := consumer.ProcConfig{
+		Name:           "rollup",
+		Origins:        rollupOrigins(rc),
+		Signals:        []wire.Signal{wire.SignalMetrics, wire.SignalDistributions},
+		Partitions:     a.parts,
+		Origin:         stream.OriginRollup,
+		CheckpointPath: filepath.Join(a.cfg.DataDir, "consumers", "rollup.ckpt"),
+		Tick:           a.cfg.Rollup.Tick,
+		Compression:    comp,
+		MaxRecordBytes: a.cfg.Agent.Batch.MaxBatchBytes,
+	}
+	if a.claimProcessors(st, pc.Name, pc.CheckpointPath) {
+		cr, err := consumer.NewClaimRunner(pc, st, func(int) consumer.Processor {
+			p, _ := newProc() // rc is valid: first was built from it
+			return p
+		}, a.reg, a.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cr, func(f func(*rollupProc)) {
+			cr.Each(func(_ int, p consumer.Processor) { f(p.(*rollupProc)) })
+		}, nil
+	}
+	pr, err := consumer.NewProcRunner(pc, st, first, a.reg, a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pr, func(f func(*rollupProc)) { pr.Locked(func() { f(first) }) }, nil
+}
+
+// claimProcessors reports whether the processor name runs claimed: the
+// stream assigns partitions through a group and implements
+// stream.Claimer, and les consume was not given --partitions. A local
+// checkpoint at ckpt (written before ADR 0009) keeps the processor on it,
+// with a warning: its state covers every partition and cannot be split.
+func (a *App) claimProcessors(st stream.Stream, name, ckpt string) bool {
+	if _, ok := st.(stream.Claimer); !ok || !st.Capabilities().GroupAssignment || a.parts != nil {
+		return false
+	}
+	if _, err := os.Stat(ckpt); err == nil {
+		a.log.Warn("a local checkpoint of this processor exists, so it keeps running from it in this process alone instead of sharing its partitions with the other les consume processes through the stream's group (docs/adr/0009); see the kafka README to switch",
+			"consumer", name, "checkpoint", ckpt)
+		return false
+	}
+	return true
 }
 
 var _ = json.Valid

@@ -52,7 +52,10 @@ type sinkType struct {
 	ordered bool
 	// concurrency is the default number of requests in flight (1 if 0).
 	concurrency int
-	build       func(c *SinkConfig, d sink.Deps) (sink.Sink, error)
+	// serial: the sink takes one Send at a time by nature (exec: one
+	// program's stdin), so `concurrency` above 1 is refused.
+	serial bool
+	build  func(c *SinkConfig, d sink.Deps) (sink.Sink, error)
 }
 
 // sinkTypes is the explicit table of sink types: adding a sink is one
@@ -64,11 +67,11 @@ var sinkTypes = map[string]sinkType{
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return wfsink.New(*c.Wavefront) }},
 	"discard": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Discard }, optional: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return discard.New(*c.Discard) }},
-	"influxdb": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.InfluxDB },
+	"influxdb": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.InfluxDB }, concurrency: 4,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return influxdb.New(*c.InfluxDB, d) }},
 	"http": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.HTTP },
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return httpsink.New(*c.HTTP, d) }},
-	"exec": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Exec },
+	"exec": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.Exec }, serial: true,
 		build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return execsink.New(*c.Exec, d) }},
 	"otlp": {signals: allSignals, settings: func(c *SinkConfig) any { return &c.OTLP }, concurrency: 4, build: func(c *SinkConfig, d sink.Deps) (sink.Sink, error) { return otlpsink.New(*c.OTLP, d) }},
 	"prometheus_remote_write": {signals: []string{"metrics", "distributions"}, settings: func(c *SinkConfig) any { return &c.PrometheusRemoteWrite }, perRecord: true, ordered: true,
@@ -107,6 +110,9 @@ func (c *Config) validateSink(i int) []error {
 		if k != s.Type && !settingsOf(s, k).IsNil() {
 			errs = append(errs, c.errAt(fmt.Sprintf("settings for %q given on a sink of type %q", k, s.Type), "sinks", i, k))
 		}
+	}
+	if t.serial && s.Concurrency > 1 {
+		errs = append(errs, c.errAt(fmt.Sprintf("concurrency %d: sink type %s writes to one program's stdin, one batch at a time; leave concurrency out or set 1", s.Concurrency, s.Type), "sinks", i, "concurrency"))
 	}
 	if len(s.Signals) == 0 {
 		s.Signals = t.signals

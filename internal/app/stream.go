@@ -115,7 +115,7 @@ func ClientBackends() []Backend {
 		}},
 		{Kind: "kafka", Dir: "kafka", Open: func(ctx context.Context, c *StreamConfig, d StreamDeps) (Stream, error) {
 			st, err := kafka.Open(ctx, c.Kafka, c.Partitions, kafka.Deps{Log: d.Log, Metrics: d.Metrics})
-			return urlStream{st, "kafka://" + strings.Join(c.Kafka.Brokers, ",")}, err
+			return claimingStream{urlStream{st, "kafka://" + strings.Join(c.Kafka.Brokers, ",")}, st}, err
 		}},
 		{Kind: "kinesis", Dir: "kinesis", Open: func(ctx context.Context, c *StreamConfig, d StreamDeps) (Stream, error) {
 			st, err := kinesis.Open(ctx, c.Kinesis, c.Partitions, kinesis.Deps{Log: d.Log, Metrics: d.Metrics})
@@ -135,6 +135,13 @@ type urlStream struct {
 }
 
 func (u urlStream) ClientURL() string { return u.url }
+
+// claimingStream is a urlStream that keeps its stream's stream.Claimer
+// (Kafka: the processors claim partitions through it, ADR 0009).
+type claimingStream struct {
+	urlStream
+	stream.Claimer
+}
 
 // openStream opens the configured stream with the first backend of kind.
 func (a *App) openStream(ctx context.Context) (Stream, error) {

@@ -152,8 +152,29 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	shot("lambda")
 
+	// An error log of fn-b, kept by les (/api/v1/errors) before the page
+	// opens, with markup that must stay text.
+	errMsg := `boom <img src=x onerror="window.pwned=1"> in handler`
+	post(t, base+"/logs?token="+token, fmt.Sprintf(`{"source":"fn-b","level":"ERROR","message":%q,"request_id":"req-err-1"}`+"\n", errMsg))
+	waitFor(t, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/errors?source=fn-b", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "req-err-1")
+	}, "the error log to be kept")
 	d := open("#/function?fn=fn-b&range=1h", "function")
 	t.Logf("function page: %v", d)
+	if got := text(`#fn-errors-table td[data-col="message"]`); got != errMsg {
+		t.Errorf("function page error log %q, want %q", got, errMsg)
+	}
+	if n := evalJS[int](t, bctx, "error log markup", `document.querySelectorAll('#fn-errors-kept img').length`); n != 0 {
+		t.Errorf("the error log was rendered as markup (%d img)", n)
+	}
 	for sel, want := range map[string]float64{`[data-kpi="invocations"] .v`: 2, `[data-kpi="errors"] .v`: 1, `[data-kpi="timeouts"] .v`: 1, `[data-kpi="max_memory"] .v`: 95} {
 		if got := num(sel); got != want {
 			t.Errorf("function page %s = %v, want %v", sel, got, want)
@@ -222,7 +243,23 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	shot("tail")
 
+	// A rejected line with markup, a control character and the token:
+	// the Pipeline page shows it escaped, as text, without the token.
+	if resp, err := http.Post(base+"/report?f=wavefront&token="+token, "text/plain", strings.NewReader("bad <script>window.pwned=1</script> line "+token+"\x07\n")); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
 	open("#/pipeline", "pipeline")
+	if got := text(`#rejected-table tr[data-format="wavefront"] td[data-col="input"]`); got != `bad <script>window.pwned=1</script> line [redacted]\x07` {
+		t.Errorf("pipeline rejected input %q", got)
+	}
+	if got := text(`#rejected-table tr[data-format="wavefront"] td[data-col="reason"]`); got == "" {
+		t.Error("pipeline rejected input without a reason")
+	}
+	if n := evalJS[int](t, bctx, "rejected markup", `document.querySelectorAll('#rejected script').length`); n != 0 || evalJS[bool](t, bctx, "pwned", `!!window.pwned`) {
+		t.Errorf("the rejected line was rendered as markup (%d script)", n)
+	}
 	if got := text(`[data-total="les_ingest_received_total"]`); !strings.HasPrefix(got, "total so far: ") || got == "total so far: 0" {
 		t.Errorf("pipeline intake total %q", got)
 	}

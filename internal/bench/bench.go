@@ -38,7 +38,10 @@ type Config struct {
 	MaxDatagram int
 	// Senders is the number of sending goroutines (default 1).
 	Senders int
-	// MetricsURL is les' /metrics (default http://127.0.0.1:2880/metrics).
+	// MetricsURL is les' /metrics (default http://127.0.0.1:2880/metrics);
+	// "none" makes the bench a generator only (for a peer that is not les,
+	// docs/bench/compare-veneur.sh): it neither scrapes nor waits to drain,
+	// and the result has the sent figures only.
 	MetricsURL string
 	// Sink is the sink whose deliveries are counted (default "bench").
 	Sink string
@@ -46,6 +49,21 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Seed makes the generated mix reproducible (default 1).
 	Seed uint64
+	// ProbeListen, when set, is the address of the probe server that les'
+	// probe sink posts to (freshness.go); the bench then sends ProbeRate
+	// probes per second (default 100) with the load and reports their
+	// freshness.
+	ProbeListen string
+	ProbeRate   int
+	// ProbeAddr and WindowAddr are where delivery and window probes go
+	// (defaults: Addr for statsd; the trace listener 127.0.0.1:30000 and
+	// the histogram_minute listener 127.0.0.1:40001 for wavefront).
+	ProbeAddr  string
+	WindowAddr string
+	// WindowWait, when positive, makes the bench wait after the drain, up
+	// to that long, for the minute window of the last probe to be emitted
+	// (its end plus the rollup's grace: about 90 s with the defaults).
+	WindowWait time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -85,6 +103,21 @@ func (c *Config) defaults() error {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.ProbeListen != "" && c.ProbeRate == 0 {
+		c.ProbeRate = 100
+	}
+	if c.ProbeAddr == "" {
+		c.ProbeAddr = c.Addr
+		if c.Format == "wavefront" {
+			c.ProbeAddr = "127.0.0.1:30000"
+		}
+	}
+	if c.WindowAddr == "" {
+		c.WindowAddr = c.Addr
+		if c.Format == "wavefront" {
+			c.WindowAddr = "127.0.0.1:40001"
+		}
+	}
 	switch {
 	case c.Transport != "udp" && c.Transport != "tcp":
 		return fmt.Errorf("bench: transport %q is not one of udp, tcp", c.Transport)
@@ -96,6 +129,8 @@ func (c *Config) defaults() error {
 		return errors.New("bench: rate must not be negative and duration must be positive")
 	case c.Series < 1 || c.Senders < 1 || c.LinesPerDatagram < 1:
 		return errors.New("bench: series, senders and lines per datagram must be at least 1")
+	case c.ProbeRate < 0 || c.ProbeRate > 100000:
+		return errors.New("bench: probe rate must be within 0..100000 per second")
 	case c.MaxDatagram < 256 || c.MaxDatagram > 65000:
 		return errors.New("bench: max datagram must be within 256..65000 bytes")
 	}
@@ -136,6 +171,9 @@ type Result struct {
 	CPUPerMillion float64 `json:"les_cpu_seconds_per_million_lines"`
 	PeakRSSBytes  float64 `json:"les_peak_rss_bytes"`
 	RSSBytes      float64 `json:"les_rss_bytes"`
+
+	// Freshness is set when probes were sent (Config.ProbeListen).
+	Freshness *Freshness `json:"freshness,omitempty"`
 }
 
 // Run drives les as c says, waits for it to drain and returns the result.
@@ -165,9 +203,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 		gens[i] = gen{d, l}
 	}
 
-	before, err := scrape(ctx, hc, c.MetricsURL)
-	if err != nil {
-		return nil, err
+	genOnly := c.MetricsURL == "none"
+	var before snapshot
+	if !genOnly {
+		var err error
+		if before, err = scrape(ctx, hc, c.MetricsURL); err != nil {
+			return nil, err
+		}
 	}
 	conns := make([]net.Conn, c.Senders)
 	for i := range conns {
@@ -184,11 +226,45 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 		conns[i] = conn
 	}
 
+	var obs *probeObs
+	if c.ProbeListen != "" {
+		obs = newProbeObs()
+		ps, err := startProbeServer(c.ProbeListen, obs)
+		if err != nil {
+			for _, cc := range conns {
+				cc.Close()
+			}
+			return nil, err
+		}
+		defer ps.close()
+	}
+
 	var sent, dgrams, errs atomic.Uint64
 	sendCtx, cancel := context.WithTimeout(ctx, c.Duration)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
+	var probeTimes []time.Time
+	if obs != nil {
+		pc, err := net.Dial(c.Transport, c.ProbeAddr)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		wc := pc
+		if c.WindowAddr != c.ProbeAddr {
+			if wc, err = net.Dial(c.Transport, c.WindowAddr); err != nil {
+				pc.Close()
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.Close()
+			defer wc.Close()
+			probeTimes = sendProbes(sendCtx, pc, wc, c, &sent, &dgrams, &errs)
+		}()
+	}
 	for i := range c.Senders {
 		wg.Add(1)
 		go func() {
@@ -221,9 +297,12 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 
 	// Drain: wait until what les counts stops moving and the lag is 0.
 	drainStart := time.Now()
-	after, err := drain(ctx, hc, c)
-	if err != nil {
-		return nil, err
+	var after snapshot
+	if !genOnly {
+		var err error
+		if after, err = drain(ctx, hc, c); err != nil {
+			return nil, err
+		}
 	}
 	r := &Result{
 		Format: c.Format, Transport: c.Transport, Series: c.Series, Senders: c.Senders,
@@ -231,6 +310,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 		Sent: sent.Load(), Datagrams: dgrams.Load(), SendErrors: errs.Load(),
 	}
 	r.SentRate = float64(r.Sent) / elapsed.Seconds()
+	if genOnly {
+		return r, nil
+	}
 	delta := func(name string, match ...string) uint64 {
 		d := after.sum(name, match...) - before.sum(name, match...)
 		if d < 0 {
@@ -265,6 +347,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	}
 	r.PeakRSSBytes = after.sum("process_resident_memory_peak_bytes")
 	r.RSSBytes = after.sum("process_resident_memory_bytes")
+	if obs != nil {
+		if c.WindowWait > 0 && len(probeTimes) > 0 {
+			waitWindow(ctx, obs, probeTimes[len(probeTimes)-1], c.WindowWait)
+		}
+		f := obs.result(probeTimes, time.Minute)
+		r.Freshness = &f
+	}
 	return r, nil
 }
 
@@ -393,6 +482,73 @@ func (s *sender) run(ctx context.Context, rate float64, sent, dgrams, errs *atom
 	}
 }
 
+// sendProbes sends c.ProbeRate probes per second until ctx ends: the
+// delivery probe on pc, the window probe on wc (in the same datagram when
+// they are the same socket). It returns the probes' send times. Probes sent
+// to the load's own address count as sent lines (les counts them as
+// received there); probes to other listeners do not.
+func sendProbes(ctx context.Context, pc, wc net.Conn, c Config, sent, dgrams, errs *atomic.Uint64) []time.Time {
+	t := time.NewTicker(time.Second / time.Duration(c.ProbeRate))
+	defer t.Stop()
+	var times []time.Time
+	var buf []byte
+	write := func(conn net.Conn, b []byte) bool {
+		if c.Transport == "tcp" {
+			b = append(b, '\n')
+		}
+		if _, err := conn.Write(b); err != nil {
+			errs.Add(1)
+			return false
+		}
+		return true
+	}
+	own := c.ProbeAddr == c.Addr
+	for seq := uint64(1); ; seq++ {
+		select {
+		case <-ctx.Done():
+			return times
+		case <-t.C:
+		}
+		now := time.Now()
+		buf = appendDeliveryProbe(buf[:0], c.Format, seq, now.UnixMicro())
+		if wc == pc {
+			buf = append(buf, '\n')
+			buf = appendWindowProbe(buf, c.Format)
+			if write(pc, buf) {
+				times = append(times, now)
+				if own {
+					sent.Add(2)
+					dgrams.Add(1)
+				}
+			}
+			continue
+		}
+		if write(pc, buf) {
+			times = append(times, now)
+			if own {
+				sent.Add(1)
+				dgrams.Add(1)
+			}
+		}
+		write(wc, appendWindowProbe(buf[:0], c.Format))
+	}
+}
+
+// waitWindow waits until the window holding last has arrived at the probe
+// server, at most wait.
+func waitWindow(ctx context.Context, obs *probeObs, last time.Time, wait time.Duration) {
+	deadline := time.After(wait)
+	for !obs.hasWindow(last, time.Minute) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-obs.changed:
+		}
+	}
+}
+
 // WriteJSON writes r as indented JSON.
 func (r *Result) WriteJSON(w io.Writer) error {
 	e := json.NewEncoder(w)
@@ -426,4 +582,10 @@ func (r *Result) WriteText(w io.Writer) {
 	row("final lag", "%.0f records", r.Lag)
 	row("les CPU", "%.2f s (%.2f s per million lines)", r.CPUSeconds, r.CPUPerMillion)
 	row("les RSS", "%.1f MB now, %.1f MB peak", r.RSSBytes/1e6, r.PeakRSSBytes/1e6)
+	if f := r.Freshness; f != nil {
+		row("probes", "%d sent, %d delivered to the probe sink", f.ProbesSent, f.ProbesDelivered)
+		row("send → sink", "p50 %.3f s, p99 %.3f s, max %.3f s", f.DeliveryP50, f.DeliveryP99, f.DeliveryMax)
+		row("send → window emitted", "p50 %.1f s, p99 %.1f s, max %.1f s (%d probes in %d windows, counted %.0f)",
+			f.WindowP50, f.WindowP99, f.WindowMax, f.WindowProbes, f.WindowsSeen, f.WindowCounted)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -44,7 +45,12 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+// The regular expressions are compiled at first use, not at package
+// initialisation: every les binary links this package, and the Lambda
+// extension's init time counts (docs/performance.md).
+var envRef = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+})
 
 // expandEnv replaces ${NAME} and ${NAME:-default} outside comments. Only
 // the braced form is expanded, so `$.field` and `$1` in filter patterns
@@ -54,8 +60,8 @@ func expandEnv(src []byte, file string) ([]byte, error) {
 	lines := bytes.SplitAfter(src, []byte("\n"))
 	for i, line := range lines {
 		code, comment := splitComment(line)
-		code = envRef.ReplaceAllFunc(code, func(m []byte) []byte {
-			sub := envRef.FindSubmatch(m)
+		code = envRef().ReplaceAllFunc(code, func(m []byte) []byte {
+			sub := envRef().FindSubmatch(m)
 			name := string(sub[1])
 			if v, ok := os.LookupEnv(name); ok {
 				return []byte(v)
@@ -117,7 +123,7 @@ func Decode(src []byte, file string, v any) (*yaml.Node, error) {
 	return &doc, nil
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`) })
 
 func yamlError(err error, file string) error {
 	var te *yaml.TypeError
@@ -132,7 +138,7 @@ func yamlError(err error, file string) error {
 }
 
 func lineError(msg, file string) error {
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+	if m := yamlLine().FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return &Error{File: file, Line: n, Msg: inUserWords(m[2])}
 	}

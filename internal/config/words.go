@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -284,22 +285,28 @@ func scalarWords(t reflect.Type) string {
 
 // goWords rewrites what yaml.v3 says in Go's terms, for errors checkNode
 // did not catch first.
-var goWords = []struct {
+// (Compiled at first use, like envRef.)
+var goWords = sync.OnceValue(func() []struct {
 	re   *regexp.Regexp
 	repl string
-}{
-	{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into time\\.Duration$"), `"$1" is not a duration (e.g. 200ms, 1m)`},
-	{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into u?int\\d*$"), `"$1" is not a whole number`},
-	{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into float\\d*$"), `"$1" is not a number`},
-	{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into bool$"), `"$1" is not true or false`},
-	{regexp.MustCompile("^cannot unmarshal !!seq into .*$"), `a list where it does not belong`},
-	{regexp.MustCompile("^cannot unmarshal !!map into .*$"), `a mapping (key: value) where it does not belong`},
-	{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into .*$"), `"$1" is not a valid value here`},
-	{regexp.MustCompile(`^field (\S+) not found in type \S+$`), `unknown key "$1"`},
-}
+} {
+	return []struct {
+		re   *regexp.Regexp
+		repl string
+	}{
+		{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into time\\.Duration$"), `"$1" is not a duration (e.g. 200ms, 1m)`},
+		{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into u?int\\d*$"), `"$1" is not a whole number`},
+		{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into float\\d*$"), `"$1" is not a number`},
+		{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into bool$"), `"$1" is not true or false`},
+		{regexp.MustCompile("^cannot unmarshal !!seq into .*$"), `a list where it does not belong`},
+		{regexp.MustCompile("^cannot unmarshal !!map into .*$"), `a mapping (key: value) where it does not belong`},
+		{regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into .*$"), `"$1" is not a valid value here`},
+		{regexp.MustCompile(`^field (\S+) not found in type \S+$`), `unknown key "$1"`},
+	}
+})
 
 func inUserWords(msg string) string {
-	for _, w := range goWords {
+	for _, w := range goWords() {
 		if w.re.MatchString(msg) {
 			return w.re.ReplaceAllString(msg, w.repl)
 		}

@@ -96,6 +96,13 @@ type SinkRunner struct {
 	deadLetter *metrics.Counter
 	retries    *metrics.Counter
 	fails      *failLog // faillog.go
+
+	// rewinding is where the stream was asked to re-read from for a sink
+	// that guards its output (rewind.go), per partition not yet reached;
+	// reached are the partitions that got there in the last fetch, told
+	// to the sink once it is acknowledged. Used by handle only.
+	rewinding map[string]stream.Position
+	reached   []string
 }
 
 // sendGroup is one Send: the merged items of records ds[first:last+1]
@@ -175,14 +182,13 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 		}
 		o.Start = start
 	}
-	r.recoverSink(ctx, &o)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
 	go func() {
 		defer close(lagDone)
 		pollLag(lagCtx, r.st, q, r.positions, &r.lag)
 	}()
-	err := r.st.Consume(ctx, o, r.handle)
+	err := r.consume(ctx, o) // rewind.go
 	stopLag()
 	<-lagDone
 	if cerr := r.sk.Close(); err == nil {
@@ -227,6 +233,7 @@ func (r *SinkRunner) fixStart(ck *checkpoint) (stream.StartAt, error) {
 // returns nil — acknowledging the fetch — only when every record is
 // delivered or dead-lettered.
 func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
+	r.confirmRewound() // the fetch before this one is acknowledged
 	groups, err := r.group(ctx, ds)
 	if err != nil {
 		return err
@@ -259,6 +266,7 @@ func (r *SinkRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 			return fmt.Errorf("consumer %s: positions: %w", r.cfg.Name, err)
 		}
 	}
+	r.noteRewound(ds)
 	return nil
 }
 
@@ -371,8 +379,8 @@ func (r *SinkRunner) deliver(ctx context.Context, ds []stream.Delivery, g *sendG
 	switch {
 	case err == nil:
 		g.sent = g.b.Len()
-	case ctx.Err() != nil:
-		g.err = err
+	case ctx.Err() != nil, isRewinding(err):
+		g.err = err // redelivered (after the rewind, rewind.go)
 	case len(g.recs) > 1:
 		g.sent, g.err = r.isolate(ctx, ds, g, err)
 	default:
@@ -393,7 +401,9 @@ func (r *SinkRunner) send(ctx context.Context, g *sendGroup) error {
 	}
 	err := sink.Deliver(ctx, r.sk, &g.b, m, r.cfg.Retry, func(err error) {
 		r.retries.Inc()
-		r.fails.failure(err)
+		if !isRewinding(err) {
+			r.fails.failure(err)
+		}
 	})
 	if err == nil {
 		r.fails.success()
@@ -424,7 +434,7 @@ func (r *SinkRunner) isolate(ctx context.Context, ds []stream.Delivery, g *sendG
 		switch {
 		case err == nil:
 			sent += one.b.Len()
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, isRewinding(err):
 			return sent, err
 		default:
 			if err := r.deadLetterRecord(ctx, d, err); err != nil {

@@ -84,10 +84,14 @@ type ProcConfig struct {
 // counter, so a re-publish after a crash is de-duplicated by streams that
 // do, by processors downstream and by id-aware sinks.
 type ProcRunner struct {
-	cfg ProcConfig
-	st  stream.Stream
-	p   Processor
-	log *slog.Logger
+	cfg   ProcConfig
+	st    stream.Stream
+	p     Processor
+	log   *slog.Logger
+	store ckptStore
+	// claimed: the runner owns one claimed partition (ClaimRunner), so
+	// each claim draws a producer id of its own.
+	claimed bool
 
 	mu       sync.Mutex
 	ck       checkpoint
@@ -121,6 +125,14 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 	if cfg.Name == "" || cfg.CheckpointPath == "" || cfg.Origin == "" {
 		return nil, errors.New("consumer: processor needs a name, origin and checkpoint path")
 	}
+	r := newProcRunner(cfg, st, p, fileStore{cfg.CheckpointPath}, reg, log)
+	r.lag.Store(-1)
+	reg.Gauge("les_consumer_lag_records", func() float64 { return float64(r.lag.Load()) }, "consumer", cfg.Name)
+	return r, nil
+}
+
+// newProcRunner is NewProcRunner over store, without the lag gauge.
+func newProcRunner(cfg ProcConfig, st stream.Stream, p Processor, store ckptStore, reg *selfmetric.Registry, log *slog.Logger) *ProcRunner {
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
 	}
@@ -138,7 +150,7 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 		cfg.DedupWindow = 15 * time.Minute
 	}
 	cfg.DedupWindow = max(cfg.DedupWindow, caps.DedupWindow)
-	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), caps: caps,
+	r := &ProcRunner{cfg: cfg, st: st, p: p, log: log.With("consumer", cfg.Name), caps: caps, store: store,
 		consumed: reg.Counter("les_consumer_records_total", "consumer", cfg.Name),
 		dups:     reg.Counter("les_consumer_duplicate_records_total", "consumer", cfg.Name),
 		emitted:  reg.Counter("les_processor_emitted_items_total", "consumer", cfg.Name),
@@ -146,15 +158,14 @@ func NewProcRunner(cfg ProcConfig, st stream.Stream, p Processor, reg *selfmetri
 		corrupt:  reg.Counter("les_consumer_corrupt_records_total", "consumer", cfg.Name),
 	}
 	r.lag.Store(-1)
-	reg.Gauge("les_consumer_lag_records", func() float64 { return float64(r.lag.Load()) }, "consumer", cfg.Name)
-	return r, nil
+	return r
 }
 
 // Run restores the checkpoint, re-publishes its outbox, then consumes from
 // the checkpointed position until ctx is cancelled; it writes a final
 // checkpoint on the way out.
 func (r *ProcRunner) Run(ctx context.Context) error {
-	ck, from, problems, err := loadRotated(r.cfg.CheckpointPath)
+	ck, from, problems, err := r.store.load(ctx)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", r.cfg.Name, err)
 	}
@@ -174,14 +185,18 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 		}
 	}
 	ck.expandPositions(r.caps.Partitions)
-	if ck.producer == 0 {
+	if ck.producer == 0 || r.claimed {
+		// A claimed partition's previous owner may not be dead (a
+		// zombie the group dropped): a producer id of its own keeps its
+		// ids apart from everything the zombie emits. The loaded outbox
+		// keeps its ids.
 		ck.producer = r.newProducer(ck)
 	}
 	r.ck = ck
 	// The loaded outbox is in one file; the first save puts it in both
 	// (see stable), so that it may be published.
 	r.inLast, r.stable = len(ck.outbox), 0
-	if err := r.checkpointLocked(); err != nil {
+	if err := r.checkpointLocked(ctx); err != nil {
 		r.mu.Unlock()
 		return err
 	}
@@ -216,13 +231,19 @@ func (r *ProcRunner) Run(ctx context.Context) error {
 	// Final checkpoint so a clean restart replays nothing.
 	r.mu.Lock()
 	if r.dirty {
-		if cerr := r.checkpointLocked(); cerr != nil && err == nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalCheckpointTimeout)
+		if cerr := r.checkpointLocked(fctx); cerr != nil && err == nil {
 			err = cerr
 		}
+		cancel()
 	}
 	r.mu.Unlock()
 	return err
 }
+
+// finalCheckpointTimeout bounds the checkpoint written after ctx ended
+// (on a remote store: a partition handed to another process waits for it).
+const finalCheckpointTimeout = 10 * time.Second
 
 // positionClamper is implemented by streams whose end can move backwards
 // (natsjs: a server that found a damaged block file cuts the stream there,
@@ -338,7 +359,7 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 // id earlier versions derived from the name when the checkpoint has
 // emitted before (so ids stay unique), else a random one.
 func (r *ProcRunner) newProducer(ck checkpoint) uint64 {
-	if ck.emitSeq > 0 {
+	if ck.emitSeq > 0 && !r.claimed {
 		h := fnv.New64a()
 		h.Write([]byte("les-processor/" + r.cfg.Name))
 		return h.Sum64()
@@ -389,7 +410,7 @@ func (r *ProcRunner) advance(ctx context.Context) error {
 		r.dirty = true // one more save makes them publishable
 	}
 	if r.dirty {
-		if err := r.checkpointLocked(); err != nil {
+		if err := r.checkpointLocked(ctx); err != nil {
 			r.mu.Unlock()
 			return err
 		}
@@ -414,13 +435,13 @@ func (r *ProcRunner) encodeOutbox() error {
 	return nil
 }
 
-func (r *ProcRunner) checkpointLocked() error {
+func (r *ProcRunner) checkpointLocked(ctx context.Context) error {
 	state, err := r.p.MarshalState()
 	if err != nil {
 		return fmt.Errorf("consumer %s: marshal state: %w", r.cfg.Name, err)
 	}
 	r.ck.state = state
-	err = r.ck.saveRotated(r.cfg.CheckpointPath)
+	err = r.store.save(ctx, &r.ck)
 	r.ck.state = nil // the processor holds the state; do not keep a second copy
 	if err != nil {
 		return fmt.Errorf("consumer %s: checkpoint: %w", r.cfg.Name, err)
@@ -459,7 +480,7 @@ func (r *ProcRunner) updateLag(ctx context.Context) {
 	r.mu.Lock()
 	after := maps.Clone(r.ck.positions)
 	r.mu.Unlock()
-	n, err := r.st.Lag(ctx, stream.LagQuery{After: after, Origins: r.cfg.Origins, Signals: r.cfg.Signals})
+	n, err := r.st.Lag(ctx, stream.LagQuery{After: after, Partitions: r.cfg.Partitions, Origins: r.cfg.Origins, Signals: r.cfg.Signals})
 	if err == nil {
 		r.lag.Store(int64(n))
 	}

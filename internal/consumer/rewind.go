@@ -2,71 +2,121 @@ package consumer
 
 import (
 	"context"
-	"math/big"
+	"errors"
+	"maps"
+	"sync/atomic"
 
 	"github.com/les-streams/les/internal/stream"
 )
 
-// sinkRecoverer is a sink that checks its own output before the runner
-// consumes (the file sink repairs a damaged end) and says where the
-// stream must be re-read from so that records it cut are delivered again
-// (pos inclusive; ok false: nothing to re-read).
+// sinkRecoverer is a sink that guards its own output (the file sink): it
+// repairs damage — before the runner consumes and while it runs — and
+// says where the stream must be re-read from so that the records it cut,
+// already acknowledged, are delivered again.
 type sinkRecoverer interface {
-	Recover() (partition, pos string, ok bool, err error)
+	// Recover repairs the output now and returns physical partition →
+	// position (inclusive) to re-read from; nil: nothing. It returns a
+	// partition again (across restarts) until Rewound names it.
+	Recover() (map[string]string, error)
+	// Rewound reports partitions whose records from the position Recover
+	// gave were delivered again and acknowledged.
+	Rewound(partitions ...string)
+	// Damaged is signalled when a repair while running cut delivered
+	// records; the sink refuses Sends until the next Recover.
+	Damaged() <-chan struct{}
 }
 
-// durableRewinder is a stream that can move a durable cursor back (natsjs).
-type durableRewinder interface {
-	RewindDurable(ctx context.Context, durable, partition string, pos stream.Position) error
-}
-
-// recoverSink lets the sink repair its output, then moves the cursor back
-// to where it asks, so that what the repair cut — already acknowledged —
-// is delivered again (the sink skips the rest by record id).
-func (r *SinkRunner) recoverSink(ctx context.Context, o *stream.ConsumeOptions) {
+// consume runs the stream's Consume until ctx ends or it fails; when the
+// sink guards its output, it first asks the sink where to re-read from
+// (ConsumeOptions.Rewind, the stream contract), and when the sink reports
+// damage while running it stops consuming and starts again from where the
+// sink now says.
+func (r *SinkRunner) consume(ctx context.Context, o stream.ConsumeOptions) error {
 	rc, ok := r.sk.(sinkRecoverer)
 	if !ok {
-		return
+		return r.st.Consume(ctx, o, r.handle)
 	}
-	part, pos, ok, err := rc.Recover()
+	for {
+		r.recoverSink(rc, &o)
+		cctx, stop := context.WithCancel(ctx)
+		var damaged atomic.Bool
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-rc.Damaged():
+				damaged.Store(true)
+				stop()
+			case <-cctx.Done():
+			}
+		}()
+		err := r.st.Consume(cctx, o, r.handle)
+		stop()
+		<-watched
+		r.confirmRewound() // Consume returned: what it handled last is acknowledged
+		if err != nil || ctx.Err() != nil || !damaged.Load() {
+			return err
+		}
+		if r.pos != nil {
+			o.After = r.positions()
+		}
+	}
+}
+
+// recoverSink lets the sink repair its output and sets o.Rewind to where
+// it asks the stream to re-read from.
+func (r *SinkRunner) recoverSink(rc sinkRecoverer, o *stream.ConsumeOptions) {
+	o.Rewind, r.rewinding, r.reached = nil, nil, nil
+	rw, err := rc.Recover()
 	if err != nil {
 		r.log.Warn("sink could not check its output before consuming", "err", err)
 		return
 	}
-	if !ok {
+	if len(rw) == 0 {
 		return
 	}
-	switch rw, isRw := r.st.(durableRewinder); {
-	case o.Durable != "" && isRw:
-		err = rw.RewindDurable(ctx, o.Durable, part, stream.Position(pos))
-	case r.pos != nil:
-		err = r.rewindPositions(part, pos)
-		o.After = r.positions()
-	default:
-		r.log.Error("the sink cut a damaged record from its output and this stream cannot re-deliver it: its items are lost",
-			"partition", part, "pos", pos, "backend", r.st.Capabilities().Backend)
-		return
+	o.Rewind = make(map[string]stream.Position, len(rw))
+	for p, pos := range rw {
+		o.Rewind[p] = stream.Position(pos)
 	}
-	if err != nil {
-		r.log.Error("the sink cut a damaged record from its output and re-reading the stream failed: its items may be lost",
-			"partition", part, "pos", pos, "err", err)
-		return
-	}
-	r.log.Warn("re-reading the stream for records the sink cut from its damaged output", "partition", part, "from_pos", pos)
+	r.rewinding = maps.Clone(o.Rewind)
+	r.log.Warn("re-reading the stream for records the sink cut from its damaged output",
+		"rewind", rw, "backend", r.st.Capabilities().Backend)
 }
 
-// rewindPositions moves a positions-file cursor to just before pos.
-func (r *SinkRunner) rewindPositions(part, pos string) error {
-	v, ok := new(big.Int).SetString(pos, 10)
-	if !ok || v.Sign() <= 0 {
-		return nil
+// noteRewound records the partitions of an acknowledged fetch that
+// reached their rewind position; handle calls it before returning nil.
+func (r *SinkRunner) noteRewound(ds []stream.Delivery) {
+	if len(r.rewinding) == 0 {
+		return
 	}
-	before := stream.Position(v.Sub(v, big.NewInt(1)).String())
-	r.posMu.Lock()
-	defer r.posMu.Unlock()
-	if cur, ok := r.pos.positions[part]; ok && stream.ComparePositions(cur, before) <= 0 {
-		return nil
+	for _, d := range ds {
+		if pos, ok := r.rewinding[d.Partition]; ok && stream.ComparePositions(d.Pos, pos) >= 0 {
+			delete(r.rewinding, d.Partition)
+			r.reached = append(r.reached, d.Partition)
+		}
 	}
-	r.pos.positions[part] = before
-	return r.pos.save(r.cfg.PositionsPath)
+}
+
+// confirmRewound tells the sink which rewound partitions came again. It
+// runs when the fetch that reached them is acknowledged: at the next
+// fetch (every backend acknowledges a fetch before delivering the next)
+// or when Consume returned.
+func (r *SinkRunner) confirmRewound() {
+	if len(r.reached) == 0 {
+		return
+	}
+	if rc, ok := r.sk.(sinkRecoverer); ok {
+		rc.Rewound(r.reached...)
+		r.log.Info("the records the sink cut were delivered again", "partitions", r.reached)
+	}
+	r.reached = nil
+}
+
+// isRewinding reports whether a sink refused a record because it waits
+// for the runner to re-read the stream (file.ErrRewind): the record is
+// redelivered, never dead-lettered.
+func isRewinding(err error) bool {
+	var rw interface{ Rewinding() bool }
+	return errors.As(err, &rw) && rw.Rewinding()
 }

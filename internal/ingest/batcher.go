@@ -32,7 +32,9 @@ type BatchConfig struct {
 	// when full, TCP and HTTP intake wait and UDP readers stop reading (the
 	// kernel then drops datagrams, counted in les_ingest_udp_dropped_total).
 	QueueBatches int `yaml:"queue_batches"`
-	// Publishers is the number of concurrent publishing goroutines.
+	// Publishers is the number of concurrent publishing goroutines. Each
+	// (origin, signal, partition) lane has at most one publish in flight
+	// (per-series order), so more publishers than busy lanes do not help.
 	Publishers int `yaml:"publishers"`
 	// Compression of record bodies: none, gzip or zstd.
 	Compression string `yaml:"compression"`
@@ -83,6 +85,13 @@ type sealed struct {
 
 // Batcher collects items into per-signal, per-partition encoders and hands
 // closed batches to its publishers. It is safe for concurrent use.
+//
+// Order: every (origin, signal, partition) is a publish lane. A batch is
+// queued on its lane under the lock that cut it, so a lane's queue is in
+// cut order, and a lane has at most one publish in flight; publishers run
+// in parallel across lanes. The items of one series all travel in one
+// lane, so they reach the stream in the order they were added (Prometheus
+// refuses a series' samples out of order).
 type Batcher struct {
 	cfg      BatchConfig
 	comp     wire.Compression
@@ -96,15 +105,18 @@ type Batcher struct {
 
 	spool *Spool // may be nil: then a batch the stream refuses is lost (logged, counted)
 
-	mu     sync.Mutex
-	open   map[openKey]*openBatch
-	queue  chan sealed
-	pool   sync.Pool
-	closed bool // b.mu; set by the drain, after which Add drops (counted)
-	// sending counts Adds and Flushes that cut batches before the drain
-	// and have not queued them yet; the drain waits for them before it
-	// closes the queue.
-	sending sync.WaitGroup
+	mu   sync.Mutex
+	open map[openKey]*openBatch // the lanes; b.mu
+	pool sync.Pool
+	// ready are the lanes with queued batches and no publish in flight, in
+	// the order they became ready; b.mu.
+	ready []*openBatch
+	// waiting is the number of queued batches no publisher has taken yet;
+	// an Add that cut a batch waits while it exceeds QueueBatches. b.mu.
+	waiting int
+	work    sync.Cond // on b.mu: a lane became ready, or closed
+	room    sync.Cond // on b.mu: waiting went down, or closed
+	closed  bool      // b.mu; set by the drain, after which Add drops (counted)
 	// unsettled counts batches cut and not yet published, spooled or
 	// lost (Settle waits for it; settle.go).
 	unsettled settler
@@ -123,11 +135,15 @@ type openKey struct {
 	partition int
 }
 
+// openBatch is a lane: its open batch and its queue of closed ones. All
+// fields are b.mu's.
 type openBatch struct {
 	enc       *wire.Encoder
 	origin    string
 	partition int
 	opened    time.Time
+	pending   []sealed // closed batches in cut order
+	busy      bool     // in b.ready or being published
 }
 
 // NewBatcher returns a batcher publishing to st. Call Run to start it.
@@ -143,7 +159,6 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 		producer:   binary.LittleEndian.Uint64(id[:]),
 		partitions: max(st.Capabilities().Partitions, 1),
 		open:       map[openKey]*openBatch{},
-		queue:      make(chan sealed, cfg.QueueBatches),
 
 		publishedRecords: reg.Counter("les_stream_published_records_total"),
 		publishedBytes:   reg.Counter("les_stream_published_bytes_total"),
@@ -151,6 +166,7 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 		publishErrors:    reg.Counter("les_stream_publish_errors_total"),
 		droppedItems:     reg.Counter("les_ingest_dropped_items_total"),
 	}
+	b.work.L, b.room.L = &b.mu, &b.mu
 	reg.Gauge("les_ingest_queued_batches", func() float64 { return float64(b.queued.Load()) })
 	return b, nil
 }
@@ -176,7 +192,7 @@ func (b *Batcher) Add(batch *model.Batch) {
 	if batch.Len() == 0 {
 		return
 	}
-	var full []sealed
+	cut := false
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -187,27 +203,30 @@ func (b *Batcher) Add(batch *model.Batch) {
 		m := &batch.Metrics[i]
 		ob := b.get(metricOrigin(m), wire.SignalMetrics, wire.MetricPartition(m, b.partitions))
 		ob.enc.AppendMetric(m)
-		full = b.cutIfFull(full, ob)
+		cut = b.cutIfFull(ob) || cut
 	}
 	for i := range batch.Dists {
 		d := &batch.Dists[i]
 		ob := b.get(stream.OriginAgg, wire.SignalDistributions, wire.DistPartition(d, b.partitions))
 		ob.enc.AppendDistribution(d)
-		full = b.cutIfFull(full, ob)
+		cut = b.cutIfFull(ob) || cut
 	}
 	for i := range batch.Logs {
 		l := &batch.Logs[i]
 		ob := b.get(stream.OriginIngest, wire.SignalLogs, wire.LogPartition(l, b.partitions))
 		ob.enc.AppendLog(l)
-		full = b.cutIfFull(full, ob)
+		cut = b.cutIfFull(ob) || cut
 	}
 	for i := range batch.Spans {
 		s := &batch.Spans[i]
 		ob := b.get(stream.OriginIngest, wire.SignalSpans, wire.SpanPartition(s, b.partitions))
 		ob.enc.AppendSpan(s)
-		full = b.cutIfFull(full, ob)
+		cut = b.cutIfFull(ob) || cut
 	}
-	b.enqueueAll(full)
+	if cut {
+		b.waitRoom()
+	}
+	b.mu.Unlock()
 }
 
 // metricOrigin: raw input of the rollup goes to its own subjects, so the
@@ -242,73 +261,65 @@ func (b *Batcher) get(origin string, sig wire.Signal, p int) *openBatch {
 	return ob
 }
 
-func (b *Batcher) cutIfFull(full []sealed, ob *openBatch) []sealed {
+// cutIfFull queues ob's batch when it reached MaxBatchBytes and reports
+// whether it did. b.mu held.
+func (b *Batcher) cutIfFull(ob *openBatch) bool {
 	if ob.enc.Size() < b.cfg.MaxBatchBytes {
-		return full
+		return false
 	}
-	full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
+	b.enqueue(ob)
+	return true
+}
+
+// enqueue closes ob's open batch and queues it on its lane, making the
+// lane ready when no publish of it is in flight. b.mu held.
+func (b *Batcher) enqueue(ob *openBatch) {
+	ob.pending = append(ob.pending, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
 	ob.enc = nil
 	b.unsettled.add(1)
-	return full
-}
-
-// enqueueAll unlocks b.mu (held, b.closed false) and queues full; the
-// drain does not close the queue before it is done.
-func (b *Batcher) enqueueAll(full []sealed) {
-	if len(full) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	b.sending.Add(1)
-	b.mu.Unlock()
-	defer b.sending.Done()
-	for _, s := range full {
-		b.queued.Add(1)
-		b.queue <- s
+	b.waiting++
+	b.queued.Add(1)
+	if !ob.busy {
+		ob.busy = true
+		b.ready = append(b.ready, ob)
+		b.work.Signal()
 	}
 }
 
-// Flush closes every open batch older than age (0: all of them).
+// waitRoom waits (releasing b.mu meanwhile) until no more than
+// QueueBatches batches wait for a publisher, or the drain began: this is
+// the back-pressure on intake while the stream is slow. b.mu held.
+func (b *Batcher) waitRoom() {
+	for b.waiting > b.cfg.QueueBatches && !b.closed {
+		b.room.Wait()
+	}
+}
+
+// Flush closes every open batch older than age (0: all of them). Like
+// Add, it waits while the publish queue is full.
 func (b *Batcher) Flush(age time.Duration) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
 		return
 	}
-	b.enqueueAll(b.cut(age))
-}
-
-// flushUntil is Flush for Run: it stops queuing when ctx ends (the queue
-// may be full for a long time while the stream is down) and returns the
-// batches it cut but did not queue (nil when it queued them all).
-func (b *Batcher) flushUntil(ctx context.Context, age time.Duration) []sealed {
-	b.mu.Lock()
-	full := b.cut(age)
-	b.mu.Unlock()
-	for i, s := range full {
-		b.queued.Add(1)
-		select {
-		case b.queue <- s:
-		case <-ctx.Done():
-			b.queued.Add(-1)
-			return full[i:]
-		}
+	if b.cut(age) > 0 {
+		b.waitRoom()
 	}
-	return nil
 }
 
-// cut takes every open batch older than age out of b.open. b.mu held.
-func (b *Batcher) cut(age time.Duration) []sealed {
+// cut queues every open batch older than age and returns how many.
+// b.mu held.
+func (b *Batcher) cut(age time.Duration) int {
 	now := time.Now()
-	var full []sealed
+	n := 0
 	for _, ob := range b.open {
 		if ob.enc != nil && ob.enc.Count() > 0 && now.Sub(ob.opened) >= age {
-			full = append(full, sealed{enc: ob.enc, origin: ob.origin, partition: ob.partition, opened: ob.opened})
-			ob.enc = nil
-			b.unsettled.add(1)
+			b.enqueue(ob)
+			n++
 		}
 	}
-	return full
+	return n
 }
 
 // Run flushes batches on time and publishes them until ctx is cancelled;
@@ -327,31 +338,27 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	tick := time.NewTicker(max(b.cfg.FlushInterval/4, time.Millisecond))
 	defer tick.Stop()
-	var left []sealed // cut by a flush, not queued when ctx ended
-	for left == nil {
+	// Queuing never waits here: a flush cuts and queues under b.mu, and
+	// only Add and Flush wait for room.
+	for ctx.Err() == nil {
 		select {
 		case <-tick.C:
-			left = b.flushUntil(ctx, b.cfg.FlushInterval)
-			continue
+			b.mu.Lock()
+			b.cut(b.cfg.FlushInterval)
+			b.mu.Unlock()
 		case <-ctx.Done():
 		}
-		break
 	}
-	// Drain: refuse further Adds, queue what is open and what concurrent
-	// Adds cut, close the queue, let publishers finish. drainTimeout counts
-	// from here: queuing may itself wait for publishers.
+	// Drain: refuse further Adds, queue what is open, let publishers
+	// finish every lane. drainTimeout counts from here.
 	timer := time.AfterFunc(drainTimeout, cancelPub) // then queued batches fail fast and go to the spool
 	defer timer.Stop()
 	b.mu.Lock()
 	b.closed = true
-	full := append(left, b.cut(0)...)
+	b.cut(0)
+	b.work.Broadcast()
+	b.room.Broadcast()
 	b.mu.Unlock()
-	for _, s := range full {
-		b.queued.Add(1)
-		b.queue <- s
-	}
-	b.sending.Wait()
-	close(b.queue)
 	wg.Wait()
 	if timer.Stop() {
 		return nil
@@ -362,34 +369,75 @@ func (b *Batcher) Run(ctx context.Context, drainTimeout time.Duration) error {
 	return errors.New("ingest: drain timed out; unpublished batches were lost")
 }
 
+// publishLoop takes the first ready lane, publishes the oldest batch of
+// it, and puts the lane back at the end of the ready lanes when more
+// batches wait on it. It returns when the drain began and no lane is
+// ready: a lane still being published is then finished by its publisher.
 func (b *Batcher) publishLoop(ctx context.Context) {
 	var buf []byte
-	for s := range b.queue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		for len(b.ready) == 0 && !b.closed {
+			b.work.Wait()
+		}
+		if len(b.ready) == 0 {
+			return
+		}
+		ob := b.ready[0]
+		b.ready = popFront(b.ready)
+		s := ob.pending[0]
+		ob.pending = popFront(ob.pending)
+		b.waiting--
 		b.queued.Add(-1)
-		pctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-		var rec stream.Record
-		var err error
-		buf, rec, err = b.publish(pctx, buf[:0], s)
-		cancel()
-		if err != nil {
-			b.publishErrors.Inc()
-			switch {
-			case rec.Data == nil:
-				b.log.Error("encoding a batch failed; batch lost", "items", s.enc.Count(), "err", err)
-			case errors.Is(err, stream.ErrTooLarge):
-				b.log.Error("batch larger than the stream accepts; batch lost", "items", s.enc.Count(), "err", err)
-			case b.spool == nil:
-				b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
-			default:
-				if serr := b.spool.Write(rec); serr != nil {
-					b.log.Error("publish and spool failed; batch lost", "items", s.enc.Count(), "err", err, "spool_err", serr)
-				}
+		b.room.Broadcast()
+		b.mu.Unlock()
+		buf = b.publishSealed(ctx, buf, s)
+		b.mu.Lock()
+		if len(ob.pending) > 0 {
+			b.ready = append(b.ready, ob) // behind the lanes that waited meanwhile
+		} else {
+			ob.busy = false
+		}
+	}
+}
+
+// popFront removes q's first element, keeping q's backing array (queues
+// here are short: lanes, and batches up to about QueueBatches).
+func popFront[T any](q []T) []T {
+	n := copy(q, q[1:])
+	var zero T
+	q[n] = zero
+	return q[:n]
+}
+
+// publishSealed publishes s within PublishTimeout, spools it when the
+// stream refuses, and recycles its encoder. It returns buf for reuse.
+func (b *Batcher) publishSealed(ctx context.Context, buf []byte, s sealed) []byte {
+	pctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	var rec stream.Record
+	var err error
+	buf, rec, err = b.publish(pctx, buf[:0], s)
+	cancel()
+	if err != nil {
+		b.publishErrors.Inc()
+		switch {
+		case rec.Data == nil:
+			b.log.Error("encoding a batch failed; batch lost", "items", s.enc.Count(), "err", err)
+		case errors.Is(err, stream.ErrTooLarge):
+			b.log.Error("batch larger than the stream accepts; batch lost", "items", s.enc.Count(), "err", err)
+		case b.spool == nil:
+			b.log.Error("publish failed; batch lost", "items", s.enc.Count(), "err", err)
+		default:
+			if serr := b.spool.Write(rec); serr != nil {
+				b.log.Error("publish and spool failed; batch lost", "items", s.enc.Count(), "err", err, "spool_err", serr)
 			}
 		}
-		s.enc.Reset()
-		b.pool.Put(s.enc)
-		b.unsettled.done()
 	}
+	s.enc.Reset()
+	b.pool.Put(s.enc)
+	b.unsettled.done()
+	return buf
 }
 
 // PublishNow encodes and publishes the items of batch synchronously (used

@@ -21,6 +21,9 @@ type nullStream struct{ stream.Stream }
 
 func (nullStream) Publish(context.Context, ...stream.Record) error { return nil }
 
+// Capabilities: one partition, as the embedded stream has by default.
+func (nullStream) Capabilities() stream.Capabilities { return stream.Capabilities{Partitions: 1} }
+
 // lambdaDatagrams returns n datagrams of 20 Lambda-like lines each (5,000
 // series: 16 metric names × ~313 functions, 3 to 6 tags), like `les bench`
 // sends.

@@ -112,6 +112,7 @@ func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.Intake.Account(&batch)
 	if batch.Len() > 0 {
 		if err := h.Batcher.PublishNow(r.Context(), &batch); err != nil {
+			w.Header().Set("Retry-After", "1")
 			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

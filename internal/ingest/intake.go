@@ -21,6 +21,10 @@ type Intake struct {
 	batcher   *Batcher
 	received  *metrics.Counter
 	rejected  *selfmetric.ReasonCounters
+	recent    *selfmetric.RejectLog // the last rejected inputs, for the UI
+	// Gate, when set, makes Deliver drop the items (counted with reason
+	// disk_full) while nothing can be stored. Set it before intake starts.
+	Gate *StoreGate
 }
 
 // NewIntake returns an intake for one (format, transport) pair.
@@ -29,6 +33,7 @@ func NewIntake(format, transport string, b *Batcher, reg *selfmetric.Registry) *
 		Format: format, Transport: transport, batcher: b,
 		received: reg.Counter("les_ingest_received_total", "format", format, "transport", transport),
 		rejected: reg.NewReasonCounters("les_ingest_rejected_total", "format", format),
+		recent:   reg.Rejects(),
 	}
 }
 
@@ -37,6 +42,7 @@ func (in *Intake) Account(batch *model.Batch) {
 	in.received.Add(batch.Len() + len(batch.Rejects))
 	for i := range batch.Rejects {
 		in.rejected.Inc(batch.Rejects[i].Reason)
+		in.recent.Note(in.Format, in.Transport, batch.Rejects[i].Reason, batch.Rejects[i].Line)
 	}
 }
 
@@ -45,10 +51,17 @@ func (in *Intake) Account(batch *model.Batch) {
 func (in *Intake) Reject(reason string) {
 	in.received.Inc()
 	in.rejected.Inc(reason)
+	in.recent.Note(in.Format, in.Transport, reason, nil)
 }
 
-// Deliver accounts batch and queues its items for publishing.
+// Deliver accounts batch and queues its items for publishing; while Gate
+// says nothing can be stored, it counts them as rejected with reason
+// disk_full instead.
 func (in *Intake) Deliver(batch *model.Batch) {
 	in.Account(batch)
+	if n := batch.Len(); n > 0 && in.Gate.Refusal() != "" {
+		in.rejected.Add(ReasonDiskFull, n)
+		return
+	}
 	in.batcher.Add(batch)
 }

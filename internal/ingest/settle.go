@@ -17,19 +17,7 @@ import (
 func (b *Batcher) Settle(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.closed {
-		if full := b.cut(0); len(full) > 0 {
-			// Queue without holding up the caller: the queue may be
-			// full while the stream is slow. The drain waits for
-			// b.sending before it closes the queue.
-			b.sending.Add(1)
-			go func() {
-				defer b.sending.Done()
-				for _, s := range full {
-					b.queued.Add(1)
-					b.queue <- s
-				}
-			}()
-		}
+		b.cut(0) // queued without waiting for room: the queue may be full while the stream is slow
 	}
 	b.mu.Unlock()
 	return b.unsettled.wait(ctx)

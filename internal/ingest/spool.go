@@ -96,6 +96,9 @@ func OpenSpool(cfg SpoolConfig, st stream.Stream, reg *selfmetric.Registry, log 
 	return s, nil
 }
 
+// Empty reports whether no record is spooled (nothing for Replay to do).
+func (s *Spool) Empty() bool { return s.size.Load() == 0 }
+
 // Write stores rec durably (fsync) or drops it when the spool is full.
 func (s *Spool) Write(rec stream.Record) error {
 	buf := marshalSpooled(rec)

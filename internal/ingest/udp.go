@@ -55,11 +55,13 @@ type UDP struct {
 	mu         sync.Mutex
 	lastDrops  uint32
 	haveDrops  bool
+	kdrops     kernelDrops // the socket's own drop count (udpdrops.go)
 
 	// recvMu makes receiving and stamping one step, so stamps follow the
 	// socket's queue order across readers (see stamp).
 	recvMu    sync.Mutex
 	lastStamp int64
+	turns     turnstile    // readers deliver in receive order (udpturn.go)
 	clock     func() int64 // Unix ns; nil is time.Now (tests inject one)
 }
 
@@ -107,8 +109,10 @@ func ListenUDP(cfg UDPConfig, in *Intake, newDecoder func() Decoder, reg *selfme
 		log.Info("udp receive buffer is smaller than asked; raise net.core.rmem_max to lose less under bursts",
 			"address", cfg.Address, "bytes", got, "asked", cfg.ReadBuffer)
 	}
-	return &UDP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, conn: conn,
-		dropped: reg.Counter("les_ingest_udp_dropped_total", "format", in.Format, "address", cfg.Address)}, nil
+	u := &UDP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, conn: conn,
+		dropped: reg.Counter("les_ingest_udp_dropped_total", "format", in.Format, "address", cfg.Address, "reason", ReasonKernel)}
+	u.initKernelDrops()
+	return u, nil
 }
 
 // removeStaleSocket removes a unix socket file left by a process that is
@@ -164,7 +168,17 @@ func (u *UDP) Run(ctx context.Context) error {
 			u.read()
 		}()
 	}
-	<-ctx.Done()
+	tick := time.NewTicker(dropSyncInterval)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+			u.syncDrops()
+		}
+	}
+	tick.Stop()
+	u.syncDrops() // the drops since the last read, before the count goes with the socket
 	_ = u.conn.Close()
 	wg.Wait()
 	if u.cfg.Network == "unixgram" {
@@ -219,8 +233,10 @@ func (u *UDP) read() {
 			n, _, err = u.conn.ReadFrom(buf)
 		}
 		var now int64
+		var turn uint64
 		if err == nil {
 			now = u.stamp(1)
+			turn = u.turns.take()
 		}
 		u.recvMu.Unlock()
 		if err != nil {
@@ -235,18 +251,22 @@ func (u *UDP) read() {
 		}
 		if n > u.cfg.MaxDatagram {
 			u.in.Reject(ReasonDatagramTooLarge)
+			u.turns.pass(turn)
 			continue
 		}
 		batch.Reset()
 		dec.Decode(&batch, buf[:n], now)
+		u.turns.wait(turn)
 		u.in.Deliver(&batch)
+		u.turns.done()
 	}
 }
 
 // readUDP reads up to readBatch datagrams per system call (recvmmsg on
 // Linux), decodes them all into batch and delivers them with one call, so
 // the batcher's lock is taken once per read rather than once per datagram.
-// Readers take turns to receive (recvMu) and decode in parallel.
+// Readers take turns to receive (recvMu), decode in parallel, and deliver
+// in the order they received (turns).
 func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 	pc := ipv4.NewPacketConn(uc)
 	msgs := make([]ipv4.Message, u.cfg.ReadBatch)
@@ -260,8 +280,10 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 		u.recvMu.Lock()
 		n, err := pc.ReadBatch(msgs, 0)
 		var base int64
+		var turn uint64
 		if err == nil && n > 0 {
 			base = u.stamp(n)
+			turn = u.turns.take()
 		}
 		u.recvMu.Unlock()
 		if err != nil {
@@ -278,6 +300,9 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 		if m := &msgs[n-1]; m.NN > 0 {
 			u.countDrops(m.OOB[:m.NN])
 		}
+		if n < len(msgs) {
+			u.syncDropsAt(base) // the queue was read empty: drops after its newest datagram
+		}
 		batch.Reset()
 		for i := range n {
 			m := &msgs[i]
@@ -287,24 +312,16 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 			}
 			dec.Decode(batch, m.Buffers[0][:m.N], base+int64(i))
 		}
+		u.turns.wait(turn) // add in receive order, after decoding in parallel
 		u.in.Deliver(batch)
+		u.turns.done()
 	}
 }
 
 func (u *UDP) countDrops(oob []byte) {
 	for _, total := range dropCounts(oob) {
 		u.mu.Lock()
-		switch {
-		case !u.haveDrops:
-			u.dropped.Add(int(total))
-			u.lastDrops, u.haveDrops = total, true
-		case int32(total-u.lastDrops) > 0:
-			// Newer (also across the counter's wrap-around). Readers
-			// sharing the socket see counts out of order: an older one
-			// is ignored, or the next newer one would count again.
-			u.dropped.Add(int(total - u.lastDrops))
-			u.lastDrops = total
-		}
+		u.noteDropsLocked(total)
 		u.mu.Unlock()
 	}
 }

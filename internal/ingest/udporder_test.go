@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
@@ -134,6 +135,11 @@ func gaugePairs(t *testing.T, pairs, readers int, clock func() int64) map[string
 	defer ccancel()
 	var dec wire.Decoder
 	var got int
+	// The stream must hold each series' points in stamp order (issue 9):
+	// readers decode in parallel but add in the order they received.
+	lastStamp := map[string]int64{}
+	var inversions int
+	var firstInversion string
 	err = st.Consume(cctx, stream.ConsumeOptions{Durable: "rollup", Origins: []string{stream.OriginIngest, stream.OriginAgg}, Batch: 100},
 		func(_ context.Context, ds []stream.Delivery) error {
 			for _, d := range ds {
@@ -141,6 +147,15 @@ func gaugePairs(t *testing.T, pairs, readers int, clock func() int64) map[string
 				if _, err := dec.Decode(&out, d.Data); err != nil {
 					t.Errorf("decode: %v", err)
 					continue
+				}
+				for _, m := range out.Metrics {
+					if prev, ok := lastStamp[m.Name]; ok && m.Timestamp < prev {
+						if inversions == 0 {
+							firstInversion = fmt.Sprintf("%s: t=%d after t=%d", m.Name, m.Timestamp, prev)
+						}
+						inversions++
+					}
+					lastStamp[m.Name] = max(lastStamp[m.Name], m.Timestamp)
 				}
 				r.Add(&out, 0)
 				got += len(out.Metrics)
@@ -155,6 +170,9 @@ func gaugePairs(t *testing.T, pairs, readers int, clock func() int64) map[string
 	}
 	if got != 2*pairs {
 		t.Fatalf("the stream holds %d points, want %d", got, 2*pairs)
+	}
+	if inversions > 0 {
+		t.Errorf("%d points reached the stream after a newer point of their series; first %s", inversions, firstInversion)
 	}
 	var out model.Batch
 	r.Flush(&out)

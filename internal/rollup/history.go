@@ -86,9 +86,28 @@ type histSeries struct {
 	kind         HistKind
 	window       model.Window
 	mapping      mapping.IndexMapping // the sketches' (shared)
-	scal         []scalarWin          // counters and gauges, by start
-	dist         []distWin            // distributions, by start
+	// chunks hold the older windows, sealed (compact, ordered, all before
+	// the open windows); scal or dist the newest ones, where nearly every
+	// append and correction lands.
+	chunks []histChunk
+	scal   []scalarWin // counters and gauges, by start
+	dist   []distWin   // distributions, by start
 }
+
+// histChunk is up to chunkWindows consecutive windows of a series, sealed:
+// encoded back to back (appendScalarWin, appendDistWin) in one exactly
+// sized slice. The first dead windows have passed the retention and are
+// skipped.
+type histChunk struct {
+	first, last uint32 // window starts
+	n, dead     uint16
+	data        []byte
+}
+
+const (
+	chunkWindows = 30 // windows sealed into one chunk
+	openWindows  = 4  // newest windows left open when sealing
+)
 
 // scalarWin is one window of a counter or gauge: 16 bytes.
 type scalarWin struct {
@@ -119,9 +138,17 @@ func (h *History) Stats() HistoryStats {
 	st.Series = len(h.series)
 	st.Windows = 0
 	for _, s := range h.series {
-		st.Windows += len(s.scal) + len(s.dist)
+		st.Windows += s.windows()
 	}
 	return st
+}
+
+func (s *histSeries) windows() int {
+	n := len(s.scal) + len(s.dist)
+	for i := range s.chunks {
+		n += int(s.chunks[i].n - s.chunks[i].dead)
+	}
+	return n
 }
 
 func corrBit(c uint32) uint32 {
@@ -184,38 +211,72 @@ func (h *History) lookup(kind HistKind, name, source string, tags model.Tags, w 
 }
 
 func (s *histSeries) addScalar(start uint32, v float64) {
-	n := len(s.scal)
-	i := n
-	if n > 0 && s.scal[n-1].start >= start {
-		i, _ = slices.BinarySearchFunc(s.scal, start, func(w scalarWin, t uint32) int { return cmp.Compare(w.start, t) })
+	if ci := s.sealedAt(start); ci >= 0 {
+		// A correction of a sealed window (rare): unseal, apply, reseal.
+		ws := insertScalar(s.unsealScalars(ci), s.kind, start, v)
+		s.chunks[ci] = sealScalars(ws)
+		return
 	}
-	if i < n && s.scal[i].start == start {
+	s.scal = insertScalar(s.scal, s.kind, start, v)
+	if len(s.scal) >= chunkWindows+openWindows {
+		s.chunks = append(s.chunks, sealScalars(s.scal[:chunkWindows]))
+		n := copy(s.scal, s.scal[chunkWindows:])
+		s.scal = s.scal[:n]
+	}
+}
+
+// insertScalar folds (start, v) into ws (ordered by start).
+func insertScalar(ws []scalarWin, kind HistKind, start uint32, v float64) []scalarWin {
+	n := len(ws)
+	i := n
+	if n > 0 && ws[n-1].start >= start {
+		i, _ = slices.BinarySearchFunc(ws, start, func(w scalarWin, t uint32) int { return cmp.Compare(w.start, t) })
+	}
+	if i < n && ws[i].start == start {
 		// A correction (metric items carry no correction number, so the
 		// caller feeds each record once): counters add, gauges take the
 		// later value.
-		if s.kind == HistCounter {
-			s.scal[i].value += v
+		if kind == HistCounter {
+			ws[i].value += v
 		} else {
-			s.scal[i].value = v
+			ws[i].value = v
 		}
-		return
+		return ws
 	}
-	s.scal = slices.Insert(s.scal, i, scalarWin{start: start, value: v})
+	return slices.Insert(ws, i, scalarWin{start: start, value: v})
 }
 
 func (s *histSeries) addDist(d *model.Distribution, st *HistoryStats) {
 	start := uint32(d.Timestamp / 1e9)
-	n := len(s.dist)
-	i := n
-	if n > 0 && s.dist[n-1].start >= start {
-		i, _ = slices.BinarySearchFunc(s.dist, start, func(w distWin, t uint32) int { return cmp.Compare(w.start, t) })
+	if ci := s.sealedAt(start); ci >= 0 {
+		ws := insertDist(s.unsealDists(ci), d, s.mapping, st)
+		s.chunks[ci] = sealDists(ws)
+		return
 	}
-	if i < n && s.dist[i].start == start {
-		w := &s.dist[i]
+	s.dist = insertDist(s.dist, d, s.mapping, st)
+	if len(s.dist) >= chunkWindows+openWindows {
+		s.chunks = append(s.chunks, sealDists(s.dist[:chunkWindows]))
+		n := copy(s.dist, s.dist[chunkWindows:])
+		clear(s.dist[n:]) // let the sealed bins go
+		s.dist = s.dist[:n]
+	}
+}
+
+// insertDist folds d into ws (ordered by start): a new window, or a
+// correction merged into its window once.
+func insertDist(ws []distWin, d *model.Distribution, m mapping.IndexMapping, st *HistoryStats) []distWin {
+	start := uint32(d.Timestamp / 1e9)
+	n := len(ws)
+	i := n
+	if n > 0 && ws[n-1].start >= start {
+		i, _ = slices.BinarySearchFunc(ws, start, func(w distWin, t uint32) int { return cmp.Compare(w.start, t) })
+	}
+	if i < n && ws[i].start == start {
+		w := &ws[i]
 		bit := corrBit(d.Correction)
 		if w.corrs&bit != 0 {
 			st.Duplicates++
-			return
+			return ws
 		}
 		w.corrs |= bit
 		sk := NewSketch()
@@ -223,19 +284,250 @@ func (s *histSeries) addDist(d *model.Distribution, st *HistoryStats) {
 		sk.mergeCentroids(d.Centroids, d.Sum, d.Min, d.Max)
 		*w = distWin{start: start, corrs: w.corrs, count: sk.count, sum: sk.sum, min: sk.min, max: sk.max,
 			bins: encodeBins(nil, nil, sk)}
-		return
+		return ws
 	}
 	// The fast path (every window but corrections): the centroids are the
 	// rollup sketch's bins, encoded as they are.
-	bins, count, sum, mn, mx, ok := encodeCentroids(nil, d.Centroids, s.mapping)
+	bins, count, sum, mn, mx, ok := encodeCentroids(nil, d.Centroids, m)
 	if !ok {
-		return
+		return ws
 	}
 	if d.Count > 0 && model.IsFinite(d.Sum) && model.IsFinite(d.Min) && model.IsFinite(d.Max) {
 		sum, mn, mx = d.Sum, d.Min, d.Max
 	}
 	w := distWin{start: start, corrs: corrBit(d.Correction), count: count, sum: sum, min: mn, max: mx, bins: bins}
-	s.dist = slices.Insert(s.dist, i, w)
+	return slices.Insert(ws, i, w)
+}
+
+// sealedAt returns the index of the chunk a window starting at start
+// belongs in (the first whose last window starts at or after it), or -1
+// when it belongs with the open windows.
+func (s *histSeries) sealedAt(start uint32) int {
+	n := len(s.chunks)
+	if n == 0 || start > s.chunks[n-1].last {
+		return -1
+	}
+	i, _ := slices.BinarySearchFunc(s.chunks, start, func(c histChunk, t uint32) int { return cmp.Compare(c.last, t) })
+	return i
+}
+
+// Sealed windows. A scalar window is uvarint(start − previous start) and
+// the value: uvarint(zigzag(v)<<1) for an integer |v| < 2^52 (one byte for
+// a counter of 1), else 0x01 and its float64 bits. A distribution window
+// is the start delta, uvarint(corrections<<1 | c) (c: the count follows as
+// a float64; else it is the sum of the bin counts), sum, min and max as
+// float64, uvarint(len(bins)) and the bins (encodeBins). Nothing is lost:
+// decoding gives back the very windows sealed.
+
+func appendF64(b []byte, v float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+}
+
+func readF64(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) }
+
+func appendValue(b []byte, v float64) []byte {
+	if v == math.Trunc(v) && math.Abs(v) < 1<<52 && !(v == 0 && math.Signbit(v)) {
+		i := int64(v)
+		return binary.AppendUvarint(b, (uint64(i<<1)^uint64(i>>63))<<1)
+	}
+	return appendF64(append(b, 1), v)
+}
+
+func readValue(b []byte) (float64, int) {
+	u, k := binary.Uvarint(b)
+	if u&1 == 0 {
+		u >>= 1
+		return float64(int64(u>>1) ^ -int64(u&1)), k
+	}
+	return readF64(b[k:]), k + 8
+}
+
+func sealScalars(ws []scalarWin) histChunk {
+	var buf []byte
+	prev := ws[0].start
+	for _, w := range ws {
+		buf = binary.AppendUvarint(buf, uint64(w.start-prev))
+		buf = appendValue(buf, w.value)
+		prev = w.start
+	}
+	return histChunk{first: ws[0].start, last: ws[len(ws)-1].start, n: uint16(len(ws)), data: slices.Clone(buf)}
+}
+
+func sealDists(ws []distWin) histChunk {
+	var buf []byte
+	prev := ws[0].start
+	for i := range ws {
+		w := &ws[i]
+		buf = binary.AppendUvarint(buf, uint64(w.start-prev))
+		explicit := binsCount(w.bins) != w.count
+		h := uint64(w.corrs) << 1
+		if explicit {
+			h |= 1
+		}
+		buf = binary.AppendUvarint(buf, h)
+		if explicit {
+			buf = appendF64(buf, w.count)
+		}
+		buf = appendF64(appendF64(appendF64(buf, w.sum), w.min), w.max)
+		buf = binary.AppendUvarint(buf, uint64(len(w.bins)))
+		buf = append(buf, w.bins...)
+		prev = w.start
+	}
+	return histChunk{first: ws[0].start, last: ws[len(ws)-1].start, n: uint16(len(ws)), data: slices.Clone(buf)}
+}
+
+// readScalar decodes the window at the start of b (written after a
+// window starting at prev) and returns its length.
+func readScalar(b []byte, prev uint32, w *scalarWin) int {
+	d, k := binary.Uvarint(b)
+	v, k2 := readValue(b[k:])
+	*w = scalarWin{start: prev + uint32(d), value: v}
+	return k + k2
+}
+
+// readDist decodes the window at the start of b into w, whose bins then
+// alias b, and returns its length.
+func readDist(b []byte, prev uint32, w *distWin) int {
+	d, k := binary.Uvarint(b)
+	o := k
+	h, k := binary.Uvarint(b[o:])
+	o += k
+	w.start, w.corrs = prev+uint32(d), uint32(h>>1)
+	explicit := h&1 != 0
+	if explicit {
+		w.count = readF64(b[o:])
+		o += 8
+	}
+	w.sum, w.min, w.max = readF64(b[o:]), readF64(b[o+8:]), readF64(b[o+16:])
+	o += 24
+	l, k := binary.Uvarint(b[o:])
+	o += k
+	w.bins = b[o : o+int(l) : o+int(l)]
+	if !explicit {
+		w.count = binsCount(w.bins)
+	}
+	return o + int(l)
+}
+
+// unsealScalars returns the live windows of chunk ci, decoded.
+func (s *histSeries) unsealScalars(ci int) []scalarWin {
+	c := &s.chunks[ci]
+	ws := make([]scalarWin, 0, c.n+1)
+	b, prev := c.data, c.first
+	for i := range int(c.n) {
+		var w scalarWin
+		b = b[readScalar(b, prev, &w):]
+		prev = w.start
+		if i >= int(c.dead) {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+// unsealDists returns the live windows of chunk ci, decoded (bins copied).
+func (s *histSeries) unsealDists(ci int) []distWin {
+	c := &s.chunks[ci]
+	ws := make([]distWin, 0, c.n+1)
+	b, prev := c.data, c.first
+	for i := range int(c.n) {
+		var w distWin
+		b = b[readDist(b, prev, &w):]
+		prev = w.start
+		if i >= int(c.dead) {
+			w.bins = slices.Clone(w.bins)
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+// eachScalar calls f for the live windows with lo <= start < hi, in order.
+func (s *histSeries) eachScalar(lo, hi uint32, f func(w scalarWin)) {
+	for ci := range s.chunks {
+		c := &s.chunks[ci]
+		if c.last < lo {
+			continue
+		}
+		if c.first >= hi {
+			return
+		}
+		b, prev := c.data, c.first
+		for i := range int(c.n) {
+			var w scalarWin
+			b = b[readScalar(b, prev, &w):]
+			prev = w.start
+			if i < int(c.dead) || w.start < lo {
+				continue
+			}
+			if w.start >= hi {
+				return
+			}
+			f(w)
+		}
+	}
+	i, _ := slices.BinarySearchFunc(s.scal, lo, func(w scalarWin, t uint32) int { return cmp.Compare(w.start, t) })
+	for ; i < len(s.scal) && s.scal[i].start < hi; i++ {
+		f(s.scal[i])
+	}
+}
+
+// eachDist calls f for the live windows with lo <= start < hi, in order;
+// *w (and its bins) is valid during the call only.
+func (s *histSeries) eachDist(lo, hi uint32, f func(w *distWin)) {
+	var w distWin
+	for ci := range s.chunks {
+		c := &s.chunks[ci]
+		if c.last < lo {
+			continue
+		}
+		if c.first >= hi {
+			return
+		}
+		b, prev := c.data, c.first
+		for i := range int(c.n) {
+			b = b[readDist(b, prev, &w):]
+			prev = w.start
+			if i < int(c.dead) || w.start < lo {
+				continue
+			}
+			if w.start >= hi {
+				return
+			}
+			f(&w)
+		}
+	}
+	i, _ := slices.BinarySearchFunc(s.dist, lo, func(w distWin, t uint32) int { return cmp.Compare(w.start, t) })
+	for ; i < len(s.dist) && s.dist[i].start < hi; i++ {
+		f(&s.dist[i])
+	}
+}
+
+// first returns the start of the oldest live window (0 if none).
+func (s *histSeries) first() uint32 {
+	if len(s.chunks) > 0 {
+		c := &s.chunks[0]
+		b, prev := c.data, c.first
+		for range int(c.dead) + 1 {
+			if s.kind == HistDist {
+				var w distWin
+				b = b[readDist(b, prev, &w):]
+				prev = w.start
+			} else {
+				var w scalarWin
+				b = b[readScalar(b, prev, &w):]
+				prev = w.start
+			}
+		}
+		return prev
+	}
+	if len(s.scal) > 0 {
+		return s.scal[0].start
+	}
+	if len(s.dist) > 0 {
+		return s.dist[0].start
+	}
+	return 0
 }
 
 // encodeCentroids encodes cs (any order) like encodeBins, mapping each
@@ -293,8 +585,14 @@ func encodeCentroids(dst []byte, cs []model.Centroid, m mapping.IndexMapping) (b
 				continue
 			}
 			idx := m.Index(sign * c.Value)
-			dst = binary.AppendVarint(dst, int64(idx-prev))
+			d := int64(idx - prev)
+			u := (uint64(d<<1) ^ uint64(d>>63)) << 1
 			prev = idx
+			if c.Count == 1 {
+				dst = binary.AppendUvarint(dst, u|1) // the common case: one sample
+				continue
+			}
+			dst = binary.AppendUvarint(dst, u)
 			putCount(c.Count)
 		}
 	}
@@ -308,6 +606,7 @@ func (h *History) Prune(now int64) {
 	h.lastPru = now
 	for k, s := range h.series {
 		cutoff := uint32(max(0, (now-int64(h.cfg.Retention)-s.window.Nanos())/1e9))
+		s.pruneChunks(cutoff)
 		if n := countBefore(s.scal, cutoff, func(w scalarWin) uint32 { return w.start }); n > 0 {
 			s.scal = s.scal[n:]
 		}
@@ -315,7 +614,7 @@ func (h *History) Prune(now int64) {
 			clear(s.dist[:n]) // let the bins go now
 			s.dist = s.dist[n:]
 		}
-		if len(s.scal)+len(s.dist) == 0 {
+		if s.windows() == 0 {
 			delete(h.series, k)
 			byName := slices.DeleteFunc(h.byName[s.name], func(x *histSeries) bool { return x == s })
 			if len(byName) == 0 {
@@ -325,6 +624,43 @@ func (h *History) Prune(now int64) {
 			}
 		}
 	}
+}
+
+// pruneChunks drops the chunks whose windows all start before cutoff and
+// marks the windows before it dead in the first one left.
+func (s *histSeries) pruneChunks(cutoff uint32) {
+	n := 0
+	for n < len(s.chunks) && s.chunks[n].last < cutoff {
+		n++
+	}
+	if n > 0 {
+		clear(s.chunks[:n])
+		s.chunks = s.chunks[n:]
+	}
+	if len(s.chunks) == 0 || s.chunks[0].first >= cutoff {
+		return
+	}
+	c := &s.chunks[0]
+	b, prev := c.data, c.first
+	dead := 0
+	for i := range int(c.n) {
+		var start uint32
+		if s.kind == HistDist {
+			var w distWin
+			b = b[readDist(b, prev, &w):]
+			start = w.start
+		} else {
+			var w scalarWin
+			b = b[readScalar(b, prev, &w):]
+			start = w.start
+		}
+		prev = start
+		if start >= cutoff {
+			break
+		}
+		dead = i + 1
+	}
+	c.dead = uint16(max(int(c.dead), dead))
 }
 
 func countBefore[W any](ws []W, cutoff uint32, start func(W) uint32) int {
@@ -347,16 +683,18 @@ func (w *distWin) mergeInto(sk *Sketch) {
 
 // Bin encoding: a flag byte (0: integral counts as uvarint, 1: float64
 // counts), then for the positive and the negative store: uvarint n and n
-// pairs (varint index delta, count); then the zero count. Indexes are the
-// sketch mapping's, so decoding reproduces identical bins.
+// bins, each uvarint(zigzag(index delta)<<1 | one) followed, unless one
+// (a count of exactly 1, the common case), by the count; then the zero
+// count. Indexes are the sketch mapping's, so decoding reproduces
+// identical bins.
 func encodeBins(dst []byte, scratch []model.Centroid, sk *Sketch) []byte {
 	dst, _, _, _, _, _ = encodeCentroids(dst, sk.Centroids(scratch[:0]), sk.dd.IndexMapping)
 	return dst
 }
 
-// decodeBins adds encoded bins to sk's sketch only (not its count, sum,
-// min and max). Bins were written by encodeBins, so input is trusted.
-func decodeBins(b []byte, sk *Sketch) {
+// walkBins calls f for each bin of an encoding (sign 0: the zero count).
+// Bins were written by encodeBins, so input is trusted.
+func walkBins(b []byte, f func(sign float64, idx int, count float64)) {
 	if len(b) == 0 {
 		return
 	}
@@ -372,21 +710,45 @@ func decodeBins(b []byte, sk *Sketch) {
 		b = b[8:]
 		return v
 	}
-	m := sk.dd.IndexMapping
 	for _, sign := range [2]float64{1, -1} {
 		n, k := binary.Uvarint(b)
 		b = b[k:]
 		idx := 0
 		for range n {
-			d, k := binary.Varint(b)
+			u, k := binary.Uvarint(b)
 			b = b[k:]
-			idx += int(d)
-			_ = sk.dd.AddWithCount(sign*m.Value(idx), getCount())
+			z := u >> 1
+			idx += int(int64(z>>1) ^ -int64(z&1))
+			c := 1.0
+			if u&1 == 0 {
+				c = getCount()
+			}
+			f(sign, idx, c)
 		}
 	}
 	if z := getCount(); z > 0 {
-		_ = sk.dd.AddWithCount(0, z)
+		f(0, 0, z)
 	}
+}
+
+// decodeBins adds encoded bins to sk's sketch only (not its count, sum,
+// min and max).
+func decodeBins(b []byte, sk *Sketch) {
+	m := sk.dd.IndexMapping
+	walkBins(b, func(sign float64, idx int, c float64) {
+		if sign == 0 {
+			_ = sk.dd.AddWithCount(0, c)
+			return
+		}
+		_ = sk.dd.AddWithCount(sign*m.Value(idx), c)
+	})
+}
+
+// binsCount is the sum of the counts of encoded bins.
+func binsCount(b []byte) float64 {
+	var n float64
+	walkBins(b, func(_ float64, _ int, c float64) { n += c })
+	return n
 }
 
 // HistQuery selects series and windows of a History.
@@ -553,24 +915,20 @@ func (h *History) points(group []*histSeries, q HistQuery, step int64) []HistPoi
 	for gi, s := range group {
 		switch kind {
 		case HistDist:
-			i, _ := slices.BinarySearchFunc(s.dist, lo, func(w distWin, t uint32) int { return cmp.Compare(w.start, t) })
-			for ; i < len(s.dist) && s.dist[i].start < hi; i++ {
-				w := &s.dist[i]
+			s.eachDist(lo, hi, func(w *distWin) {
 				ts := int64(w.start) * 1e9
 				if ts < from || ts >= to {
-					continue
+					return
 				}
 				a := get(stepStart(ts, from, step))
 				a.p.Windows++
 				w.mergeInto(a.sk)
-			}
+			})
 		default:
-			i, _ := slices.BinarySearchFunc(s.scal, lo, func(w scalarWin, t uint32) int { return cmp.Compare(w.start, t) })
-			for ; i < len(s.scal) && s.scal[i].start < hi; i++ {
-				w := s.scal[i]
+			s.eachScalar(lo, hi, func(w scalarWin) {
 				ts := int64(w.start) * 1e9
 				if ts < from || ts >= to {
-					continue
+					return
 				}
 				a := get(stepStart(ts, from, step))
 				a.p.Windows++
@@ -583,7 +941,7 @@ func (h *History) points(group []*histSeries, q HistQuery, step int64) []HistPoi
 				} else if ts >= a.lastTS[gi] {
 					a.lastTS[gi], a.lastVal[gi] = ts, w.value
 				}
-			}
+			})
 		}
 	}
 	out := make([]HistPoint, 0, len(steps))
@@ -673,6 +1031,9 @@ func (s *histSeries) last() int64 {
 	if n := len(s.dist); n > 0 {
 		return int64(s.dist[n-1].start) * 1e9
 	}
+	if n := len(s.chunks); n > 0 {
+		return int64(s.chunks[n-1].last) * 1e9
+	}
 	return 0
 }
 
@@ -692,11 +1053,9 @@ func (h *History) Series(name string) []SeriesInfo {
 	slices.SortFunc(sel, cmpSeries)
 	out := make([]SeriesInfo, 0, len(sel))
 	for _, s := range sel {
-		si := SeriesInfo{Source: s.source, Tags: s.tags, Kind: s.kind, Window: s.window, Windows: len(s.scal) + len(s.dist), Last: s.last()}
-		if len(s.scal) > 0 {
-			si.First = int64(s.scal[0].start) * 1e9
-		} else if len(s.dist) > 0 {
-			si.First = int64(s.dist[0].start) * 1e9
+		si := SeriesInfo{Source: s.source, Tags: s.tags, Kind: s.kind, Window: s.window, Windows: s.windows(), Last: s.last()}
+		if si.Windows > 0 {
+			si.First = int64(s.first()) * 1e9
 		}
 		out = append(out, si)
 	}

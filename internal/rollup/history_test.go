@@ -286,3 +286,127 @@ func dayOfOneSeries() (*History, HistQuery) {
 	}
 	return h, HistQuery{Name: "d", Source: "fn", Window: model.WindowMinute, From: minuteAt(0), To: minuteAt(1440), Quantiles: []float64{0.5, 0.9, 0.99}}
 }
+
+// TestHistorySealedExact: windows sealed into compact chunks come back
+// exactly as fed — awkward gauge values, weighted (non-integral)
+// distribution centroids, corrections of sealed windows — and the
+// retention cuts inside a chunk to the window.
+func TestHistorySealedExact(t *testing.T) {
+	h := NewHistory(HistoryConfig{Retention: 2 * time.Hour})
+	values := []float64{1, 0, -3, 1.5, 0.1, -1e-300, 1 << 60, -(1 << 51), math.MaxFloat64, math.Copysign(0, -1), 123456.789}
+	const n = 100
+	var b model.Batch
+	weighted := func(minute int) model.Distribution {
+		cs := []model.Centroid{{Value: 10, Count: 0.5}, {Value: -2, Count: 2}, {Value: 0, Count: 1}, {Value: 1e6 + float64(minute), Count: 1}}
+		return model.Distribution{Name: "w", Source: "s", Timestamp: minuteAt(minute), Window: model.WindowMinute,
+			Count: 4.5, Sum: 5 - 4 + 1e6 + float64(minute), Min: -2, Max: 1e6 + float64(minute), Centroids: cs}
+	}
+	for m := range n {
+		b.Metrics = append(b.Metrics[:0], model.Metric{Name: "g", Source: "s", Kind: model.Gauge, Window: model.WindowMinute, Timestamp: minuteAt(m), Value: values[m%len(values)]})
+		b.Dists = append(b.Dists[:0], weighted(m))
+		h.Add(&b, minuteAt(m+1))
+	}
+	// Corrections of minute 3, long sealed: the gauge takes the late
+	// value, the distribution merges one more sample of 7.
+	b.Metrics = append(b.Metrics[:0], model.Metric{Name: "g", Source: "s", Kind: model.Gauge, Window: model.WindowMinute, Timestamp: minuteAt(3), Value: 42.25})
+	b.Dists = append(b.Dists[:0], distOf("w", "s", minuteAt(3), 1, []float64{7}))
+	h.Add(&b, minuteAt(n+1))
+	q := func(name string) []HistPoint {
+		got := h.Query(HistQuery{Name: name, Source: "s", Window: model.WindowMinute, From: minuteAt(0), To: minuteAt(n), Quantiles: []float64{0, 1}})
+		if len(got) != 1 {
+			t.Fatalf("%s: %d series", name, len(got))
+		}
+		return got[0].Points
+	}
+	g := q("g")
+	if len(g) != n {
+		t.Fatalf("gauge: %d points, want %d", len(g), n)
+	}
+	for m, p := range g {
+		want := values[m%len(values)]
+		if m == 3 {
+			want = 42.25
+		}
+		if p.Value != want || p.Start != minuteAt(m) {
+			t.Errorf("gauge minute %d: %v at %d, want %v at %d", m, p.Value, p.Start, want, minuteAt(m))
+		}
+	}
+	d := q("w")
+	if len(d) != n {
+		t.Fatalf("distribution: %d points, want %d", len(d), n)
+	}
+	for m, p := range d {
+		count, sum, mx := 4.5, 5-4+1e6+float64(m), 1e6+float64(m)
+		if m == 3 {
+			count, sum = 5.5, sum+7
+		}
+		// Count, sum, min and max exact; the extreme quantiles within the
+		// sketch's 1% of them.
+		if p.Count != count || p.Sum != sum || p.Min != -2 || p.Max != mx || math.Abs(p.Quantiles[1].Value-mx) > 0.01*mx || math.Abs(p.Quantiles[0].Value+2) > 0.02 {
+			t.Errorf("distribution minute %d: count %v sum %v min %v max %v q0 %v q1 %v; want count %v sum %v min -2 max %v",
+				m, p.Count, p.Sum, p.Min, p.Max, p.Quantiles[0].Value, p.Quantiles[1].Value, count, sum, mx)
+		}
+	}
+	if st := h.Stats(); st.Windows != 2*n || st.Duplicates != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// The same correction again is recognised inside the sealed chunk.
+	h.Add(&b, minuteAt(n+1))
+	if st := h.Stats(); st.Duplicates != 1 {
+		t.Errorf("a sealed correction fed twice: %+v", st)
+	}
+	// More than two hours after minute 45 ended, minutes 0…45 are gone: the cut
+	// falls inside a sealed chunk (30 windows each).
+	h.Prune(minuteAt(47) + int64(2*time.Hour))
+	if st := h.Stats(); st.Windows != 2*(n-46) {
+		t.Errorf("after the retention: %d windows, want %d", st.Windows, 2*(n-46))
+	}
+	for _, si := range h.Series("g") {
+		if si.First != minuteAt(46) || si.Last != minuteAt(n-1) || si.Windows != n-46 {
+			t.Errorf("series after the retention: %+v", si)
+		}
+	}
+	if g := q("g"); len(g) != n-46 || g[0].Start != minuteAt(46) {
+		t.Errorf("gauge after the retention: %d points from %d", len(g), g[0].Start)
+	}
+}
+
+// BenchmarkHistoryFold: the cost of folding closed windows in (what the
+// rebuild at start does for a day): 1,000 Lambda-like series (1 in 6 a
+// distribution of 25 samples, the rest counters) × 1,440 minutes.
+func BenchmarkHistoryFold(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pool := make([]model.Distribution, 200)
+	for i := range pool {
+		vs := make([]float64, 25)
+		for j := range vs {
+			vs[j] = math.Exp(rng.NormFloat64()) * 80
+		}
+		pool[i] = distOf("d", "", 0, 0, vs)
+	}
+	const series, minutes = 1000, 1440
+	srcs := make([]string, series)
+	for i := range srcs {
+		srcs[i] = fmt.Sprintf("fn-%04d", i)
+	}
+	batches := make([]model.Batch, minutes)
+	for m := range batches {
+		for s := range series {
+			if s%6 == 0 {
+				d := pool[(m*series+s)%len(pool)]
+				d.Source, d.Timestamp = srcs[s], minuteAt(m)
+				batches[m].Dists = append(batches[m].Dists, d)
+			} else {
+				batches[m].Metrics = append(batches[m].Metrics, model.Metric{Name: "c", Source: srcs[s], Kind: model.Counter, Window: model.WindowMinute, Timestamp: minuteAt(m), Value: 1})
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		h := NewHistory(HistoryConfig{})
+		for m := range batches {
+			h.Add(&batches[m], minuteAt(m+1))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(series*minutes), "ns/window")
+}

@@ -13,11 +13,16 @@ import (
 
 // Registry is a set of metrics. It is safe for concurrent use.
 type Registry struct {
-	set *metrics.Set
+	set     *metrics.Set
+	rejects *RejectLog
 }
 
 // New returns an empty registry.
-func New() *Registry { return &Registry{set: metrics.NewSet()} }
+func New() *Registry { return &Registry{set: metrics.NewSet(), rejects: NewRejectLog()} }
+
+// Rejects is the log of recent rejected inputs that intakes note their
+// rejections in (rejects.go).
+func (r *Registry) Rejects() *RejectLog { return r.rejects }
 
 // Counter returns the counter name{labels}; labels are key, value pairs.
 // Look counters up once and keep them: the lookup builds a string.

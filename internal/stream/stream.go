@@ -111,6 +111,22 @@ type ConsumeOptions struct {
 	// AckWait is how long a delivery may stay unacknowledged before the
 	// stream may redeliver it (default 2m), where the backend has one.
 	AckWait time.Duration
+	// Rewind moves the consumer's cursor back before it starts, so that
+	// records already acknowledged are delivered again (a sink that lost
+	// output asks for it): in each physical partition named (as in
+	// Delivery.Partition) delivery begins at that position, inclusive,
+	// when the cursor is past it. It never moves a cursor forward, and a
+	// partition where the consumer has no cursor yet (a new Durable, or
+	// one missing from After) is left to Start. With Durable the stream's
+	// cursor moves; it is durable at the latest once a record delivered
+	// after the rewind is acknowledged. Where a group assigns partitions
+	// (GroupAssignment) a partition moves when it is assigned to this
+	// process during this call, at most once per call. With After only
+	// this call's start moves. Records after the position come again too,
+	// and where positions are stream-wide (JetStream sequences) so may
+	// other partitions' records after it. A backend that cannot rewind
+	// fails Consume with an error wrapping errors.ErrUnsupported. ADR 0004.
+	Rewind map[string]Position
 }
 
 // StartAt is ConsumeOptions.Start.
@@ -207,6 +223,37 @@ type Stream interface {
 	Capabilities() Capabilities
 	// Close releases connections (and stops an embedded server).
 	Close() error
+}
+
+// Claimer is implemented by streams that share a stateful consumer's
+// logical partitions among the processes running it and keep each
+// partition's state where every one of them can read it (Kafka: a
+// consumer group over a checkpoint topic; ADR 0009). Every logical
+// partition is claimed by at most one process at a time.
+type Claimer interface {
+	// Claim joins the group named group and calls run, each in a goroutine
+	// of its own, for every logical partition assigned to this process,
+	// with the partition's StateStore. run's ctx is cancelled when the
+	// partition is revoked (or ctx is); the revocation waits for run to
+	// return, so a final Save made before returning is what the next
+	// owner Loads. When the assignment is lost without a revocation (the
+	// group dropped this process), Save fails from then on. Claim blocks
+	// until ctx is done and every run returned, then leaves the group and
+	// returns nil; it returns the first error of a run that ended while
+	// its partition was still assigned (after stopping the others).
+	Claim(ctx context.Context, group string, run func(ctx context.Context, part int, st StateStore) error) error
+}
+
+// StateStore keeps the checkpoints of one claimed partition. It is used
+// by one goroutine at a time.
+type StateStore interface {
+	// Load returns the newest complete checkpoint saved for the
+	// partition and the one saved before it (nil when there is none).
+	Load(ctx context.Context) (newest, previous []byte, err error)
+	// Save stores b as the newest checkpoint; once it returns nil, Load
+	// (by any process) returns b, and the checkpoint before it as the
+	// previous one. It does not keep b.
+	Save(ctx context.Context, b []byte) error
 }
 
 // LagQuery names the consumer whose lag Stream.Lag reports.

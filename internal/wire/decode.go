@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/les-streams/les/internal/model"
@@ -79,6 +80,20 @@ func (d *Decoder) body(h *Header, raw []byte) ([]byte, error) {
 		}
 		if len(out) > d.limit() {
 			return nil, ErrTooLarge
+		}
+		d.buf = out
+		return out, nil
+	case CompressionS2:
+		n, err := s2.DecodedLen(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: s2: %v", ErrCorrupt, err)
+		}
+		if n > d.limit() {
+			return nil, ErrTooLarge
+		}
+		out, err := s2.Decode(d.buf[:cap(d.buf)], raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: s2: %v", ErrCorrupt, err)
 		}
 		d.buf = out
 		return out, nil

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/les-streams/les/internal/model"
@@ -219,6 +221,8 @@ func (e *Encoder) Finish(dst []byte, producer, seq uint64, c Compression) ([]byt
 		dst = append(dst, e.body...)
 	case CompressionZstd:
 		dst = zstdEncoder().EncodeAll(e.body, dst)
+	case CompressionS2:
+		dst = appendS2(dst, e.body)
 	case CompressionGzip:
 		dst, err = appendGzip(dst, e.body)
 	default:
@@ -233,6 +237,16 @@ func (e *Encoder) Finish(dst []byte, producer, seq uint64, c Compression) ([]byt
 	}
 	binary.LittleEndian.PutUint32(dst[start+44:], uint32(bodyLen))
 	return dst, nil
+}
+
+// appendS2 appends src as a Snappy block (S2's Snappy-compatible encoder,
+// so any Snappy decoder reads it), encoded straight into dst's spare
+// capacity when it has enough.
+func appendS2(dst, src []byte) []byte {
+	n := s2.MaxEncodedLen(len(src))
+	dst = slices.Grow(dst, n)
+	out := s2.EncodeSnappy(dst[len(dst):len(dst)+n], src)
+	return dst[:len(dst)+len(out)]
 }
 
 func appendString(b []byte, s string) []byte {

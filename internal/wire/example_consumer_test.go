@@ -73,8 +73,18 @@ func TestNodeConsumerExample(t *testing.T) {
 	}
 	// The stream drops a re-publish with the same batch id.
 	recs = append(recs, recs[0])
-	// zstd, les' default: Node's own decoder (22.15+) or fzstd.
+	// zstd, les' default on remote streams: Node's own decoder (22.15+) or fzstd.
 	add(stream.OriginRollup, wire.SignalMetrics, wire.CompressionZstd, true)
+	// s2, les' default on the embedded stream: consume.js's own Snappy
+	// decoder, on small records and on one of several 64 KiB blocks (long
+	// literals, copies with 1- and 2-byte offsets).
+	for _, sig := range wire.Signals {
+		add(stream.OriginIngest, sig, wire.CompressionS2, true)
+	}
+	small := b
+	b = bigMetricsBatch(3000) // ~250 KiB: long literals and far copies
+	add(stream.OriginIngest, wire.SignalMetrics, wire.CompressionS2, true)
+	b = small
 	// Dead letters (les.dlq.*.*) are not item records: the example skips them.
 	recs = append(recs, stream.Record{Origin: stream.OriginDLQ, Signal: wire.SignalMetrics, ID: "dlq-1", Data: recs[1].Data})
 	for _, sig := range wire.Signals {
@@ -105,6 +115,18 @@ func TestNodeConsumerExample(t *testing.T) {
 	if diff := cmp.Diff(jsonView(t, jsonlLines(late, wire.SignalSpans)), jsonView(t, got)); diff != "" {
 		t.Errorf("second run (-les tail +consume.js):\n%s\nstderr:\n%s", diff, stderr)
 	}
+}
+
+// bigMetricsBatch returns n gauges of repeating names, sources and tags and
+// one unique tag each, so that their record is several 64 KiB blocks.
+func bigMetricsBatch(n int) *model.Batch {
+	b := &model.Batch{}
+	for i := range n {
+		b.Metrics = append(b.Metrics, model.Metric{Name: "app.metric." + strconv.Itoa(i%37), Value: float64(i%1000) / 8,
+			Timestamp: 1700000000000000000 + int64(i)*1000, Source: "fn-" + strconv.Itoa(i%101), Kind: model.Gauge,
+			Tags: model.Tags{{Key: "env", Value: "prod"}, {Key: "i", Value: strconv.Itoa(i * 7919)}}})
+	}
+	return b
 }
 
 // exampleBatch holds ordinary items and the corner cases of the JSON view:

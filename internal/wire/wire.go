@@ -61,9 +61,13 @@ const (
 	CompressionNone Compression = 0
 	CompressionGzip Compression = 1
 	CompressionZstd Compression = 2
+	// CompressionS2 is a Snappy block written by S2's Snappy-compatible
+	// encoder: 4–6× cheaper than zstd to write, for about 1.4× zstd's
+	// bytes; les' default for the embedded, local stream (ADR 0010).
+	CompressionS2 Compression = 3
 )
 
-// ParseCompression maps "none", "gzip" or "zstd" to a Compression.
+// ParseCompression maps "none", "gzip", "zstd" or "s2" to a Compression.
 func ParseCompression(s string) (Compression, error) {
 	switch s {
 	case "none", "":
@@ -72,8 +76,10 @@ func ParseCompression(s string) (Compression, error) {
 		return CompressionGzip, nil
 	case "zstd":
 		return CompressionZstd, nil
+	case "s2":
+		return CompressionS2, nil
 	}
-	return 0, fmt.Errorf("unknown compression %q (want none, gzip or zstd)", s)
+	return 0, fmt.Errorf("unknown compression %q (want none, gzip, zstd or s2)", s)
 }
 
 func (c Compression) String() string {
@@ -84,6 +90,8 @@ func (c Compression) String() string {
 		return "gzip"
 	case CompressionZstd:
 		return "zstd"
+	case CompressionS2:
+		return "s2"
 	}
 	return "compression(" + strconv.Itoa(int(c)) + ")"
 }

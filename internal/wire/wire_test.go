@@ -115,7 +115,7 @@ func cloneInPlace(b *model.Batch) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd, CompressionS2} {
 		t.Run(c.String(), func(t *testing.T) {
 			want := sampleBatch()
 			got := decodeAll(t, encodeAll(t, want, c))
@@ -198,20 +198,22 @@ func TestDecodeAllocs(t *testing.T) {
 		e.AppendMetric(&model.Metric{Name: "aws.lambda.duration", Value: float64(i), Timestamp: int64(i),
 			Source: "fn", Tags: model.Tags{{Key: "env", Value: "prod"}, {Key: "region", Value: "eu"}}})
 	}
-	rec, err := e.Finish(nil, 1, 1, CompressionZstd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d Decoder
-	var b model.Batch
-	allocs := testing.AllocsPerRun(20, func() {
-		b.Reset()
-		if _, err := d.Decode(&b, rec); err != nil {
+	for _, c := range []Compression{CompressionZstd, CompressionS2} {
+		rec, err := e.Finish(nil, 1, 1, c)
+		if err != nil {
 			t.Fatal(err)
 		}
-	})
-	if allocs != 0 {
-		t.Fatalf("decode of a warm record allocated %v times", allocs)
+		var d Decoder
+		var b model.Batch
+		allocs := testing.AllocsPerRun(20, func() {
+			b.Reset()
+			if _, err := d.Decode(&b, rec); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%s: decode of a warm record allocated %v times", c, allocs)
+		}
 	}
 }
 
@@ -226,7 +228,7 @@ func FuzzRoundTrip(f *testing.F) {
 			Logs:  []model.Log{{Timestamp: ts, Source: src, RequestID: k, Level: v, Message: msg}},
 			Spans: []model.Span{{Name: name, TraceID: k, SpanID: v, Source: src, Start: ts, Duration: ts}},
 		}
-		for _, c := range []Compression{CompressionNone, CompressionZstd} {
+		for _, c := range []Compression{CompressionNone, CompressionZstd, CompressionS2} {
 			got := decodeAll(t, encodeAll(t, want, c))
 			if diff := cmp.Diff(want, got, batchOpts, cmpopts.EquateNaNs()); diff != "" {
 				t.Fatalf("round trip (-want +got):\n%s", diff)
@@ -236,8 +238,10 @@ func FuzzRoundTrip(f *testing.F) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, rec := range encodeAll(f, sampleBatch(), CompressionNone) {
-		f.Add(rec)
+	for _, c := range []Compression{CompressionNone, CompressionS2} {
+		for _, rec := range encodeAll(f, sampleBatch(), c) {
+			f.Add(rec)
+		}
 	}
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		var d Decoder

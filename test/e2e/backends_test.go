@@ -172,11 +172,11 @@ const (
 // costs a session or rebalance timeout, and each removal restarts the
 // rebalance), far beyond the test's budget. Shorter timeouts keep every
 // part of the protocol (joins, revocations, commits under kills), only
-// faster.
-func kafkaBackend(t *testing.T) *streamBackend {
+// faster. opts are further cluster options.
+func kafkaBackend(t *testing.T, opts ...kfake.Opt) *streamBackend {
 	t.Helper()
 	port := freePort(t)
-	c, err := kfake.NewCluster(kfake.Ports(port))
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.Ports(port)}, opts...)...)
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}

@@ -26,6 +26,20 @@ server.listen(port, '127.0.0.1', (err) => {
   process.stdout.write('listening ' + server.address().port + '\n')
 })
 
+// kinesalite throws from a request's 'error' handler, so a client that
+// drops a connection in the middle of a request (as test/lambda's freeze
+// test does on purpose when it restarts the endpoint) would take the
+// whole server down. Real Kinesis just drops that request: do the same,
+// and still exit on anything else.
+process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    console.error('kinesalite: a client aborted a request:', err.message)
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
+
 const stop = () => server.close(() => process.exit(0))
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/les-streams/les/internal/input/kinesis/kinesistest"
 )
 
 // proxy forwards the connections a unix socket accepts (the sandbox's
@@ -136,4 +138,24 @@ func hostPort(endpoint string) string {
 		panic(err)
 	}
 	return u.Host
+}
+
+// TestKinesaliteSurvivesAbortedRequest: a client that drops its
+// connection in the middle of a request (what the freeze test's endpoint
+// restarts do to requests in flight) does not take kinesalite down
+// (test/kinesalite/start.js; kinesalite itself throws), so the stream is
+// still there for the next publish. kinesistest fails the test if
+// kinesalite exits while it runs.
+func TestKinesaliteSurvivesAbortedRequest(t *testing.T) {
+	endpoint, name := kinesisStream(t)
+	for range 3 {
+		c, err := net.Dial("tcp", hostPort(endpoint))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: kinesis\r\nContent-Type: application/x-amz-json-1.1\r\n"+
+			"X-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 1000\r\n\r\n{\"StreamName\":")
+		c.Close()
+	}
+	kinesistest.Put(t, kinesistest.Client(endpoint), name, []byte("after the aborted requests"))
 }

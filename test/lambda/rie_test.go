@@ -85,6 +85,11 @@ func TestMain(m *testing.M) {
 	if buildOnce.dir != "" {
 		os.RemoveAll(buildOnce.dir)
 	}
+	for _, p := range []string{netbridgeOnce.path, minextOnce.path} {
+		if p != "" {
+			os.RemoveAll(filepath.Dir(p))
+		}
+	}
 	os.Exit(code)
 }
 
@@ -218,6 +223,35 @@ func netbridge(t *testing.T) string {
 	return netbridgeOnce.path
 }
 
+// minextOnce builds test/lambda/minext.
+var minextOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func minext(t *testing.T) string {
+	t.Helper()
+	minextOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "les-minext-")
+		if err != nil {
+			minextOnce.err = err
+			return
+		}
+		minextOnce.path = filepath.Join(dir, "minext")
+		c := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", minextOnce.path, "./test/lambda/minext")
+		c.Dir = moduleRoot(t)
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := c.CombinedOutput(); err != nil {
+			minextOnce.err = fmt.Errorf("build minext: %v\n%s", err, out)
+		}
+	})
+	if minextOnce.err != nil {
+		t.Fatal(minextOnce.err)
+	}
+	return minextOnce.path
+}
+
 // startEmulator runs the RIE with the layer in /opt and the function in
 // /var/task, env added to its environment (which it passes on), in its
 // own mount and network namespaces: the sandbox's loopback ports are its
@@ -225,6 +259,32 @@ func netbridge(t *testing.T) string {
 // kinesalite's 127.0.0.1:PORT) is reachable at the same address inside,
 // through a proxy (e.fwds, in order) the test may stop and start.
 func startEmulator(t *testing.T, withExtension bool, env map[string]string, forward ...string) *emulator {
+	t.Helper()
+	ext := extNone
+	if withExtension {
+		ext = extLes
+	}
+	return startEmulatorExt(t, ext, env, forward...)
+}
+
+// What startEmulatorExt puts in /opt/extensions.
+const (
+	extNone = ""
+	// extLes: the layer zip.
+	extLes = "les"
+	// extLesTimed: the layer's binary moved to /opt/les-bin/les, and
+	// /opt/extensions/les a shell script that exports
+	// LES_EXEC_UNIX_NS=$(date +%s%N) and execs it (same name, so the
+	// emulator knows it as the external extension "les"): the extension's
+	// ready line then counts its init from its exec, not from its main.
+	extLesTimed = "les-timed"
+	// extMinimal: test/lambda/minext, an extension that does nothing but
+	// call next.
+	extMinimal = "minimal"
+)
+
+// startEmulatorExt is startEmulator with the extension (or none) to run.
+func startEmulatorExt(t *testing.T, ext string, env map[string]string, forward ...string) *emulator {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		missing(t, "the emulator tests need root (unshare -m -n and bind mounts)")
@@ -248,8 +308,23 @@ func startEmulator(t *testing.T, withExtension bool, env map[string]string, forw
 	if err := os.Chmod(tmp, 0o1777); err != nil { // runtime and extensions may run unprivileged
 		t.Fatal(err)
 	}
-	if withExtension {
+	switch ext {
+	case extLes:
 		unzip(t, layer, opt)
+	case extLesTimed:
+		unzip(t, layer, opt)
+		if err := os.MkdirAll(filepath.Join(opt, "les-bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(opt, "extensions", "les"), filepath.Join(opt, "les-bin", "les")); err != nil {
+			t.Fatal(err)
+		}
+		wrapper := "#!/bin/sh\nexport LES_EXEC_UNIX_NS=$(date +%s%N)\nexec /opt/les-bin/les \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(opt, "extensions", "les"), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	case extMinimal:
+		copyFile(t, minext(t), filepath.Join(opt, "extensions", "minext"))
 	}
 	copyFile(t, fn, filepath.Join(task, "bootstrap"))
 	// The emulator and the bridge must be reachable once /tmp is covered.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -51,6 +52,11 @@ type Options struct {
 	// kind's backend (tests publish to internal/stream/mem). It is called
 	// at the first publish, like the backend.
 	OpenStream func(ctx context.Context) (stream.Stream, error)
+	// GOMAXPROCS, when positive, is set once the extension is ready,
+	// before its first next (the binary passes GOMAXPROCS(os.Getenv));
+	// the init keeps the runtime's default, so that the register round
+	// trip and the pipeline's start run side by side.
+	GOMAXPROCS int
 }
 
 // Info describes the running extension.
@@ -108,6 +114,7 @@ func Run(ctx context.Context, o Options) error {
 	phase := func(name string) {
 		log.Debug("les extension init", "phase", name, "ms", float64(time.Since(started).Microseconds())/1000)
 	}
+	log.Debug("les extension init", "phase", "main", "ms", float64(runStart.Sub(started).Microseconds())/1000)
 	phase("configured")
 	client := NewClient(api, o.HTTPClient)
 	managed := getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "lambda-managed-instances"
@@ -115,14 +122,25 @@ func Run(ctx context.Context, o Options) error {
 	if managed {
 		events = []string{EventShutdown}
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := client.Register(rctx, name, events)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("les extension: %w", err)
-	}
-	phase("registered")
+	// Register while the pipeline starts (spool, listeners, the Telemetry
+	// API listener): nothing there needs the Extensions API, and the
+	// register round trip (the process's first HTTP request) is a good
+	// part of the init. Only the Telemetry API subscription needs the
+	// extension's identifier.
+	registered := make(chan error, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := client.Register(rctx, name, events)
+		cancel()
+		if err == nil {
+			phase("registered")
+		}
+		registered <- err
+	}()
 	if cfgErr != nil {
+		if err := <-registered; err != nil {
+			return fmt.Errorf("les extension: %w", err)
+		}
 		if cfg.OnConfigError != "fail" {
 			// Telemetry must never take the function down (ADR 0005): the
 			// error goes to the extension's log (CloudWatch Logs, and the
@@ -139,17 +157,46 @@ func Run(ctx context.Context, o Options) error {
 	}
 	x := &ext{cfg: cfg, log: log, reg: reg, client: client, managed: managed,
 		tracker: newTracker(), policy: policy{cfg: cfg.Flush}, openStream: o.OpenStream, phase: phase}
-	if err := x.start(ctx); err != nil {
+	startErr := x.start(ctx)
+	if err := <-registered; err != nil {
 		x.stopAll()
-		reportInit(ctx, client, ErrorListen, err)
 		return fmt.Errorf("les extension: %w", err)
 	}
+	if startErr != nil {
+		x.stopAll()
+		reportInit(ctx, client, ErrorListen, startErr)
+		return fmt.Errorf("les extension: %w", startErr)
+	}
+	if x.telSrv != nil {
+		if err := x.subscribe(ctx); err != nil {
+			x.log.Warn("telemetry api unavailable: no platform records; flushes run in the background", "err", err)
+		}
+	}
+	x.logPhase("subscribed")
 	log.Info("les extension ready", "init_ms", float64(time.Since(started).Microseconds())/1000,
 		"listeners", len(x.info.Listeners), "telemetry", x.telemetry, "stream", cfg.Stream.Kind, "managed", managed)
 	if o.Ready != nil {
 		o.Ready(x.info)
 	}
+	if o.GOMAXPROCS > 0 {
+		runtime.GOMAXPROCS(o.GOMAXPROCS)
+	}
 	return x.loop(ctx)
+}
+
+// GOMAXPROCS is the extension's GOMAXPROCS after its init (see
+// Options.GOMAXPROCS): 1 unless LES_GOMAXPROCS names a positive number.
+// The extension shares the sandbox's CPUs with
+// the function, and with a second P the Go scheduler wakes a second
+// thread whenever it readies a goroutine (INVOKE, a datagram, a timer):
+// CPU the function's invocation waits for on a 2-vCPU sandbox
+// (docs/performance.md, added latency). One core decodes millions of
+// lines a second, far more than one invocation at a time emits.
+func GOMAXPROCS(getenv func(string) string) int {
+	if n, err := strconv.Atoi(getenv("LES_GOMAXPROCS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }
 
 func reportInit(ctx context.Context, c *Client, typ string, err error) {
@@ -201,6 +248,7 @@ type ext struct {
 	phase       func(name string) // debug log of init steps (nil: none)
 	telemetry   bool              // subscribed
 	telSrv      *http.Server
+	telAddr     *net.TCPAddr // of telSrv's listener
 	sockets     []runner
 	lastRequest string
 
@@ -212,9 +260,10 @@ type ext struct {
 	endFlushes, endTimeouts, replays, unsettled, synthesized interface{ Inc() }
 }
 
-// start builds and starts everything, in this order: stream gate (not
-// connected), batcher, spool, listeners, the Telemetry listener and the
-// subscription. Nothing here talks to the stream.
+// start builds and starts everything local, in this order: stream gate
+// (not connected), batcher, spool, listeners, the Telemetry API listener
+// (not yet subscribed: that needs the registration). Nothing here talks
+// to the stream or to the Runtime API.
 func (x *ext) start(ctx context.Context) error {
 	cfg := x.cfg
 	b := backends()[cfg.Stream.Kind]
@@ -278,10 +327,9 @@ func (x *ext) start(ctx context.Context) error {
 	if x.client == nil { // flush tests run the pipeline alone
 		return nil
 	}
-	if err := x.subscribe(ctx); err != nil {
+	if err := x.serveTelemetry(); err != nil {
 		x.log.Warn("telemetry api unavailable: no platform records; flushes run in the background", "err", err)
 	}
-	x.logPhase("subscribed")
 	return nil
 }
 
@@ -291,8 +339,9 @@ func (x *ext) logPhase(name string) {
 	}
 }
 
-// subscribe binds the Telemetry API listener and subscribes to it.
-func (x *ext) subscribe(ctx context.Context) error {
+// serveTelemetry binds the Telemetry API listener and serves it
+// (x.telSrv, x.telAddr); subscribe then subscribes to it.
+func (x *ext) serveTelemetry() error {
 	ln, err := listenTelemetry(x.cfg.TelemetryPort)
 	if err != nil {
 		return err
@@ -301,24 +350,30 @@ func (x *ext) subscribe(ctx context.Context) error {
 		deliveries: x.reg.Counter("les_lambda_telemetry_deliveries_total")}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
 	x.telSrv = srv
+	x.telAddr = ln.Addr().(*net.TCPAddr)
 	x.bgWG.Add(1)
 	go func() {
 		defer x.bgWG.Done()
 		_ = srv.Serve(ln) // srv, not x.telSrv: a failed subscription clears that
 	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	return nil
+}
+
+// subscribe subscribes to the Telemetry API at the listener of
+// serveTelemetry, and closes that listener when the subscription fails.
+func (x *ext) subscribe(ctx context.Context) error {
 	sub := Subscription{SchemaVersion: telemetrySchema, Types: []string{"platform", "function", "extension"},
 		Buffering:   telemetryBuffering,
-		Destination: Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:" + strconv.Itoa(port) + "/telemetry"}}
+		Destination: Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:" + strconv.Itoa(x.telAddr.Port) + "/telemetry"}}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := x.client.SubscribeTelemetry(sctx, sub); err != nil {
-		_ = srv.Close()
+		_ = x.telSrv.Close()
 		x.telSrv = nil
 		return err
 	}
 	x.telemetry = true
-	x.info.Telemetry = ln.Addr().String()
+	x.info.Telemetry = x.telAddr.String()
 	return nil
 }
 
@@ -392,7 +447,12 @@ func (x *ext) loop(ctx context.Context) error {
 func (x *ext) invoke(ctx context.Context, ev Event) {
 	x.pub.Open()
 	x.lastRequest = ev.RequestID
-	x.replayInBackground(ctx)
+	if !x.spool.Empty() {
+		// Only when something is spooled: a goroutine reading the spool
+		// directory at every INVOKE competes with the function for the
+		// sandbox's CPU (docs/performance.md, added latency).
+		x.replayInBackground(ctx)
+	}
 	if !x.policy.atInvoke(time.Now()) || !x.telemetry {
 		return // background: next at once; the batcher publishes while the sandbox runs
 	}

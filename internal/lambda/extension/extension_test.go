@@ -30,24 +30,30 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // harness runs the extension against a fakeAPI, publishing to a mem
 // store, with a StatsD listener on a free port.
 type harness struct {
-	t     *testing.T
-	api   *fakeAPI
-	store *mem.Store
-	reg   *selfmetric.Registry
-	env   map[string]string
-	info  extension.Info
-	done  chan error
-	log   *syncBuffer
+	t       *testing.T
+	api     *fakeAPI
+	store   *mem.Store
+	reg     *selfmetric.Registry
+	env     map[string]string
+	info    extension.Info
+	done    chan error
+	log     *syncBuffer
+	procs   int    // Options.GOMAXPROCS
+	onReady func() // called in Options.Ready
 }
 
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	onWrite func(p []byte) // called with each write, under mu
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.onWrite != nil {
+		s.onWrite(p)
+	}
 	return s.b.Write(p)
 }
 
@@ -101,7 +107,13 @@ func (h *harness) start() {
 			Getenv:   func(k string) string { return h.env[k] },
 			Stderr:   h.log,
 			Registry: h.reg,
-			Ready:    func(i extension.Info) { ready <- i },
+			Ready: func(i extension.Info) {
+				if h.onReady != nil {
+					h.onReady()
+				}
+				ready <- i
+			},
+			GOMAXPROCS: h.procs,
 			OpenStream: func(context.Context) (stream.Stream, error) {
 				return mem.New(h.store, mem.Config{Partitions: 2}), nil
 			},

@@ -2,19 +2,23 @@
 // see internal/format/jsonl) to a local file, de-duplicating re-delivered
 // records by their record id so that a crash between writing a record and
 // acknowledging it does not duplicate lines.
+//
+// It also guards what it acknowledged: it journals where each record came
+// from (PosSuffix), checks the file before every append (its size, that it
+// still exists, and its last bytes), repairs a damaged end — on open or
+// while running — and asks the runner to re-read the stream from the first
+// record the repair cut (Recover, Damaged; see repair.go).
 package file
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -30,6 +34,14 @@ const (
 	// ScanBytes is how much of the file's end is read on open to rebuild the
 	// set of written record ids.
 	ScanBytes = 64 << 20
+	// JournalRecords is how many of the most recent records' positions
+	// are kept (in memory and in the journal, which holds up to twice as
+	// many between compactions): a repair that cuts more records than
+	// that re-delivers from the oldest one known and says so.
+	JournalRecords = 4096
+	// PathCheckInterval is how often Send checks that Path is still the
+	// file it writes (replaced or renamed by rotation).
+	PathCheckInterval = time.Second
 )
 
 // Config is what users write under `file:`.
@@ -72,28 +84,79 @@ type Counts struct {
 	Records    uint64 // records written
 	Items      uint64 // lines written
 	Duplicates uint64 // records skipped because their id was already written
-	Repaired   uint64 // bytes of torn or incomplete records cut off the file's end on open
+	Repaired   uint64 // bytes of torn, damaged or incomplete records cut off the file's end
+	Repairs    uint64 // repairs (on open or while running) that cut or found something
 }
+
+// ErrRewind is returned (retryable) by Send after a repair cut records
+// the stream had already delivered, until the runner calls Recover and
+// re-reads the stream from where it says: refusing the records in between
+// keeps the file in stream order. Its Rewinding method tells the runner
+// not to dead-letter the record.
+var ErrRewind error = rewindError{}
+
+type rewindError struct{}
+
+func (rewindError) Error() string {
+	return "file: output was damaged and repaired; the stream must be re-read from the first record cut"
+}
+
+// Rewinding marks the error for the runner (consumer.SinkRunner).
+func (rewindError) Rewinding() bool { return true }
 
 // Sink writes NDJSON to a file. It is safe for concurrent use; Sends are
 // serialised.
 type Sink struct {
 	cfg       Config
 	scanBytes int64
+	keepRecs  int           // JournalRecords; smaller in tests
+	pathEvery time.Duration // PathCheckInterval; 0 in tests
 
 	log       *slog.Logger
 	repairs   *metrics.Counter // les_sink_file_repairs_total{sink}
 	repairedB *metrics.Counter // les_sink_file_repaired_bytes_total{sink}
-	lastPath  string           // Path + LastSuffix
-	rewind    Rewind           // set by a repair that cut a record, until Recover returns it
+	posPath   string           // Path + PosSuffix
+	rewPath   string           // Path + RewindSuffix
+	damaged   chan struct{}    // Damaged
 
 	mu     sync.Mutex
 	f      *os.File // nil until the first Send, and after a failed write
-	size   int64    // length of the file, ending with a complete record
+	fd     int      // f's descriptor (for the allocation-free check)
+	stbuf  statBuf
+	fi     os.FileInfo
+	size   int64 // length of the file, ending with a complete record
 	buf    []byte
 	seen   dedup
 	closed bool
 	counts Counts
+
+	// The file's last bytes as this sink left them (checked before each
+	// append), and a buffer to read them back into.
+	tail    [tailLen]byte
+	tailN   int
+	tailBuf [tailLen]byte
+	checked time.Time // last PathCheckInterval check
+
+	jf   *os.File  // the journal, open while f is
+	jbuf []byte    // one journal line
+	ring []written // records written, oldest first (at most 2·keepRecs)
+
+	// pending is where the stream must be re-read from (partition →
+	// position, inclusive) for records repairs cut; it is kept in
+	// rewPath until the runner says they came again (Rewound).
+	pending map[string]string
+	// blocked: a repair cut records since the last Recover; Sends fail
+	// with ErrRewind until the runner calls Recover (only once a runner
+	// did call it: without one nobody would).
+	blocked bool
+	runner  bool // Recover was called at least once
+}
+
+// written is one record in the file: bytes [start, end) read from pos of
+// partition.
+type written struct {
+	start, end     int64
+	partition, pos string
 }
 
 var _ sink.Sink = (*Sink)(nil)
@@ -113,17 +176,21 @@ func NewDeps(cfg Config, deps sink.Deps) (*Sink, error) {
 	if deps.Metrics == nil {
 		deps.Metrics = selfmetric.New()
 	}
-	return &Sink{cfg: cfg, scanBytes: ScanBytes, seen: newDedup(cfg.DedupRecords),
-		log: deps.Log.With("sink", deps.Name, "path", cfg.Path), lastPath: cfg.Path + LastSuffix,
+	return &Sink{cfg: cfg, scanBytes: ScanBytes, keepRecs: JournalRecords, pathEvery: PathCheckInterval, seen: newDedup(cfg.DedupRecords),
+		log: deps.Log.With("sink", deps.Name, "path", cfg.Path), posPath: cfg.Path + PosSuffix, rewPath: cfg.Path + RewindSuffix,
 		repairs:   deps.Metrics.Counter("les_sink_file_repairs_total", "sink", deps.Name),
 		repairedB: deps.Metrics.Counter("les_sink_file_repaired_bytes_total", "sink", deps.Name),
+		damaged:   make(chan struct{}, 1),
 	}, nil
 }
 
 // Send appends one line per item of b, tagged with m.RecordID, in a single
-// write followed by fsync (Sync "batch"). A record whose id was already
-// written is skipped. It does not keep b. Errors are retryable: a failed
-// write is cut off again (or repaired on the next open) before returning.
+// write followed by fsync (Sync "batch"), then journals m.Partition and
+// m.Pos. A record whose id was already written is skipped. It does not
+// keep b. Before appending it checks the file (see check); after a repair
+// that cut delivered records it fails with ErrRewind until Recover. Errors
+// are retryable: a failed write is cut off again (or repaired on the next
+// open) before returning.
 func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("file: %w", err)
@@ -141,6 +208,11 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 		if err := s.open(); err != nil {
 			return fmt.Errorf("file: %w", err)
 		}
+	} else if err := s.check(); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if s.blocked {
+		return ErrRewind
 	}
 	var key string
 	if m.RecordID != "" {
@@ -179,11 +251,18 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 			return s.fail(fmt.Errorf("file: sync: %w", err))
 		}
 	}
+	start := s.size
 	s.size += int64(len(buf))
+	s.setTail(buf)
+	if err := s.journal(start, m); err != nil {
+		// Unjournaled, a later cut of this record could not be
+		// re-delivered: take it back so that the stream retries it.
+		s.size = start
+		return s.fail(fmt.Errorf("file: journal: %w", err))
+	}
 	if key != "" {
 		s.seen.add(key)
 	}
-	s.noteLast(m)
 	s.counts.Records++
 	s.counts.Items += uint64(n)
 	if cap(s.buf) > 16<<20 {
@@ -192,13 +271,27 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	return nil
 }
 
+// setTail keeps the file's last bytes after appending buf. s.mu held.
+func (s *Sink) setTail(buf []byte) {
+	if len(buf) >= tailLen {
+		s.tailN = copy(s.tail[:], buf[len(buf)-tailLen:])
+		return
+	}
+	keep := min(s.tailN, tailLen-len(buf))
+	copy(s.tail[:], s.tail[s.tailN-keep:s.tailN])
+	s.tailN = keep + copy(s.tail[keep:], buf)
+}
+
 // fail cuts a partly written record off the file. If that fails too the
 // file is closed so that the next Send reopens and repairs it.
 func (s *Sink) fail(err error) error {
 	if terr := s.f.Truncate(s.size); terr != nil {
-		_ = s.f.Close()
-		s.f = nil
+		s.closeFiles()
 		return fmt.Errorf("%w (truncate: %v)", err, terr)
+	}
+	s.tailN = 0
+	if s.size > 0 {
+		s.tailN = s.readTail(s.tail[:], s.size)
 	}
 	return err
 }
@@ -221,19 +314,31 @@ func (s *Sink) Close() error {
 	if s.f == nil {
 		return nil
 	}
-	f := s.f
-	s.f = nil
-	serr := f.Sync()
-	cerr := f.Close()
+	serr := s.f.Sync()
+	cerr := s.f.Close()
+	if s.jf != nil {
+		_ = s.jf.Close()
+	}
+	s.f, s.jf = nil, nil
 	if err := errors.Join(serr, cerr); err != nil {
 		return fmt.Errorf("file: close: %w", err)
 	}
 	return nil
 }
 
-// open opens (creating) the file, cuts off a torn trailing line and an
-// incomplete last record, and rebuilds the set of record ids from the last
-// scanBytes of the file.
+func (s *Sink) closeFiles() {
+	if s.f != nil {
+		_ = s.f.Close()
+	}
+	if s.jf != nil {
+		_ = s.jf.Close()
+	}
+	s.f, s.jf = nil, nil
+}
+
+// open opens (creating) the file and its journal, repairs the file's end
+// (repair.go) and rebuilds the set of record ids from the last scanBytes
+// of the file.
 func (s *Sink) open() error {
 	if dir := filepath.Dir(s.cfg.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -244,257 +349,101 @@ func (s *Sink) open() error {
 	if err != nil {
 		return err
 	}
-	keep, err := s.scan(f)
-	if err == nil {
-		err = s.truncate(f, keep)
-	}
-	if err != nil {
+	if err := s.openWith(f); err != nil {
 		_ = f.Close()
+		if s.jf != nil {
+			_ = s.jf.Close()
+			s.jf = nil
+		}
 		return fmt.Errorf("open %s: %w", s.cfg.Path, err)
 	}
-	s.f, s.size = f, keep
 	return nil
 }
 
-func (s *Sink) truncate(f *os.File, keep int64) error {
-	st, err := f.Stat()
+func (s *Sink) openWith(f *os.File) error {
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if st.Size() == keep {
-		return nil
+	if s.pending == nil {
+		s.pending = readRewind(s.rewPath)
 	}
-	cut := make([]byte, min(st.Size()-keep, 1<<20))
-	n, _ := f.ReadAt(cut, keep)
-	cut = cut[:n]
-	if err := f.Truncate(keep); err != nil {
+	if err := s.openJournal(); err != nil {
 		return err
 	}
-	s.counts.Repaired += uint64(st.Size() - keep)
-	s.reportRepair(keep, st.Size()-keep, cut)
-	return f.Sync()
-}
-
-// scan reads the file's tail, adds the ids of complete records to s.seen
-// (replacing its contents) and returns the length the file should have:
-// without a torn last line and without an incomplete last record.
-func (s *Sink) scan(f *os.File) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := st.Size()
-	start := max(0, size-s.scanBytes)
-	tail := make([]byte, size-start)
-	if _, err := f.ReadAt(tail, start); err != nil && err != io.EOF {
-		return 0, err
-	}
-	s.seen.reset()
-	end := bytes.LastIndexByte(tail, '\n') + 1 // complete lines end here
-	pos := 0
-	if start > 0 {
-		pos = bytes.IndexByte(tail, '\n') + 1 // skip a line cut by the window
-		if pos == 0 {
-			return 0, fmt.Errorf("last line is longer than %d bytes", s.scanBytes)
+	s.f, s.fd, s.fi, s.checked = f, fdOf(f), fi, time.Now()
+	if fi.Size() == 0 && len(s.ring) > 0 {
+		s.log.Info("file sink: the file is empty but its journal names records: taken as rotated (copytruncate); starting afresh")
+		if err := s.resetJournal(); err != nil {
+			s.f = nil
+			return err
 		}
 	}
-	var (
-		runKey         []byte // record of the current run of lines
-		runStart       = pos
-		runItem, items = -1, 0
-	)
-	for pos < end {
-		nl := pos + bytes.IndexByte(tail[pos:end], '\n')
-		key, item, n, ok := parseHead(tail[pos:nl])
-		if !ok || !bytes.Equal(key, runKey) {
-			if runKey != nil {
-				s.seen.add(string(runKey))
-			}
-			runKey, runStart, runItem, items = nil, pos, -1, 0
-			if ok {
-				runKey = key
-			}
-		}
-		if ok {
-			runItem, items = item, n
-		}
-		pos = nl + 1
+	if err := s.repair(fi.Size(), -1, "on open"); err != nil {
+		s.f = nil
+		return err
 	}
-	if runKey != nil {
-		if runItem+1 != items {
-			return start + int64(runStart), nil // incomplete last record
-		}
-		s.seen.add(string(runKey))
-	}
-	return start + int64(end), nil
+	return nil
 }
 
-// parseHead parses the start of a line written by this sink,
-// `{"type":"…","record":"<key>","item":<i>,"items":<n>,`, returning the
-// record id as escaped in the file.
-func parseHead(line []byte) (key []byte, item, items int, ok bool) {
-	rest, ok := bytes.CutPrefix(line, []byte(`{"type":"`))
-	if !ok {
-		return nil, 0, 0, false
-	}
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 {
-		return nil, 0, 0, false
-	}
-	if rest, ok = bytes.CutPrefix(rest[i+1:], []byte(`,"record":"`)); !ok {
-		return nil, 0, 0, false
-	}
-	// find the closing quote, skipping escapes
-	j := 0
-	for ; j < len(rest) && rest[j] != '"'; j++ {
-		if rest[j] == '\\' {
-			j++
-		}
-	}
-	if j >= len(rest) || j == 0 {
-		return nil, 0, 0, false
-	}
-	key = rest[:j]
-	if rest, ok = bytes.CutPrefix(rest[j+1:], []byte(`,"item":`)); !ok {
-		return nil, 0, 0, false
-	}
-	item, rest, ok = parseInt(rest)
-	if !ok {
-		return nil, 0, 0, false
-	}
-	if rest, ok = bytes.CutPrefix(rest, []byte(`,"items":`)); !ok {
-		return nil, 0, 0, false
-	}
-	items, _, ok = parseInt(rest)
-	return key, item, items, ok
-}
+// PosSuffix names the journal next to Path: one line per record written,
+// "<start> <end> <partition> <pos>", appended after the record is in the
+// file and before Send returns, so every acknowledged record is in it (it
+// is not fsynced: a power loss may lose its last lines; then a later cut
+// of those records re-delivers from the last one known).
+const PosSuffix = ".pos"
 
-func parseInt(b []byte) (int, []byte, bool) {
-	n, i := 0, 0
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i < 10; i++ {
-		n = n*10 + int(b[i]-'0')
-	}
-	return n, b[i:], i > 0
-}
+// RewindSuffix names the file next to Path that keeps, as JSON, where the
+// stream must be re-read from for records a repair cut (partition →
+// position, inclusive), until the runner reports them re-delivered.
+const RewindSuffix = ".rewind"
 
-// dedup remembers the last cap record ids in insertion order.
-type dedup struct {
-	ring []string
-	next int
-	set  map[string]struct{}
-}
-
-func newDedup(n int) dedup {
-	return dedup{ring: make([]string, 0, n), set: make(map[string]struct{}, min(n, 1024))}
-}
-
-func (d *dedup) reset() {
-	d.ring, d.next = d.ring[:0], 0
-	clear(d.set)
-}
-
-// hasBytes does not allocate (the compiler optimises map[string(b)]).
-func (d *dedup) hasBytes(k []byte) bool {
-	_, ok := d.set[string(k)]
-	return ok
-}
-
-func (d *dedup) add(k string) {
-	if _, ok := d.set[k]; ok {
-		return
-	}
-	if len(d.ring) < cap(d.ring) {
-		d.ring = append(d.ring, k)
-	} else {
-		delete(d.set, d.ring[d.next])
-		d.ring[d.next] = k
-		d.next = (d.next + 1) % len(d.ring)
-	}
-	d.set[k] = struct{}{}
-}
-
-// LastSuffix names the file, next to Path, that holds where the last
-// record written was read from (a Rewind as JSON). It is
-// written after the record is on disk, so it never names a record the
-// file does not hold; when a repair cuts the file's last record, the
-// runner re-reads the stream from there (Recover).
-const LastSuffix = ".last"
-
-// Rewind is where the runner must re-read the stream from so that the
-// records a repair cut are delivered again: Pos in Partition, inclusive.
-type Rewind struct {
-	Partition string `json:"partition"`
-	Pos       string `json:"pos"`
-	RecordID  string `json:"record"`
-}
-
-// noteLast keeps where the record just written came from. A failure only
-// loses precision: the rewind then starts earlier (at least once; the
-// file de-duplicates by id). s.mu held.
-func (s *Sink) noteLast(m sink.Meta) {
-	if m.Pos == "" || s.lastPath == "" {
-		return
-	}
-	b, err := json.Marshal(Rewind{Partition: m.Partition, Pos: m.Pos, RecordID: m.RecordID})
-	if err == nil {
-		_ = os.WriteFile(s.lastPath, append(b, '\n'), 0o644)
-	}
-}
-
-// reportRepair logs and counts a cut of n bytes at off; cut holds
-// (the start of) what was cut. When the cut began with a record of this
-// sink, a rewind to the last record written is set for Recover. s.mu held.
-func (s *Sink) reportRepair(off, n int64, cut []byte) {
-	s.repairs.Inc()
-	s.repairedB.Add(int(n))
-	lines := bytes.Count(cut, []byte{'\n'})
-	if len(cut) > 0 && cut[len(cut)-1] != '\n' {
-		lines++ // a torn last line
-	}
-	id := ""
-	if key, _, _, ok := parseHead(cut); ok {
-		id = string(key)
-	}
-	attrs := []any{"offset", off, "bytes_cut", n, "lines_cut", lines, "record", id}
-	if id == "" {
-		s.log.Warn("file sink repaired its end on open: cut a torn line that belongs to no record", attrs...)
-		return
-	}
-	rw, ok := s.readLast()
-	if !ok {
-		s.log.Warn("file sink repaired its end on open: cut an incomplete record; it is written again when the stream re-delivers it (no position known to rewind to)", attrs...)
-		return
-	}
-	s.rewind = rw
-	s.log.Warn("file sink repaired its end on open: cut an incomplete record; the stream is re-read from the last record written so that it is written again",
-		append(attrs, "rewind_partition", rw.Partition, "rewind_pos", rw.Pos)...)
-}
-
-func (s *Sink) readLast() (Rewind, bool) {
-	b, err := os.ReadFile(s.lastPath)
-	if err != nil {
-		return Rewind{}, false
-	}
-	var rw Rewind
-	if json.Unmarshal(b, &rw) != nil || rw.Pos == "" {
-		return Rewind{}, false
-	}
-	return rw, true
-}
+// Damaged is signalled when a repair while running cut records the stream
+// had delivered: the runner should stop consuming, call Recover and
+// consume again from where it says.
+func (s *Sink) Damaged() <-chan struct{} { return s.damaged }
 
 // Recover opens and repairs the file now (instead of on the first Send)
-// and returns where the runner must re-read the stream from so that a
-// record the repair cut is written again; ok is false when nothing was
-// cut or no position is known. The runner calls it before consuming.
-func (s *Sink) Recover() (partition, pos string, ok bool, err error) {
+// and returns where the stream must be re-read from so that records
+// repairs cut — on open, while running, or before a restart — are written
+// again: partition → position, inclusive (nil: nothing). It keeps
+// returning a partition until Rewound names it. After Recover, Sends are
+// accepted again.
+func (s *Sink) Recover() (map[string]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.runner = true
 	if s.f == nil && !s.closed {
 		if err := s.open(); err != nil {
-			return "", "", false, fmt.Errorf("file: %w", err)
+			return nil, fmt.Errorf("file: %w", err)
 		}
 	}
-	rw := s.rewind
-	s.rewind = Rewind{}
-	return rw.Partition, rw.Pos, rw.Pos != "", nil
+	s.blocked = false
+	select { // damage found above is answered here
+	case <-s.damaged:
+	default:
+	}
+	if len(s.pending) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(s.pending))
+	for p, pos := range s.pending {
+		out[p] = pos
+	}
+	return out, nil
+}
+
+// Rewound tells the sink that the stream re-delivered the partitions'
+// records from the positions Recover returned and that they are
+// acknowledged: it forgets them.
+func (s *Sink) Rewound(partitions ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.pending)
+	for _, p := range partitions {
+		delete(s.pending, p)
+	}
+	if len(s.pending) != n {
+		s.saveRewind()
+	}
 }

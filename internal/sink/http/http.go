@@ -98,22 +98,29 @@ type Counts struct {
 	Dropped  uint64 // items longer than max_body on their own
 }
 
-// Sink POSTs to one URL. It is safe for concurrent use; Sends are
-// serialised (they share buffers).
+// Sink POSTs to one URL. It is safe for concurrent use: each Send encodes
+// into buffers of its own (taken from a pool), so the runner's
+// `concurrency` Sends are in flight at once.
 type Sink struct {
 	cfg     Config
 	name    string
 	client  sink.Client
-	header  http.Header // every request's headers; X-Les-* set per request
+	header  http.Header // every request's headers; each sendState has a copy, X-Les-* set per request
 	dropped *selfmetric.ReasonCounters
+	states  sync.Pool // *sendState
 
 	mu     sync.Mutex
+	closed bool
+	counts Counts
+}
+
+// sendState is one Send's buffers.
+type sendState struct {
 	lines  []byte // the batch's NDJSON
 	ends   []int  // end offset of each line in lines
 	body   []byte // a json_array body
 	gz     sink.Gzipper
-	closed bool
-	counts Counts
+	header http.Header
 }
 
 var _ sink.Sink = (*Sink)(nil)
@@ -161,15 +168,21 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 		return s.errorf("%w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return s.errorf("sink is closed")
 	}
 	n := b.Len()
 	if n == 0 {
 		return nil
 	}
-	s.lines, s.ends = EncodeNDJSON(s.lines[:0], s.ends[:0], b, m.RecordID)
+	st, _ := s.states.Get().(*sendState)
+	if st == nil {
+		st = &sendState{header: s.header.Clone()}
+	}
+	defer s.states.Put(st)
+	st.lines, st.ends = EncodeNDJSON(st.lines[:0], st.ends[:0], b, m.RecordID)
 	// Parts: runs of whole lines of at most MaxBody bytes (json_array adds
 	// one byte per line for '[' or ',' and one for ']').
 	over := 1
@@ -180,14 +193,14 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 	var parts [8]part
 	ps := parts[:0]
 	start, size := 0, 0
-	for i, end := range s.ends {
-		l := end - s.lineStart(i)
+	for i, end := range st.ends {
+		l := end - st.lineStart(i)
 		if l+over > s.cfg.MaxBody {
 			if i > start {
 				ps = append(ps, part{start, i})
 			}
 			s.dropped.Inc(ReasonTooLarge)
-			s.counts.Dropped++
+			s.count(func(c *Counts) { c.Dropped++ })
 			start, size = i+1, 0
 			continue
 		}
@@ -197,54 +210,62 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 		}
 		size += l + 1
 	}
-	if start < len(s.ends) {
-		ps = append(ps, part{start, len(s.ends)})
+	if start < len(st.ends) {
+		ps = append(ps, part{start, len(st.ends)})
 	}
+	defer func() {
+		if cap(st.lines) > 16<<20 {
+			st.lines, st.body = nil, nil // do not pin one huge batch's buffers
+		}
+	}()
 	for i, p := range ps {
-		if err := s.post(ctx, p.from, p.to, m.RecordID, i+1, len(ps)); err != nil {
+		if err := s.post(ctx, st, p.from, p.to, m.RecordID, i+1, len(ps)); err != nil {
 			return err
 		}
-		s.counts.Items += uint64(p.to - p.from)
-	}
-	if cap(s.lines) > 16<<20 {
-		s.lines, s.body = nil, nil // do not pin one huge batch's buffers
+		s.count(func(c *Counts) { c.Requests++; c.Items += uint64(p.to - p.from) })
 	}
 	return nil
 }
 
-func (s *Sink) lineStart(i int) int {
+// count updates the totals.
+func (s *Sink) count(f func(*Counts)) {
+	s.mu.Lock()
+	f(&s.counts)
+	s.mu.Unlock()
+}
+
+func (st *sendState) lineStart(i int) int {
 	if i == 0 {
 		return 0
 	}
-	return s.ends[i-1]
+	return st.ends[i-1]
 }
 
-func (s *Sink) post(ctx context.Context, from, to int, record string, part, parts int) error {
-	body := s.lines[s.lineStart(from):s.ends[to-1]]
+func (s *Sink) post(ctx context.Context, st *sendState, from, to int, record string, part, parts int) error {
+	body := st.lines[st.lineStart(from):st.ends[to-1]]
 	if s.cfg.Format == "json_array" {
-		s.body = append(s.body[:0], '[')
+		st.body = append(st.body[:0], '[')
 		for i := from; i < to; i++ {
 			if i > from {
-				s.body = append(s.body, ',')
+				st.body = append(st.body, ',')
 			}
-			s.body = append(s.body, s.lines[s.lineStart(i):s.ends[i]]...) // the '\n' is JSON whitespace
+			st.body = append(st.body, st.lines[st.lineStart(i):st.ends[i]]...) // the '\n' is JSON whitespace
 		}
-		s.body = append(s.body, ']')
-		body = s.body
+		st.body = append(st.body, ']')
+		body = st.body
 	}
 	if s.cfg.Compression == "gzip" {
-		body = s.gz.Compress(body)
+		body = st.gz.Compress(body)
 	}
 	if record != "" {
-		s.header.Set("X-Les-Record", record)
+		st.header.Set("X-Les-Record", record)
 	} else {
-		s.header.Del("X-Les-Record")
+		st.header.Del("X-Les-Record")
 	}
-	s.header.Set("X-Les-Part", strconv.Itoa(part)+"/"+strconv.Itoa(parts))
-	if err := s.client.Post(ctx, s.cfg.URL, s.header, body); err != nil {
+	st.header.Set("X-Les-Part", strconv.Itoa(part)+"/"+strconv.Itoa(parts))
+	if err := s.client.Post(ctx, s.cfg.URL, st.header, body); err != nil {
 		return s.errorf("%w", err)
 	}
-	s.counts.Requests++
 	return nil
 }
 

@@ -128,7 +128,9 @@ type Counts struct {
 }
 
 // Sink writes to one InfluxDB-compatible server. It is safe for
-// concurrent use; Sends are serialised (they share buffers).
+// concurrent use: each Send encodes into an encoder and buffers of its own
+// (taken from a pool), so the runner's `concurrency` Sends are in flight
+// at once.
 type Sink struct {
 	cfg      Config
 	name     string
@@ -138,12 +140,19 @@ type Sink struct {
 	log      func(msg string, args ...any)
 	dropped  *selfmetric.ReasonCounters
 
+	encoder Encoder   // the settings each sendState's encoder copies
+	states  sync.Pool // *sendState
+
 	mu     sync.Mutex
-	enc    Encoder
-	buf    []byte
-	gz     sink.Gzipper
 	closed bool
 	counts Counts
+}
+
+// sendState is one Send's encoder and buffers.
+type sendState struct {
+	enc Encoder
+	buf []byte
+	gz  sink.Gzipper
 }
 
 var _ sink.Sink = (*Sink)(nil)
@@ -158,7 +167,7 @@ func New(cfg Config, d sink.Deps) (*Sink, error) {
 		d.Metrics = selfmetric.New()
 	}
 	s := &Sink{cfg: cfg, name: d.Name, dropped: d.Dropped(),
-		enc: Encoder{Version: cfg.Version, LogMeasurement: cfg.LogMeasurement, SpanMeasurement: cfg.SpanMeasurement, LogAttrs: cfg.LogAttrs}}
+		encoder: Encoder{Version: cfg.Version, LogMeasurement: cfg.LogMeasurement, SpanMeasurement: cfg.SpanMeasurement, LogAttrs: cfg.LogAttrs}}
 	s.log = func(string, ...any) {}
 	if d.Log != nil {
 		s.log = d.Log.Warn
@@ -221,14 +230,25 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 		return s.errorf("%w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return s.errorf("sink is closed")
 	}
-	s.enc.Drops = Drops{}
-	buf, n := s.enc.AppendBatch(s.buf[:0], b)
-	s.buf = buf
-	s.countDrops(s.enc.Drops)
+	st, _ := s.states.Get().(*sendState)
+	if st == nil {
+		st = &sendState{enc: s.encoder}
+	}
+	defer s.states.Put(st)
+	st.enc.Drops = Drops{}
+	buf, n := st.enc.AppendBatch(st.buf[:0], b)
+	st.buf = buf
+	defer func() {
+		if cap(st.buf) > 16<<20 {
+			st.buf = nil // do not pin one huge batch's buffer
+		}
+	}()
+	s.countDrops(st.enc.Drops)
 	for len(buf) > 0 {
 		chunk := buf
 		if len(chunk) > s.cfg.MaxBody {
@@ -239,14 +259,13 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 			chunk = chunk[:cut]
 		}
 		buf = buf[len(chunk):]
-		if err := s.post(ctx, chunk); err != nil {
+		if err := s.post(ctx, st, chunk); err != nil {
 			return err
 		}
 	}
+	s.mu.Lock()
 	s.counts.Lines += uint64(n)
-	if cap(s.buf) > 16<<20 {
-		s.buf = nil // do not pin one huge batch's buffer
-	}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -257,27 +276,33 @@ func (s *Sink) countDrops(d Drops) {
 	}{{d.EmptyName, ReasonEmptyName}, {d.NonFinite, ReasonNonFinite}, {d.LineBreak, ReasonLineBreak}, {d.Backslash, ReasonBackslash}} {
 		if r.n > 0 {
 			s.dropped.Add(r.reason, r.n)
+			s.mu.Lock()
 			s.counts.Dropped += uint64(r.n)
+			s.mu.Unlock()
 		}
 	}
 }
 
-func (s *Sink) post(ctx context.Context, body []byte) error {
+func (s *Sink) post(ctx context.Context, st *sendState, body []byte) error {
 	if s.cfg.Compression == "gzip" {
-		body = s.gz.Compress(body)
+		body = st.gz.Compress(body)
 	}
 	err := s.client.Post(ctx, s.endpoint, s.header, body)
 	if se, ok := errors.AsType[*sink.StatusError](err); ok && (se.Code == 400 || se.Code == 422) && strings.Contains(se.Reason, "partial write") {
 		n := partialDropped(se.Reason)
 		s.dropped.Add(ReasonBackendRefused, n)
+		s.mu.Lock()
 		s.counts.Dropped += uint64(n)
+		s.mu.Unlock()
 		s.log("influxdb: server refused some points", "status", se.Code, "reason", se.Reason)
 		err = nil
 	}
 	if err != nil {
 		return s.errorf("%w", err)
 	}
+	s.mu.Lock()
 	s.counts.Requests++
+	s.mu.Unlock()
 	return nil
 }
 

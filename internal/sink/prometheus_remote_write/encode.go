@@ -1,8 +1,10 @@
 package promrw
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/les-streams/les/internal/model"
@@ -106,6 +108,9 @@ type encoder struct {
 	counters *counters
 	// drops are the items left out by design in this batch, by reason.
 	drops map[string]int
+	// order is the batch's metrics or distributions in time order, when
+	// they are not in it already (timeOrder).
+	order []int32
 }
 
 func newEncoder(opt encOptions, c *counters) *encoder {
@@ -119,15 +124,53 @@ func (e *encoder) encode(b *model.Batch) {
 	e.nreq = 0
 	clear(e.drops)
 	e.next()
-	for i := range b.Metrics {
-		e.metric(&b.Metrics[i], int32(i))
+	// Time order: Prometheus refuses a series' sample older than the one
+	// before it, also within a request. Records of one partition come in
+	// stream order, so this is mostly one pass that finds them sorted.
+	if e.timeOrder(len(b.Metrics), func(i int) int64 { return b.Metrics[i].Timestamp }) {
+		for _, i := range e.order {
+			e.metric(&b.Metrics[i], i)
+		}
+	} else {
+		for i := range b.Metrics {
+			e.metric(&b.Metrics[i], int32(i))
+		}
 	}
-	for i := range b.Dists {
-		e.dist(&b.Dists[i], int32(len(b.Metrics)+i))
+	distMs := func(i int) int64 { return millis(b.Dists[i].Timestamp) + int64(b.Dists[i].Correction) }
+	if e.timeOrder(len(b.Dists), distMs) {
+		for _, i := range e.order {
+			e.dist(&b.Dists[i], int32(len(b.Metrics))+i)
+		}
+	} else {
+		for i := range b.Dists {
+			e.dist(&b.Dists[i], int32(len(b.Metrics)+i))
+		}
 	}
 	if len(e.cur().items) == 0 {
 		e.nreq--
 	}
+}
+
+// timeOrder reports whether the n items whose times ts returns are out of
+// time order, and then leaves their indexes in time order in e.order (a
+// stable sort: items of equal time keep their order).
+func (e *encoder) timeOrder(n int, ts func(int) int64) bool {
+	sorted := true
+	for i := 1; i < n; i++ {
+		if ts(i) < ts(i-1) {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return false
+	}
+	e.order = e.order[:0]
+	for i := range n {
+		e.order = append(e.order, int32(i))
+	}
+	slices.SortStableFunc(e.order, func(a, b int32) int { return cmp.Compare(ts(int(a)), ts(int(b))) })
+	return true
 }
 
 // requests returns the requests of the last encode; they are valid until

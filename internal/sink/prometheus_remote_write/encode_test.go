@@ -307,3 +307,37 @@ func BenchmarkSendDiscard(b *testing.B) {
 	b.ReportMetric(float64(b.N*batch.Len())/(cpuTime()-cpu0).Seconds(), "items/cpu-s")
 	b.ReportMetric(float64(b.N*batch.Len())/b.Elapsed().Seconds(), "items/s")
 }
+
+// TestSeriesInTimeOrder (issue 9): Prometheus appends a request's samples
+// in the order they come and refuses a series' sample older than the one
+// before it (out_of_order); a batch holding a series' points out of time
+// order (records merged from an agent that published them so) must reach
+// it in time order, within a request and from one request to the next.
+func TestSeriesInTimeOrder(t *testing.T) {
+	e := testEncoder(Config{URL: "http://x", MaxSamplesPerRequest: 2})
+	b := &model.Batch{}
+	for _, p := range []struct {
+		name string
+		ms   int64
+	}{{"a", 3}, {"b", 1}, {"a", 1}, {"c", 2}, {"a", 2}, {"b", 0}} {
+		b.Metrics = append(b.Metrics, model.Metric{Name: p.name, Source: "h", Kind: model.Gauge, Value: float64(p.ms), Timestamp: p.ms * 1e6})
+	}
+	e.counters.begin()
+	e.encode(b)
+	e.counters.commit()
+	last := map[string]int64{}
+	for _, s := range decodeAll(t, e) {
+		for _, smp := range s.Samples {
+			if prev, ok := last[s.key()]; ok && smp.Ms < prev {
+				t.Errorf("%s: sample at %d ms after one at %d ms", s.key(), smp.Ms, prev)
+			}
+			last[s.key()] = smp.Ms
+		}
+	}
+	if len(last) != 3 {
+		t.Errorf("%d series, want 3", len(last))
+	}
+	if n := testing.AllocsPerRun(20, func() { e.counters.begin(); e.encode(b); e.counters.commit() }); n > 0 {
+		t.Errorf("%v allocations per warm encode of a batch out of time order, want 0", n)
+	}
+}

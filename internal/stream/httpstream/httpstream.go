@@ -135,7 +135,8 @@ func (s *Stream) Capabilities() stream.Capabilities {
 	return stream.Capabilities{Backend: Backend, Partitions: s.partitions, MaxRecordBytes: s.cfg.MaxRecordBytes}
 }
 
-// Consume implements stream.Stream: kind http cannot be read.
+// Consume implements stream.Stream: kind http cannot be read (nor
+// rewound: ConsumeOptions.Rewind), so it fails with errors.ErrUnsupported.
 func (s *Stream) Consume(context.Context, stream.ConsumeOptions, stream.Handler) error {
 	return s.unsupported("consume")
 }

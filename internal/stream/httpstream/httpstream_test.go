@@ -329,6 +329,10 @@ func TestAgentOnly(t *testing.T) {
 	if err := s.Consume(context.Background(), stream.ConsumeOptions{}, nil); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), testURL) {
 		t.Errorf("Consume: %v", err)
 	}
+	rw := stream.ConsumeOptions{Durable: "d", Rewind: map[string]stream.Position{"0": "1"}}
+	if err := s.Consume(context.Background(), rw, nil); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Consume with Rewind: %v", err)
+	}
 	if _, err := s.Lag(context.Background(), stream.LagQuery{}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Lag: %v", err)
 	}

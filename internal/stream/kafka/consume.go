@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ const (
 // "<origin>.<signal>/<partition>"], from the oldest record for partitions
 // missing from a non-nil After, else from the oldest (FromStart) or the
 // newest record.
+//
+// o.Rewind (keys as Delivery.Partition) moves a group's committed offset
+// back when the group assigns the partition to this member (adjust), and
+// a direct consumer's start after o.After.
 //
 // h gets up to o.Batch deliveries per call, waiting at most o.MaxWait to
 // fill a batch. When h fails, the same deliveries are handed to it again
@@ -77,7 +82,12 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
-	c := &consumer{s: s, o: o, h: h, refs: byTopic, labels: map[tp]string{}}
+	for label, pos := range o.Rewind {
+		if at, err := strconv.ParseInt(string(pos), 10, 64); err != nil || at < 0 {
+			return fmt.Errorf("kafka: consume: bad rewind position %q for %s", pos, label)
+		}
+	}
+	c := &consumer{s: s, o: o, h: h, refs: byTopic, labels: map[tp]string{}, rewind: maps.Clone(o.Rewind)}
 	if o.Durable != "" {
 		return c.runGroup(ctx, names)
 	}
@@ -126,6 +136,9 @@ type consumer struct {
 	labels map[tp]string // "<origin>.<signal>/<partition>"
 	cl     *kgo.Client
 	group  *groupState // nil without Durable
+	// rewind is what is left of o.Rewind in a group: a partition's entry
+	// is applied and removed when the group assigns it (adjust).
+	rewind map[string]stream.Position
 
 	lastErr string // last fetch or commit error logged
 }
@@ -151,6 +164,11 @@ func (c *consumer) runDirect(ctx context.Context, refs []topicRef, parts map[str
 						return fmt.Errorf("kafka: consume: bad position %q for %s", pos, c.label(tp{ref.name, kp}))
 					}
 					m[kp] = kgo.NewOffset().At(off + 1)
+					if rw, ok := c.o.Rewind[c.label(tp{ref.name, kp})]; ok {
+						if at, _ := strconv.ParseInt(string(rw), 10, 64); at <= off {
+							m[kp] = kgo.NewOffset().At(at) // only back
+						}
+					}
 				}
 			case c.o.FromStart:
 				m[kp] = kgo.NewOffset().AtStart()
@@ -207,6 +225,9 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 		kgo.SessionTimeout(c.s.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(c.s.cfg.RebalanceTimeout),
 	}
+	if len(c.rewind) > 0 {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(c.adjust))
+	}
 	if id := c.s.cfg.InstanceID; id != "" {
 		opts = append(opts, kgo.InstanceID(id)) // static membership
 	}
@@ -235,6 +256,41 @@ func (c *consumer) runGroup(ctx context.Context, names []string) error {
 	}()
 	c.cl = cl
 	return c.loop(ctx)
+}
+
+// adjust applies o.Rewind to the partitions the group has just assigned
+// to this member, after their committed offsets were fetched and before
+// they are read: a committed offset past the rewind position is replaced
+// by it. Each entry is used once per Consume call (a partition assigned
+// back later resumes from its commit, which the re-delivered records
+// moved). A partition without a commit is left to Start. Only the member
+// a partition is assigned to moves it, so several members never race.
+// It runs on the client's group goroutine.
+func (c *consumer) adjust(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	none := startOffset(c.o.Start).EpochOffset().Offset // what a partition without a commit has
+	for topic, parts := range offsets {
+		ref := c.refs[topic]
+		if ref == nil {
+			continue
+		}
+		for p, off := range parts {
+			label := ref.label + "/" + strconv.Itoa(int(p))
+			pos, ok := c.rewind[label]
+			if !ok {
+				continue
+			}
+			delete(c.rewind, label)
+			at, _ := strconv.ParseInt(string(pos), 10, 64) // checked by Consume
+			cur := off.EpochOffset().Offset
+			if cur < 0 || cur == none || at >= cur {
+				continue // no commit yet, or already at or before pos
+			}
+			parts[p] = kgo.NewOffset().At(at).WithEpoch(-1)
+			c.s.log.Info("kafka: consume: rewinding the group's offset to re-deliver records",
+				"group", c.o.Durable, "partition", label, "committed", cur, "from", at)
+		}
+	}
+	return offsets, nil
 }
 
 // loop polls batches and hands them to the handler until ctx is done.

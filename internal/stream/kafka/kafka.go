@@ -53,6 +53,7 @@ type Stream struct {
 	publishRetries *metrics.Counter
 	commitErrors   *metrics.Counter
 	consumeErrors  *metrics.Counter
+	ckptMetrics    *ckptMetrics // claim.go
 
 	closeCtx context.Context // cancelled by Close
 	closeFn  context.CancelFunc
@@ -80,6 +81,9 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	if err != nil {
 		return nil, err
 	}
+	// Heartbeats well inside the session (franz-go's 3s default would let
+	// a session_timeout of 3s or less expire between two of them).
+	base = append(base, kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/3)))
 	log := deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -93,6 +97,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 		publishRetries: reg.Counter("les_stream_publish_retries_total", "backend", "kafka"),
 		commitErrors:   reg.Counter("les_stream_commit_errors_total", "backend", "kafka"),
 		consumeErrors:  reg.Counter("les_stream_consume_errors_total", "backend", "kafka"),
+		ckptMetrics:    newCkptMetrics(reg),
 	}
 	s.cl, err = kgo.NewClient(s.clientOpts(
 		kgo.RequiredAcks(kgo.AllISRAcks()),

@@ -58,6 +58,9 @@ func (s *Stream) Lag(ctx context.Context, q stream.LagQuery) (uint64, error) {
 			if errors.Is(end.Err, kerr.UnknownTopicOrPartition) || p < 0 {
 				continue // the topic does not exist: nothing to read
 			}
+			if !assigned(q.Partitions, p, int32(len(ps))) {
+				continue // another process' partition
+			}
 			if end.Err != nil {
 				return 0, fmt.Errorf("kafka: lag: end offset of %s/%d: %w", topic, p, end.Err)
 			}
@@ -82,4 +85,18 @@ func (s *Stream) Lag(ctx context.Context, q stream.LagQuery) (uint64, error) {
 		}
 	}
 	return lag, nil
+}
+
+// assigned reports whether Kafka partition kp of a topic of n partitions
+// holds one of the logical partitions parts (nil: all).
+func assigned(parts []int, kp, n int32) bool {
+	if parts == nil {
+		return true
+	}
+	for _, p := range parts {
+		if p >= 0 && kafkaPartition(p, n) == kp {
+			return true
+		}
+	}
+	return false
 }

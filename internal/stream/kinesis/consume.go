@@ -46,7 +46,10 @@ const (
 // consumer reads) were read to their end. Starting points: o.After[shard]
 // (after that sequence number), TRIM_HORIZON for shards missing from a
 // non-nil After and for shards that appear while running; with After nil,
-// TRIM_HORIZON if o.FromStart, else LATEST.
+// TRIM_HORIZON if o.FromStart, else LATEST. o.Rewind[shard] at or before
+// o.After[shard] starts that shard at the rewind position, inclusive
+// (AT_SEQUENCE_NUMBER); Kinesis keeps no cursor to move, so the caller's
+// checkpoint moves back as it stores the re-delivered positions.
 //
 // The handler is called by one goroutine, one call at a time, in shard
 // order per shard; Delivery.Partition is the shard id and Pos the sequence
@@ -110,7 +113,7 @@ type consumer struct {
 // start is where a shard reader begins.
 type start struct {
 	typ types.ShardIteratorType // TRIM_HORIZON, LATEST or AFTER_SEQUENCE_NUMBER
-	seq string                  // for AFTER_SEQUENCE_NUMBER
+	seq string                  // for AFTER_SEQUENCE_NUMBER and AT_SEQUENCE_NUMBER (a rewind)
 	at  time.Time               // for LATEST: when Consume began
 }
 
@@ -221,6 +224,9 @@ func (c *consumer) startOf(id string, initial, closed bool, began time.Time) (st
 	switch {
 	case c.o.After != nil:
 		if pos := c.o.After[id]; pos != "" {
+			if rw, ok := c.o.Rewind[id]; ok && stream.ComparePositions(rw, pos) <= 0 {
+				return start{typ: types.ShardIteratorTypeAtSequenceNumber, seq: string(rw)}, false // only back
+			}
 			return start{typ: types.ShardIteratorTypeAfterSequenceNumber, seq: string(pos)}, false
 		}
 		switch {
@@ -266,6 +272,9 @@ func (c *consumer) readShard(ctx context.Context, id string, st start) bool {
 	log := c.s.log.With("shard", id)
 	b := backoff{base: readBackoffBase, max: readBackoffMax}
 	last := st.seq // the last sequence number read (or the one to start after)
+	if st.typ == types.ShardIteratorTypeAtSequenceNumber {
+		last = "" // until a record is read: start at st.seq
+	}
 	latestTaken := false
 	var iter *string
 	for ctx.Err() == nil {
@@ -277,6 +286,8 @@ func (c *consumer) readShard(ctx context.Context, id string, st start) bool {
 			case st.typ == types.ShardIteratorTypeLatest && latestTaken:
 				// Iterator expired before any record: nothing since began was read.
 				in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(st.at)
+			case st.typ == types.ShardIteratorTypeAtSequenceNumber:
+				in.ShardIteratorType, in.StartingSequenceNumber = st.typ, aws.String(st.seq)
 			case st.typ == types.ShardIteratorTypeAtTimestamp:
 				in.ShardIteratorType, in.Timestamp = st.typ, aws.Time(st.at)
 			default:
@@ -287,7 +298,7 @@ func (c *consumer) readShard(ctx context.Context, id string, st start) bool {
 			switch {
 			case ctx.Err() != nil:
 				return false
-			case err != nil && last != "" && errors.As(err, &invalid):
+			case err != nil && (last != "" || st.typ == types.ShardIteratorTypeAtSequenceNumber) && errors.As(err, &invalid):
 				// The position is not in the shard any more (trimmed by
 				// retention) or never was: read what is retained.
 				c.s.gaps.Inc()

@@ -36,6 +36,7 @@ type Store struct {
 	notify       chan struct{}
 	fault        func(ctx context.Context, recs []stream.Record) error
 	publishCalls int
+	groups       map[string]*claimGroup // Claim groups (claim.go)
 }
 
 type entry struct {
@@ -118,6 +119,7 @@ type Stream struct {
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
+	claims []claimOf // groups this stream claims in (claim.go)
 }
 
 // New opens a stream on st.
@@ -187,7 +189,8 @@ func (s *Stream) Publish(ctx context.Context, recs ...stream.Record) error {
 }
 
 // Consume implements stream.Stream. Positions are "index+1" in the
-// partition's log; the physical partition is the logical one.
+// partition's log; the physical partition is the logical one. o.Rewind
+// moves a durable's cursor (or this call's start after o.After) back.
 func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.Handler) error {
 	if s.isClosed() {
 		return stream.ErrClosed
@@ -205,6 +208,7 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			continue
 		}
 		next[p] = 0
+		hasCursor := false
 		switch {
 		case o.Durable != "":
 			c := s.st.cursors[o.Durable]
@@ -217,7 +221,7 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 				n = s.st.startIndex(p, o.Start)
 				c[p] = n
 			}
-			next[p] = n
+			next[p], hasCursor = n, ok
 		case o.After != nil:
 			pos := o.After[strconv.Itoa(p)]
 			if pos == "" {
@@ -229,10 +233,23 @@ func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 				s.st.mu.Unlock()
 				return fmt.Errorf("mem: bad position %q", pos)
 			}
-			next[p] = n
+			next[p], hasCursor = n, true
 		case o.FromStart:
 		default:
 			next[p] = len(s.st.parts[p])
+		}
+		if pos, ok := o.Rewind[strconv.Itoa(p)]; ok && hasCursor {
+			n, err := strconv.Atoi(string(pos))
+			if err != nil || n <= 0 {
+				s.st.mu.Unlock()
+				return fmt.Errorf("mem: rewind: bad position %q", pos)
+			}
+			if n-1 < next[p] { // only back
+				next[p] = n - 1
+				if o.Durable != "" {
+					s.st.cursors[o.Durable][p] = n - 1
+				}
+			}
 		}
 	}
 	s.st.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -25,11 +26,84 @@ import (
 // the partitions between them (les consume --partitions) each move only
 // their partitions' cursors, and a partition keeps its cursor when it is
 // assigned to another process. h is called for one partition at a time.
+//
+// o.Rewind with a Durable recreates the durable consumer (or, with
+// Partitions, each named partition's) at the earliest position asked for
+// before it is read (RewindDurable); without a Durable it lowers the
+// positions of After. Positions are stream sequences, so a durable
+// reading several partitions re-delivers every partition's records after
+// that sequence.
 func (s *Stream) Consume(ctx context.Context, o stream.ConsumeOptions, h stream.Handler) error {
+	if len(o.Rewind) > 0 {
+		if err := s.rewind(ctx, &o); err != nil {
+			return err
+		}
+	}
 	if o.Durable != "" && o.Partitions != nil {
 		return s.consumePartitions(ctx, o, h)
 	}
 	return s.consume(ctx, o, h, false)
+}
+
+// rewind applies o.Rewind (see Consume) and clears it.
+func (s *Stream) rewind(ctx context.Context, o *stream.ConsumeOptions) error {
+	rw := o.Rewind
+	o.Rewind = nil
+	if o.Durable == "" {
+		if o.After == nil {
+			return nil // no cursor: FromStart decides
+		}
+		after := maps.Clone(o.After)
+		for part, pos := range rw {
+			seq, err := parsePos(pos)
+			if err != nil || seq == 0 {
+				return fmt.Errorf("stream: rewind: bad position %q", pos)
+			}
+			if cur, ok := after[part]; ok {
+				if c, err := parsePos(cur); err == nil && c >= seq {
+					after[part] = stream.Position(strconv.FormatUint(seq-1, 10))
+				}
+			}
+		}
+		o.After = after
+		return nil
+	}
+	for s.ensure(ctx) != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		sleep(ctx, time.Second)
+	}
+	targets := map[string]stream.Position{} // durable → position
+	for part, pos := range rw {
+		seq, err := parsePos(pos)
+		if err != nil || seq == 0 {
+			return fmt.Errorf("stream: rewind %s: bad position %q", o.Durable, pos)
+		}
+		name := o.Durable // one durable for every partition: its earliest sequence
+		if o.Partitions != nil {
+			name = o.Durable + "_p" + part // the partition's own (DurableName)
+		}
+		if cur, ok := targets[name]; !ok || stream.ComparePositions(pos, cur) < 0 {
+			targets[name] = pos
+		}
+	}
+	for name, pos := range targets {
+		// A failure (the server away) is retried: consuming without the
+		// rewind would skip what the caller needs again.
+		for {
+			err := s.RewindDurable(ctx, name, "", pos)
+			if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				break // done, or no cursor yet: Start decides
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("stream: rewinding a durable failed; retrying", "consumer", name, "pos", pos, "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
 }
 
 // consume is Consume with one JetStream consumer; exclusive says its

@@ -440,16 +440,22 @@ func (s *Stream) lastBefore(ctx context.Context, t time.Time, end uint64) (uint6
 
 // RewindDurable makes the durable consumer durable deliver again from
 // position pos of partition (inclusive; the sequence, which is
-// stream-wide): a sink that found its output damaged asks for the records
-// it lost. The partition's own durable (DurableName) is used when it
-// exists. Records after pos come again too (at least once).
+// stream-wide): Consume does it for ConsumeOptions.Rewind. The
+// partition's own durable (DurableName) is used when it exists (partition
+// "": the durable itself). Records after pos come again too (at least
+// once). A durable whose ack floor is already before pos is left alone;
+// one that does not exist fails with jetstream.ErrConsumerNotFound.
 func (s *Stream) RewindDurable(ctx context.Context, durable, partition string, pos stream.Position) error {
 	seq, err := parsePos(pos)
 	if err != nil || seq == 0 {
 		return fmt.Errorf("stream: rewind %s: bad position %q", durable, pos)
 	}
+	names := []string{durable}
+	if partition != "" {
+		names = []string{durable + "_p" + partition, durable}
+	}
 	var ci *jetstream.ConsumerInfo
-	for _, name := range []string{durable + "_p" + partition, durable} {
+	for _, name := range names {
 		c, err := s.js.Consumer(ctx, s.cfg.Name, name)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue
@@ -464,6 +470,9 @@ func (s *Stream) RewindDurable(ctx context.Context, durable, partition string, p
 	}
 	if ci == nil {
 		return fmt.Errorf("stream: rewind %s: %w", durable, jetstream.ErrConsumerNotFound)
+	}
+	if seq > ci.AckFloor.Stream && ci.NumAckPending == 0 && ci.Delivered.Stream <= ci.AckFloor.Stream {
+		return nil // nothing at or after pos was acknowledged or handed out
 	}
 	cfg := ci.Config
 	cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, nil

@@ -2,8 +2,8 @@
 // against its real component (ADR 0004): ordered consumption per
 // partition, filters by origin and signal, partition assignment, resuming
 // from stored positions across a restart, durable cursors where declared,
-// redelivery after a failed handler, ErrTooLarge, and de-duplication
-// where declared.
+// redelivery after a failed handler, ErrTooLarge, de-duplication where
+// declared, and rewinding a cursor (ConsumeOptions.Rewind).
 package streamtest
 
 import (
@@ -38,6 +38,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("TooLarge", func(t *testing.T) { testTooLarge(t, open) })
 	t.Run("Dedup", func(t *testing.T) { testDedup(t, open) })
 	t.Run("StartAtTime", func(t *testing.T) { testStartTime(t, open) })
+	t.Run("Rewind", func(t *testing.T) { testRewind(t, open) })
 }
 
 // Rec returns record i of a test sequence: partition i%Partitions,
@@ -432,6 +433,93 @@ func testStartTime(t *testing.T, open Opener) {
 	for _, d := range got {
 		if i := payloadIndex(t, d); i < 10 {
 			t.Fatalf("payload-%d (stored at %v) delivered to a consumer starting at %v", i, d.Time, start)
+		}
+	}
+}
+
+// testRewind: after a consumer acknowledged every record, a rewind of one
+// partition to a position it had passed delivers that partition's records
+// from there again, in order, and none before it; for a durable the
+// moved cursor is kept: a later consumer without Rewind gets only what
+// is new. Both for a durable (where declared) and for a consumer at
+// positions (After).
+func testRewind(t *testing.T, open Opener) {
+	s := open(t)
+	defer s.Close()
+	var recs []stream.Record
+	for i := range 20 {
+		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
+	}
+	publish(t, s, recs...)
+	variants := []stream.ConsumeOptions{{After: map[string]stream.Position{}}}
+	if c := s.Capabilities(); c.DurableCursors {
+		variants = append(variants, stream.ConsumeOptions{Durable: "rewind", Origins: []string{stream.OriginIngest}})
+		if !c.GroupAssignment { // a durable with assigned partitions
+			variants = append(variants, stream.ConsumeOptions{Durable: "rewind-parts", Origins: []string{stream.OriginIngest},
+				Partitions: []int{0, 1, 2, 3}})
+		}
+	}
+	for vi, v := range variants {
+		first := Consume(t, s, v, nil, AtLeast(20))
+		part := first[0].Partition
+		var ofPart []stream.Delivery
+		for _, d := range first {
+			if d.Partition == part {
+				ofPart = append(ofPart, d)
+			}
+		}
+		if len(ofPart) < 3 {
+			t.Fatalf("partition %s holds %d records, want at least 3", part, len(ofPart))
+		}
+		from := ofPart[1]
+		var want []int
+		for _, d := range ofPart[1:] {
+			want = append(want, payloadIndex(t, d))
+		}
+		o := v
+		if o.Durable == "" {
+			o.After = positionsOf(first)
+		}
+		o.Rewind = map[string]stream.Position{part: from.Pos}
+		got := Consume(t, s, o, nil, func(ds []stream.Delivery) bool {
+			n := 0
+			for _, d := range ds {
+				if d.Partition == part {
+					n++
+				}
+			}
+			return n >= len(want)
+		})
+		checkOrder(t, got)
+		var again []int
+		for _, d := range got {
+			if d.Partition == part {
+				again = append(again, payloadIndex(t, d))
+			}
+		}
+		if fmt.Sprint(again) != fmt.Sprint(want) {
+			t.Fatalf("durable %q: rewinding partition %s to %s (payload-%d) delivered %v of it, want %v",
+				v.Durable, part, from.Pos, want[0], again, want)
+		}
+		if v.Durable == "" {
+			continue
+		}
+		// The rewound cursor moved on with the re-delivered records: a
+		// new record is all that comes of this partition now.
+		last := 100*Partitions*(vi+1) + payloadIndex(t, from)%Partitions // a new id per variant
+		publish(t, s, Rec(stream.OriginIngest, wire.SignalMetrics, last))
+		rest := Consume(t, s, v, nil, func(ds []stream.Delivery) bool {
+			for _, d := range ds {
+				if payloadIndex(t, d) == last {
+					return true
+				}
+			}
+			return false
+		})
+		for _, d := range rest {
+			if i := payloadIndex(t, d); d.Partition == part && i != last {
+				t.Fatalf("after the rewound records were acknowledged, partition %s delivered payload-%d again", part, i)
+			}
 		}
 	}
 }

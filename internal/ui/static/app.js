@@ -98,6 +98,7 @@ async function render() {
   try {
     await view(params);
     main.dataset.ready = page;
+    performance.mark('les-ready'); // read by the browser tests' measurements
     setStatus(`${page} in ${Math.round(performance.now() - started)} ms`);
   } catch (e) {
     main.replaceChildren(el('p', { class: 'error', role: 'alert', text: String(e.message || e) }));
@@ -180,6 +181,7 @@ async function functionPage(params) {
   const kpi = (k, v, id, unit = '') => el('div', { class: 'kpi', dataset: { kpi: id } }, el('div', { class: 'v', text: v === undefined ? '–' : fmtNum(v) + unit }), el('div', { class: 'k', text: k }));
   const d = one(tDur), m = one(tMem);
   const errors = el('div', { class: 'tail', id: 'fn-errors', 'aria-live': 'polite', 'aria-label': 'Error logs arriving now' });
+  const kept = await errorLogs(fn);
   main.replaceChildren(
     el('p', {}, el('a', { href: `#/lambda?range=${range}`, text: '← all functions' })),
     el('h1', {}, 'Function ', el('code', { text: fn })),
@@ -198,10 +200,29 @@ async function functionPage(params) {
         { label: 'p99', points: pts(dur, (l) => pct(l, 'p99')), color: palette[3] }] })),
       el('div', { class: 'card' }, el('h2', { text: 'Max memory used (MB)' }), lineChart({ title: 'Max memory used', unit: ' MB', ...x, series: [
         { label: 'max', points: pts(mem, (l) => l.max) }] }))),
-    el('h2', { text: 'Error logs (arriving while this page is open)' }),
-    el('p', { class: 'muted', text: 'les keeps no log store; this is the live tail of this function’s log records that mention an error.' }),
+    el('h2', { text: 'Latest error logs' }), kept,
+    el('h2', { text: 'Arriving now' }),
+    el('p', { class: 'muted', text: 'The live tail of this function’s log records that mention an error, while this page is open.' }),
     errors);
   openTail({ signal: 'logs', source: fn, text: 'error' }, errors, 50);
+}
+
+// errorLogs renders the error-level records les keeps for a source
+// (/api/v1/errors), newest first; every field is text.
+async function errorLogs(fn) {
+  let r;
+  try {
+    r = await apiJSON(`/api/v1/errors?${new URLSearchParams({ source: fn })}`);
+  } catch (e) {
+    return el('p', { class: 'muted', id: 'fn-errors-kept', text: String(e.message || e) });
+  }
+  const s = r.store;
+  const note = el('p', { class: 'muted', text: `les keeps the last ${s.per_source} error-level records per source (${s.kept} kept over ${s.sources} sources, at most ${s.max_total}; messages cut at ${s.max_message} bytes)${s.rebuilding ? '; still reading them back from the stream…' : ''}.` });
+  if (r.errors.length === 0) return el('div', { id: 'fn-errors-kept' }, el('p', { text: 'No error-level log records of this function kept.' }), note);
+  return el('div', { id: 'fn-errors-kept' }, table(['Time (UTC)', 'Level', 'Request id', 'Message'], r.errors.map((x) => el('tr', { dataset: { level: x.level } },
+    el('td', { text: fmtStamp(Date.parse(x.timestamp)) }), el('td', { text: x.level }), el('td', { class: 'muted', text: x.request_id || '–' }),
+    el('td', { class: 'msg', dataset: { col: 'message' } }, el('span', { text: x.message }), x.truncated ? el('span', { class: 'muted', text: ` … (${x.size} bytes)` }) : null))),
+  { 'aria-label': 'Latest error logs', id: 'fn-errors-table' }), note);
 }
 
 // ---- Series ------------------------------------------------------------
@@ -382,13 +403,25 @@ const FAMILIES = [
 
 async function pipelinePage() {
   const grid = el('div', { class: 'grid', id: 'pipeline' });
+  const rejected = el('div', { id: 'rejected' });
   main.replaceChildren(el('h1', { text: 'Pipeline' }),
-    el('p', { class: 'muted', text: 'From /metrics, sampled every 5 s by this page while it is open (the last hour, kept in this tab).' }), grid);
+    el('p', { class: 'muted', text: 'From /metrics, sampled every 5 s by this page while it is open (the last hour, kept in this tab).' }), grid,
+    el('h2', { text: 'Last rejected inputs' }), rejected);
   const sample = async () => {
-    const text = await (await apiFetch('/metrics')).text();
+    const [text, rj] = await Promise.all([(await apiFetch('/metrics')).text(), apiJSON('/api/v1/rejected')]);
     samples.push({ t: Date.now(), m: parseProm(text) });
     while (samples.length > 720) samples.shift();
     draw();
+    drawRejected(rj);
+  };
+  const drawRejected = (rj) => {
+    const note = el('p', { class: 'muted', text: `The last ${rj.per_format} rejected inputs of each format received by this les, the first ${rj.max_bytes} bytes of each, escaped (control characters and invalid UTF-8 as \\xNN); the token is never kept.` });
+    if (rj.rejected.length === 0) { rejected.replaceChildren(el('p', { text: 'Nothing rejected since les started.' }), note); return; }
+    rejected.replaceChildren(table(['Time (UTC)', 'Format', 'Reason', 'Input'], rj.rejected.map((x) => el('tr', { dataset: { format: x.format, reason: x.reason } },
+      el('td', { text: fmtStamp(Date.parse(x.time)) }), el('td', { text: `${x.format}/${x.transport}` }), el('td', { dataset: { col: 'reason' }, text: x.reason }),
+      el('td', { class: 'msg', dataset: { col: 'input' } }, x.input === '' ? el('span', { class: 'muted', text: x.size ? `(${x.size} bytes, not kept)` : '(refused before it was read)' }) : el('code', { text: x.input }),
+        x.truncated ? el('span', { class: 'muted', text: ` … (${x.size} bytes)` }) : null))),
+    { 'aria-label': 'Last rejected inputs', id: 'rejected-table' }), note);
   };
   const draw = () => {
     const cards = FAMILIES.map(([title, fam, mode]) => {

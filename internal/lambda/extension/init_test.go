@@ -1,0 +1,121 @@
+package extension_test
+
+import (
+	"bytes"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/les-streams/les/internal/lambda/extension"
+)
+
+// TestRegisterWhileStarting: the extension binds its listeners while its
+// register call is still unanswered (the round trip overlaps the
+// pipeline's start instead of preceding it), subscribes to the Telemetry
+// API only once registered, and is ready after both.
+func TestRegisterWhileStarting(t *testing.T) {
+	h := newHarness(t, nil)
+	gate := make(chan struct{})
+	h.api.mu.Lock()
+	h.api.registerGate = gate
+	h.api.mu.Unlock()
+	listening := make(chan struct{})
+	var once sync.Once
+	h.log.mu.Lock()
+	h.log.onWrite = func(p []byte) {
+		if bytes.Contains(p, []byte("phase=listening")) {
+			once.Do(func() { close(listening) })
+		}
+	}
+	h.log.mu.Unlock()
+	bound := make(chan bool, 1)
+	go func() {
+		// Answer the register either way; a sequential init would bind
+		// its listeners only after the answer.
+		select {
+		case <-listening:
+			bound <- true
+		case <-time.After(10 * time.Second):
+			bound <- false
+		}
+		close(gate)
+	}()
+	h.start()
+	if !<-bound {
+		t.Fatalf("listeners not bound while register was pending; log:\n%s", h.log.String())
+	}
+	log := h.log.String()
+	if li, ri := strings.Index(log, "phase=listening"), strings.Index(log, "phase=registered"); li < 0 || ri < li {
+		t.Errorf("want listening before registered; log:\n%s", log)
+	}
+	h.api.mu.Lock()
+	sub := h.api.subscription
+	h.api.mu.Unlock()
+	if sub == nil || h.info.Telemetry == "" {
+		t.Errorf("not subscribed to the Telemetry API (subscription %v, info %+v)", sub, h.info)
+	}
+	h.api.waitNext()
+	h.api.send(shutdownEvent("spindown", time.Now().Add(2*time.Second)))
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInvokeWithEmptySpool: an INVOKE re-publishes the spool only when
+// something is spooled (TestDeadStreamSpoolsAndReplays covers the other
+// case): no goroutine reads the spool directory while the function runs.
+func TestInvokeWithEmptySpool(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.telemetryErr = "Telemetry.NotSupported" // background flushes: next at once
+	h.start()
+	for _, id := range []string{"1f507cfc-a8a6-4697-b07a-ac58fc914c95", "2f507cfc-a8a6-4697-b07a-ac58fc914c95", "3f507cfc-a8a6-4697-b07a-ac58fc914c95"} {
+		h.api.waitNext()
+		h.api.send(invokeEvent(id, time.Now().Add(time.Minute)))
+	}
+	h.api.waitNext()
+	replays := h.metric("les_lambda_spool_replays_total")
+	h.api.send(shutdownEvent("spindown", time.Now().Add(2*time.Second)))
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if replays != 0 {
+		t.Errorf("%v spool replays at 3 INVOKEs with an empty spool, want 0", replays)
+	}
+}
+
+// TestGOMAXPROCS: one P unless LES_GOMAXPROCS names a positive number.
+func TestGOMAXPROCS(t *testing.T) {
+	for v, want := range map[string]int{"": 1, "2": 2, "0": 1, "-3": 1, "x": 1, "8": 8} {
+		if got := extension.GOMAXPROCS(func(k string) string {
+			if k == "LES_GOMAXPROCS" {
+				return v
+			}
+			return ""
+		}); got != want {
+			t.Errorf("LES_GOMAXPROCS=%q: %d, want %d", v, got, want)
+		}
+	}
+}
+
+// TestGOMAXPROCSAfterInit: Options.GOMAXPROCS takes effect once the
+// extension is ready, not during its init.
+func TestGOMAXPROCSAfterInit(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	h := newHarness(t, nil)
+	h.procs = before + 1
+	atReady := 0
+	h.onReady = func() { atReady = runtime.GOMAXPROCS(0) }
+	h.start()
+	h.api.waitNext()
+	atNext := runtime.GOMAXPROCS(0)
+	h.api.send(shutdownEvent("spindown", time.Now().Add(2*time.Second)))
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if atReady != before || atNext != before+1 {
+		t.Errorf("GOMAXPROCS %d when ready, %d at next; want %d, then %d", atReady, atNext, before, before+1)
+	}
+}

@@ -1,0 +1,318 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/les-streams/les/internal/selfmetric"
+	"github.com/les-streams/les/internal/stream"
+)
+
+// claimStore opens a StateStore of partition part of group's checkpoint
+// topic on s, as a claimed run gets it.
+func claimStore(t *testing.T, s *Stream, group string, part int32) *stateStore {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	topic := s.claimTopic(group)
+	if err := s.ensureClaimTopic(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	return s.newStateStore(topic, part)
+}
+
+// ckptBytes is a checkpoint of n bytes whose content names tag.
+func ckptBytes(tag string, n int) []byte {
+	b := bytes.Repeat([]byte{'.'}, n)
+	copy(b, tag)
+	return b
+}
+
+func mustLoad(t *testing.T, st *stateStore) (newest, previous []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, p, err := st.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, p
+}
+
+func mustSave(t *testing.T, st *stateStore, b []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := st.Save(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tagOf(b []byte) string {
+	if b == nil {
+		return "<none>"
+	}
+	s, _, _ := strings.Cut(string(b), ".")
+	return s
+}
+
+// TestClaimStore: checkpoints larger than a record are cut into chunks
+// and put together again; the newest complete checkpoint wins over a
+// newer incomplete one (a writer killed mid-save); a zombie's checkpoint
+// (an owner older than one already in the partition) is ignored; saves
+// trim the partition to the last checkpoints, so a takeover reads a few.
+func TestClaimStore(t *testing.T) {
+	c := newCluster(t)
+	reg := selfmetric.New()
+	s, err := Open(context.Background(), Config{Brokers: c.ListenAddrs(), MaxRecordBytes: 4096}, 2, Deps{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	// A first owner: nothing yet, then two chunked checkpoints.
+	a := claimStore(t, s, "g", 1)
+	if n, p := mustLoad(t, a); n != nil || p != nil {
+		t.Fatalf("empty partition: %q, %q", tagOf(n), tagOf(p))
+	}
+	mustSave(t, a, ckptBytes("a1", 10000)) // 3 chunks
+	mustSave(t, a, ckptBytes("a2", 20000)) // 5 chunks
+
+	// The next owner reads both back, byte for byte.
+	b := claimStore(t, s, "g", 1)
+	n, p := mustLoad(t, b)
+	if !bytes.Equal(n, ckptBytes("a2", 20000)) || !bytes.Equal(p, ckptBytes("a1", 10000)) {
+		t.Fatalf("loaded %q (%d bytes) and %q (%d bytes), want a2 (20000) and a1 (10000)", tagOf(n), len(n), tagOf(p), len(p))
+	}
+	if b.epoch <= a.epoch {
+		t.Fatalf("next owner's epoch %d, first owner's %d: want it newer", b.epoch, a.epoch)
+	}
+	mustSave(t, b, ckptBytes("b1", 9000))
+
+	// b is killed in the middle of its next save: only 2 of 3 chunks.
+	b.seq++
+	half := ckptBytes("b2", 9000)
+	size := int(s.cfg.MaxRecordBytes) - chunkHeader
+	for i := range 2 {
+		v := append([]byte(chunkMagic), make([]byte, chunkHeader-len(chunkMagic))...)
+		putHeader(v, b.epoch, b.writer, b.seq, uint32(i), 3)
+		v = append(v, half[i*size:(i+1)*size]...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: b.topic, Partition: 1, Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	// And a zombie (a, the older owner, still running) saves after it.
+	mustSave(t, a, ckptBytes("a3", 5000))
+
+	c2 := claimStore(t, s, "g", 1)
+	n, p = mustLoad(t, c2)
+	if tagOf(n) != "b1" || tagOf(p) != "a2" {
+		t.Fatalf("loaded %q and %q, want b1 (the newest complete of the newest owner) and a2", tagOf(n), tagOf(p))
+	}
+	// Partition 0 is another logical partition: untouched.
+	if n, _ := mustLoad(t, claimStore(t, s, "g", 0)); n != nil {
+		t.Fatalf("partition 0 holds %q", tagOf(n))
+	}
+
+	// Many saves: the log is trimmed, the last two stay.
+	for i := range 3 * trimEvery {
+		mustSave(t, c2, ckptBytes(fmt.Sprintf("c%d", i), 6000))
+	}
+	d := claimStore(t, s, "g", 1)
+	n, p = mustLoad(t, d)
+	want := fmt.Sprintf("c%d", 3*trimEvery-1)
+	if tagOf(n) != want || tagOf(p) != fmt.Sprintf("c%d", 3*trimEvery-2) {
+		t.Fatalf("after trimming loaded %q and %q, want %s and the one before", tagOf(n), tagOf(p), want)
+	}
+	if d.logStart == 0 {
+		t.Fatal("the checkpoint partition was never trimmed")
+	}
+	if got := counter(t, reg, `les_stream_checkpoint_trims_total{backend="kafka"}`); got < 2 {
+		t.Fatalf("%v trims counted", got)
+	}
+	// What a takeover reads is bounded by trimEvery+1 checkpoints of 2
+	// chunks, not by the 3·trimEvery+5 written.
+	if got, limit := counter(t, reg, `les_stream_checkpoint_loaded_bytes_total{backend="kafka"}`), 0.0; got == limit {
+		t.Fatal("no load bytes counted")
+	}
+	t.Logf("log start %d; newest at %d, previous at %d", d.logStart, d.newestAt, d.prevAt)
+	if d.newestAt-d.logStart > int64(2*(trimEvery+2)) {
+		t.Fatalf("a takeover read from offset %d to %d: more than %d checkpoints", d.logStart, d.newestAt, trimEvery+2)
+	}
+}
+
+func putHeader(v []byte, epoch, writer, seq uint64, idx, count uint32) {
+	h := v[len(chunkMagic):]
+	le := func(b []byte, x uint64, n int) {
+		for i := range n {
+			b[i] = byte(x >> (8 * i))
+		}
+	}
+	le(h, epoch, 8)
+	le(h[8:], writer, 8)
+	le(h[16:], seq, 8)
+	le(h[24:], uint64(idx), 4)
+	le(h[28:], uint64(count), 4)
+}
+
+// claimLog records what each member's runs did.
+type claimLog struct {
+	mu     sync.Mutex
+	owner  map[int]string    // partition → member running it now
+	loaded map[string]string // "member/partition" → tag of the checkpoint its run loaded last
+	change chan struct{}
+}
+
+func newClaimLog() *claimLog {
+	return &claimLog{owner: map[int]string{}, loaded: map[string]string{}, change: make(chan struct{})}
+}
+
+func (l *claimLog) changed() {
+	close(l.change)
+	l.change = make(chan struct{})
+}
+
+// run is a claimed run of member name: it loads, then saves a checkpoint
+// "<name>-<part>-<n>" every 20ms, and a final one when revoked.
+func (l *claimLog) run(t *testing.T, name string) func(ctx context.Context, part int, st stream.StateStore) error {
+	return func(ctx context.Context, part int, st stream.StateStore) error {
+		newest, _, err := st.Load(ctx)
+		if err != nil {
+			return nil // revoked while loading
+		}
+		l.mu.Lock()
+		l.owner[part] = name
+		l.loaded[fmt.Sprintf("%s/%d", name, part)] = tagOf(newest)
+		l.changed()
+		l.mu.Unlock()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-ctx.Done():
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = st.Save(fctx, []byte(fmt.Sprintf("%s-%d-final.", name, part)))
+				l.mu.Lock()
+				if l.owner[part] == name {
+					delete(l.owner, part)
+				}
+				l.changed()
+				l.mu.Unlock()
+				return nil
+			case <-tick.C:
+				if err := st.Save(ctx, []byte(fmt.Sprintf("%s-%d-%d.", name, part, n))); err != nil && ctx.Err() == nil {
+					t.Logf("%s: save %d: %v", name, part, err)
+				}
+			}
+		}
+	}
+}
+
+// waitFor waits until cond holds over the log (checked on each change).
+func (l *claimLog) waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		ok, ch := cond(), l.change
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			t.Fatalf("%s: never happened; owners %v, loaded %v", what, l.owner, l.loaded)
+		}
+	}
+}
+
+// TestClaimMembers: two members claim the four partitions of one group
+// and split them; a clean stop hands a member's partitions to the other
+// with its final checkpoints; a member whose connections are cut (a
+// killed process: no LeaveGroup, no final checkpoint) loses its
+// partitions to the other after the session timeout, which resumes from
+// the last checkpoints the killed one saved.
+func TestClaimMembers(t *testing.T) {
+	const parts = 4
+	g := newGroupCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l := newClaimLog()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	claim := func(ctx context.Context, s *Stream, name string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Claim(ctx, "rollup", l.run(t, name)); err != nil {
+				t.Errorf("claim %s: %v", name, err)
+			}
+		}()
+	}
+	count := func(name string) int {
+		n := 0
+		for _, o := range l.owner {
+			if o == name {
+				n++
+			}
+		}
+		return n
+	}
+
+	a := g.open("a", parts)
+	actx, stopA := context.WithCancel(ctx)
+	defer stopA()
+	claim(actx, a, "a")
+	l.waitFor(ctx, t, "a owns all", func() bool { return count("a") == parts })
+
+	// b joins: the partitions split two and two, and each one b takes
+	// starts from a's final checkpoint of it.
+	bPlug := &plug{}
+	b := g.open("b", parts, kgo.Dialer(bPlug.dial))
+	claim(ctx, b, "b")
+	l.waitFor(ctx, t, "a and b own two each", func() bool { return count("a") == 2 && count("b") == 2 })
+	for p, o := range l.owner {
+		if o == "b" {
+			if got := l.loaded[fmt.Sprintf("b/%d", p)]; got != fmt.Sprintf("a-%d-final", p) {
+				t.Fatalf("b's run of partition %d loaded %q, want a's final checkpoint", p, got)
+			}
+		}
+	}
+
+	// b is killed: its partitions come to a after the session timeout,
+	// each from a checkpoint b saved (not a final one: b never wrote it).
+	l.mu.Lock()
+	var bParts []int
+	for p, o := range l.owner {
+		if o == "b" {
+			bParts = append(bParts, p)
+		}
+	}
+	l.mu.Unlock()
+	killed := time.Now()
+	bPlug.pull()
+	l.waitFor(ctx, t, "a owns all again", func() bool { return count("a") == parts })
+	t.Logf("a took b's partitions %v over %v after b was killed", bParts, time.Since(killed).Round(10*time.Millisecond))
+	l.mu.Lock()
+	for _, p := range bParts {
+		got := l.loaded[fmt.Sprintf("a/%d", p)]
+		if !strings.HasPrefix(got, fmt.Sprintf("b-%d-", p)) || strings.HasSuffix(got, "final") {
+			t.Errorf("a resumed partition %d from %q, want one of b's periodic checkpoints", p, got)
+		}
+	}
+	l.mu.Unlock()
+	stopA()
+	b.Close() // its runs (partitions lost, saves failing) end with the stream
+}
