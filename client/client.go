@@ -242,7 +242,8 @@ func (s Stats) Total() SocketStats {
 	}
 }
 
-// Stats returns the counters. It does not block emitters.
+// Stats returns the counters. It holds each socket's mutex only to read
+// one counter, as briefly as an emitting call holds it.
 func (c *Client) Stats() Stats {
 	return Stats{Metrics: c.metrics.stats(), Logs: c.logs.stats()}
 }

@@ -95,9 +95,10 @@ var lesUpLine = regexp.MustCompile(`(?m)^([ \t]*)(?:\./)?les up\b([^&#\n]*?)[ \t
 //
 // A block whose commands are all `go test …` is not run (CI runs those
 // tests): each command must name packages that exist and a -run/-bench
-// pattern of which every alternative selects a test there. A block marked <!-- readme-test: skip (why) -->
-// is not run; <!-- readme-test: replace 'old' 'new' (why) --> lines just
-// before a block run it with old replaced by new (a shorter duration).
+// pattern of which every alternative selects a test there. A block marked
+// <!-- readme-test: skip (why) --> is not run; <!-- readme-test: replace
+// 'old' 'new' (why) --> lines just before a block run it with old replaced
+// by new (a shorter duration).
 func TestDocShellBlocks(t *testing.T) {
 	missing := t.Skip
 	if os.Getenv("CI") != "" {
@@ -108,8 +109,8 @@ func TestDocShellBlocks(t *testing.T) {
 			missing(tool + " is not installed (scripts/test.sh installs it)")
 		}
 	}
-	if err := exec.Command("unshare", "-rn", "true").Run(); err != nil {
-		missing("cannot create a network namespace (unshare -rn): " + err.Error())
+	if err := exec.Command("unshare", "-rnpf", "true").Run(); err != nil {
+		missing("cannot create a network and pid namespace (unshare -rnpf): " + err.Error())
 	}
 	var live, goTests, skipped []block
 	for _, f := range docFiles(t) {

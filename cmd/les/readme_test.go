@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,15 +80,7 @@ func codeBlocks(t *testing.T, path string) []block {
 // one by design and only has to parse as YAML.
 func TestDocYAMLBlocksLoad(t *testing.T) {
 	t.Setenv("LES_TOKEN", "")
-	files := []string{filepath.Join(repoRoot, "README.md")}
-	for _, root := range []string{"docs", "internal"} {
-		_ = filepath.WalkDir(filepath.Join(repoRoot, root), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".md") && (root == "docs" || d.Name() == "README.md") {
-				files = append(files, p)
-			}
-			return nil
-		})
-	}
+	files := append([]string{filepath.Join(repoRoot, "README.md")}, docFiles(t)...)
 	dir := t.TempDir()
 	n := 0
 	for _, f := range files {
