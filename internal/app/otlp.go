@@ -36,6 +36,7 @@ func bindOTLP(a *App, l ListenerConfig, b *ingest.Batcher) (runner, string, erro
 	deltas := a.otlpDeltas()
 	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{DefaultSource: l.Source}, deltas) }
 	in := ingest.NewIntake("otlp", l.Transport, b, a.reg)
+	in.Gate = a.gate
 	if l.Transport == "grpc" {
 		s, err := otlpin.ListenGRPC(cfg, in, newDec, b, a.log)
 		if err != nil {

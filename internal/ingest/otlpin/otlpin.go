@@ -115,6 +115,17 @@ func (c *otlpCore) decoder() *otlp.Decoder {
 	return c.newDec()
 }
 
+// cannotStore is the intake gate's reason for refusing every request now
+// (the disk is full: ingest.StoreGate), counted as a rejection; "" when
+// data can be stored.
+func (c *otlpCore) cannotStore() string {
+	why := c.intake.Gate.Check()
+	if why != "" {
+		c.intake.Reject(ingest.ReasonDiskFull)
+	}
+	return why
+}
+
 // deliver accounts batch and publishes it durably (a success answer means
 // every accepted item is in the stream).
 func (c *otlpCore) deliver(ctx context.Context, batch *model.Batch) error {
@@ -198,6 +209,11 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.intake.Reject(ReasonOTLPMediaType)
 		writeOTLPError(w, enc, http.StatusUnsupportedMediaType, codes.InvalidArgument,
 			"unsupported media type: send Content-Type application/x-protobuf or application/json, Content-Encoding gzip or none")
+		return
+	}
+	if why := c.cannotStore(); why != "" {
+		w.Header().Set("Retry-After", "10")
+		writeOTLPError(w, enc, http.StatusServiceUnavailable, codes.Unavailable, "les cannot store data now, retry later: "+why)
 		return
 	}
 	if !c.acquire(r.Context()) {
@@ -354,6 +370,9 @@ func (s *GRPCServer) intercept(ctx context.Context, req any, _ *grpc.UnaryServer
 		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 			return nil, status.Error(codes.Unauthenticated, "missing or wrong bearer token")
 		}
+	}
+	if why := s.core.cannotStore(); why != "" {
+		return nil, status.Error(codes.Unavailable, "les cannot store data now, retry later: "+why)
 	}
 	if !s.core.acquire(ctx) {
 		return nil, status.Error(codes.Unavailable, "too many concurrent requests")

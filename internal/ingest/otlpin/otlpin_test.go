@@ -8,7 +8,9 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/les-streams/les/internal/ingest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -160,5 +162,61 @@ func TestOTLPGRPCPartialSuccessAndToken(t *testing.T) {
 	}
 	if got := rig.published(t); len(got.Metrics) != 1 || got.Metrics[0].Value != 7 {
 		t.Errorf("published %+v", got.Metrics)
+	}
+}
+
+// TestOTLPRefusesWhileNothingCanBeStored: while the intake gate says the
+// disk is full, OTLP/HTTP answers 503 with the reason and Retry-After and
+// gRPC UNAVAILABLE, nothing is published, and both open again by
+// themselves once the gate does.
+func TestOTLPRefusesWhileNothingCanBeStored(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var full atomic.Bool
+	full.Store(true)
+	gate := ingest.NewStoreGate(func() string {
+		if full.Load() {
+			return "disk full: 0 bytes free"
+		}
+		return ""
+	}, time.Millisecond)
+	rig := startGatedOTLP(t, "", gate)
+	defer rig.stop()
+	defer http.DefaultClient.CloseIdleConnections()
+	url := "http://" + rig.httpAddr + "/v1/metrics"
+	pb, _ := twoGauges().MarshalProto()
+	conn, err := grpc.NewClient(rig.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pmetricotlp.NewGRPCClient(conn)
+
+	resp, out := post(t, url, "application/x-protobuf", "", pb)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("full disk: status %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	var st spb.Status
+	if err := proto.Unmarshal(out, &st); err != nil || !strings.Contains(st.GetMessage(), "disk full") {
+		t.Errorf("full disk: body %q (%v), want a Status naming the disk", out, err)
+	}
+	if _, err := client.Export(context.Background(), twoGauges()); grpcstatus.Code(err).String() != "Unavailable" || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("full disk over gRPC: %v", err)
+	}
+	if got := rig.published(t); got.Len() != 0 {
+		t.Fatalf("published %d items while the disk was full", got.Len())
+	}
+	if got := rig.reg.Counter("les_ingest_rejected_total", "format", "otlp", "reason", ingest.ReasonDiskFull).Get(); got != 2 {
+		t.Errorf("disk_full rejections %d, want 2", got)
+	}
+
+	full.Store(false)
+	if resp, out := post(t, url, "application/x-protobuf", "", pb); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after space returned: status %d: %s", resp.StatusCode, out)
+	}
+	if _, err := client.Export(context.Background(), twoGauges()); err != nil {
+		t.Fatalf("after space returned, gRPC: %v", err)
+	}
+	if got := rig.published(t); len(got.Metrics) != 2 {
+		t.Errorf("published %d metrics after space returned, want 2 (one per request)", len(got.Metrics))
 	}
 }

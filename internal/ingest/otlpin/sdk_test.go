@@ -47,6 +47,12 @@ type otlpRig struct {
 
 func startOTLP(t *testing.T, token string) *otlpRig {
 	t.Helper()
+	return startGatedOTLP(t, token, nil)
+}
+
+// startGatedOTLP is startOTLP with gate as both intakes' StoreGate.
+func startGatedOTLP(t *testing.T, token string, gate *ingest.StoreGate) *otlpRig {
+	t.Helper()
 	st := mem.New(mem.NewStore(), mem.Config{Partitions: 1, MaxRecordBytes: 8 << 20})
 	reg := selfmetric.New()
 	log := slog.New(slog.DiscardHandler)
@@ -57,11 +63,13 @@ func startOTLP(t *testing.T, token string) *otlpRig {
 	deltas := otlp.NewDeltas(otlp.DeltasConfig{Since: time.Now().UnixNano()})
 	newDec := func() *otlp.Decoder { return otlp.NewDecoder(otlp.Options{}, deltas) }
 	cfg := Config{Address: "127.0.0.1:0", Token: token, MaxBody: 1 << 20}
-	hs, err := ListenHTTP(cfg, ingest.NewIntake("otlp", "http", b, reg), newDec, b, log)
+	hin, gin := ingest.NewIntake("otlp", "http", b, reg), ingest.NewIntake("otlp", "grpc", b, reg)
+	hin.Gate, gin.Gate = gate, gate
+	hs, err := ListenHTTP(cfg, hin, newDec, b, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := ListenGRPC(cfg, ingest.NewIntake("otlp", "grpc", b, reg), newDec, b, log)
+	gs, err := ListenGRPC(cfg, gin, newDec, b, log)
 	if err != nil {
 		t.Fatal(err)
 	}
