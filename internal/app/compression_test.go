@@ -7,12 +7,13 @@ import (
 )
 
 // TestCompressionAuto: agent.batch.compression defaults to auto, which is
-// s2 on the embedded stream and zstd on the remote ones; an explicit value
-// is kept, and an unknown one is refused at load.
+// zstd on every stream kind (ADR 0010, amended); an explicit value is kept,
+// and an unknown one is refused at load.
 func TestCompressionAuto(t *testing.T) {
 	cases := []struct{ yaml, want string }{
-		{"", "s2"},
-		{"agent: { batch: { compression: auto } }", "s2"},
+		{"", "zstd"},
+		{"agent: { batch: { compression: auto } }", "zstd"},
+		{"agent: { batch: { compression: s2 } }", "s2"},
 		{"stream: { kind: nats, nats: { url: nats://127.0.0.1:1 } }", "zstd"},
 		{"stream: { kind: nats, nats: { url: nats://127.0.0.1:1 } }\nagent: { batch: { compression: auto } }", "zstd"},
 		{"stream: { kind: http, http: { url: http://127.0.0.1:1 } }", "zstd"},

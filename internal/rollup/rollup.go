@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/les-streams/les/internal/model"
@@ -132,10 +132,19 @@ type bucket struct {
 	winKey
 	corr     uint32 // 0: the window itself; 1..: a correction
 	deadline int64  // Advance closes the bucket when now >= deadline
-	series   map[string]*entry
+	// series indexes the entries by seriesHash; entries whose hashes
+	// collide chain through entry.next and are told apart by entry.key.
+	series map[uint64]*entry
+	n      int // entries in series (chains included)
 }
 
+// entry is the aggregate of one series in one bucket. key is the series
+// identity (appendKey), owned; name, source and the tags' strings are
+// substrings of it, so a new series costs one string, one tag slice, the
+// entry and its sketch or set.
 type entry struct {
+	key    string
+	next   *entry // next entry of the bucket with the same series hash
 	kind   aggKind
 	name   string
 	source string
@@ -167,6 +176,18 @@ type Rollup struct {
 	recent   map[queryKey]map[string]*recentSeries
 	stats    Stats
 	key      []byte // reused series-key buffer
+	keyTags  int    // tags in key
+	seed     maphash.Seed
+	// hot caches the bucket last used per window, open ([0]) or
+	// correction ([1]): a batch's items mostly fall into one window, and
+	// hashing the winKey per item cost as much as the series lookup.
+	// Cleared whenever buckets are removed (Advance, Flush, UnmarshalState).
+	hot [2][4]hotBucket
+}
+
+type hotBucket struct {
+	start int64
+	bk    *bucket
 }
 
 // New validates cfg (filling defaults) and returns an empty Rollup.
@@ -185,6 +206,7 @@ func New(cfg Config) (*Rollup, error) {
 		lastCorr: make(map[winKey]uint32),
 		closed:   math.MinInt64,
 		recent:   make(map[queryKey]map[string]*recentSeries),
+		seed:     maphash.MakeSeed(),
 	}, nil
 }
 
@@ -216,7 +238,8 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			if w.Nanos() == 0 {
 				w = r.cfg.DefaultWindow
 			}
-			if e := r.entry(aggDist, m.Name, m.Source, m.Tags, w, m.Timestamp, now, 1); e != nil {
+			h := r.seriesKey(aggDist, m.Name, m.Source, m.Tags)
+			if e := r.entry(h, w, m.Timestamp, now, 1); e != nil {
 				e.sketch.Add(m.Value)
 				r.stats.SamplesIn++
 			}
@@ -228,8 +251,9 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			case model.Set:
 				kind = aggSet
 			}
+			h := r.seriesKey(kind, m.Name, m.Source, m.Tags)
 			for _, w := range r.cfg.Windows {
-				e := r.entry(kind, m.Name, m.Source, m.Tags, w, m.Timestamp, now, 1)
+				e := r.entry(h, w, m.Timestamp, now, 1)
 				if e == nil {
 					continue
 				}
@@ -272,7 +296,8 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			r.stats.Invalid++
 			continue
 		}
-		if e := r.entry(aggDist, d.Name, d.Source, d.Tags, w, d.Timestamp, now, n); e != nil {
+		h := r.seriesKey(aggDist, d.Name, d.Source, d.Tags)
+		if e := r.entry(h, w, d.Timestamp, now, n); e != nil {
 			mn, mx := d.Min, d.Max
 			if d.Count == 0 { // no summary: derive from centroids
 				mn, mx = math.NaN(), math.NaN()
@@ -283,8 +308,12 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 	}
 }
 
+// applyRules folds m into the distributions its rules ask for; r.key holds
+// m's identity under its own kind.
 func (r *Rollup) applyRules(m *model.Metric, now int64) {
 	var done [4]bool
+	keyed := false
+	var h uint64
 	for _, rule := range r.cfg.Rules {
 		if done[rule.Window] {
 			continue
@@ -293,7 +322,12 @@ func (r *Rollup) applyRules(m *model.Metric, now int64) {
 			continue
 		}
 		done[rule.Window] = true
-		if e := r.entry(aggDist, m.Name, m.Source, m.Tags, rule.Window, m.Timestamp, now, 1); e != nil {
+		if !keyed { // same identity, kind aggDist
+			r.key[0] = byte(aggDist)
+			h = seriesHash(r.seed, r.key)
+			keyed = true
+		}
+		if e := r.entry(h, rule.Window, m.Timestamp, now, 1); e != nil {
 			e.sketch.Add(m.Value)
 			r.stats.SamplesIn++
 		}
@@ -316,45 +350,122 @@ func appendKey(b []byte, kind aggKind, name, source string, tags model.Tags) []b
 	return b
 }
 
-// entry finds or creates the aggregate of a series in the window holding
-// ts, or in that window's correction if it is closed. weight is the number
-// of samples the caller is about to add (for LateSamples). It returns nil if
-// the series cap refused a new series.
-func (r *Rollup) entry(kind aggKind, name, source string, tags model.Tags, w model.Window, ts, now int64, weight float64) *entry {
-	wk := winKey{w: w, start: windowStart(ts, w)}
-	var bk *bucket
-	if wk.start+w.Nanos()+r.grace <= r.closed {
-		bk = r.corr[wk]
-		if bk == nil {
-			c := r.lastCorr[wk] + 1
-			r.lastCorr[wk] = c
-			bk = &bucket{winKey: wk, corr: c, deadline: now + r.grace, series: make(map[string]*entry)}
-			r.corr[wk] = bk
-		}
-		r.stats.LateSamples += uint64(weight)
-	} else {
-		bk = r.open[wk]
-		if bk == nil {
-			bk = &bucket{winKey: wk, deadline: wk.start + w.Nanos() + r.grace, series: make(map[string]*entry)}
-			r.open[wk] = bk
-		}
-	}
+// kindMix spreads an aggKind over the hash, so that series of different
+// kinds with the same name, source and tags rarely share a hash.
+func kindMix(k aggKind) uint64 { return uint64(k) * 0x9e3779b97f4a7c15 }
+
+// seriesHash is the in-memory hash of a series key (appendKey): maphash of
+// the identity after the kind byte, mixed with the kind. It is never
+// stored: the seed is per Rollup.
+func seriesHash(seed maphash.Seed, key []byte) uint64 {
+	return (maphash.Bytes(seed, key[1:]) ^ kindMix(aggKind(key[0]))) & hashMask
+}
+
+// hashMask is all ones; tests clear bits to make series collide.
+var hashMask = ^uint64(0)
+
+// seriesKey puts the identity of a series into r.key and returns its hash;
+// once per item, however many windows the item is aggregated at.
+func (r *Rollup) seriesKey(kind aggKind, name, source string, tags model.Tags) uint64 {
 	r.key = appendKey(r.key[:0], kind, name, source, tags)
-	if e := bk.series[string(r.key)]; e != nil {
-		return e
+	r.keyTags = len(tags)
+	return seriesHash(r.seed, r.key)
+}
+
+// entry finds or creates the aggregate of the series in r.key (hash h) in
+// the window holding ts, or in that window's correction if it is closed.
+// weight is the number of samples the caller is about to add (for
+// LateSamples). It returns nil if the series cap refused a new series.
+func (r *Rollup) entry(h uint64, w model.Window, ts, now int64, weight float64) *entry {
+	start := windowStart(ts, w)
+	late := start+w.Nanos()+r.grace <= r.closed
+	var hot *hotBucket
+	if int(w) < len(r.hot[0]) {
+		if late {
+			hot = &r.hot[1][w]
+		} else {
+			hot = &r.hot[0][w]
+		}
 	}
-	if len(bk.series) >= r.cfg.MaxSeriesPerWindow {
+	var bk *bucket
+	if hot != nil && hot.bk != nil && hot.start == start {
+		bk = hot.bk
+	} else {
+		wk := winKey{w: w, start: start}
+		if late {
+			bk = r.corr[wk]
+			if bk == nil {
+				c := r.lastCorr[wk] + 1
+				r.lastCorr[wk] = c
+				bk = &bucket{winKey: wk, corr: c, deadline: now + r.grace, series: make(map[uint64]*entry)}
+				r.corr[wk] = bk
+			}
+		} else {
+			bk = r.open[wk]
+			if bk == nil {
+				bk = &bucket{winKey: wk, deadline: wk.start + w.Nanos() + r.grace, series: make(map[uint64]*entry)}
+				r.open[wk] = bk
+			}
+		}
+		if hot != nil {
+			*hot = hotBucket{start: start, bk: bk}
+		}
+	}
+	if late {
+		r.stats.LateSamples += uint64(weight)
+	}
+	first := bk.series[h]
+	for e := first; e != nil; e = e.next {
+		if e.key == string(r.key) {
+			return e
+		}
+	}
+	if bk.n >= r.cfg.MaxSeriesPerWindow {
 		if bk.corr > 0 {
 			r.stats.LateSamples -= uint64(weight)
 		}
 		r.stats.SeriesRejected++
 		return nil
 	}
-	e := &entry{kind: kind, name: strings.Clone(name), source: strings.Clone(source), tags: tags.Clone()}
+	e := newEntry(string(r.key), r.keyTags)
+	e.next = first
+	bk.series[h] = e
+	bk.n++
 	r.initEntry(e)
-	bk.series[string(r.key)] = e
 	return e
 }
+
+// newEntry returns an entry for the series key (appendKey's encoding,
+// owned by the entry), its name, source and tags sliced from key.
+// ntags is the number of tags in key.
+func newEntry(key string, ntags int) *entry {
+	e := &entry{key: key, kind: aggKind(key[0])}
+	off := 1
+	next := func() string {
+		var n, shift uint
+		for ; key[off] >= 0x80; off++ { // appendKey wrote a valid uvarint
+			n |= uint(key[off]&0x7f) << shift
+			shift += 7
+		}
+		n |= uint(key[off]) << shift
+		off++
+		s := key[off : off+int(n)]
+		off += int(n)
+		return s
+	}
+	e.name = next()
+	e.source = next()
+	if ntags > 0 {
+		e.tags = make(model.Tags, ntags)
+		for i := range e.tags {
+			e.tags[i] = model.Tag{Key: next(), Value: next()}
+		}
+	}
+	return e
+}
+
+// clearHot forgets the cached buckets; called whenever buckets go away.
+func (r *Rollup) clearHot() { r.hot = [2][4]hotBucket{} }
 
 func (r *Rollup) initEntry(e *entry) {
 	switch e.kind {
@@ -374,6 +485,7 @@ func (r *Rollup) initEntry(e *entry) {
 // Quantiles are owned by the Rollup's former state and safe to keep; tags
 // and centroids are appended to out.Arena and out.CentroidArena.
 func (r *Rollup) Advance(now int64, out *model.Batch) {
+	r.clearHot()
 	r.closed = max(r.closed, now)
 	var ready []*bucket
 	for k, bk := range r.open {
@@ -396,6 +508,7 @@ func (r *Rollup) Advance(now int64, out *model.Batch) {
 // appends them to out as Advance does. Later points for those windows go
 // into corrections.
 func (r *Rollup) Flush(out *model.Batch) {
+	r.clearHot()
 	var ready []*bucket
 	for k, bk := range r.open {
 		ready = append(ready, bk)
@@ -413,15 +526,12 @@ func (r *Rollup) emit(ready []*bucket, out *model.Batch) {
 	slices.SortFunc(ready, func(a, b *bucket) int {
 		return cmp.Or(cmp.Compare(a.w, b.w), cmp.Compare(a.start, b.start), cmp.Compare(a.corr, b.corr))
 	})
-	var keys []string
+	var entries []*entry
 	for _, bk := range ready {
-		keys = keys[:0]
-		for k := range bk.series {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			r.emitEntry(bk, k, bk.series[k], out)
+		entries = bk.appendEntries(entries[:0])
+		slices.SortFunc(entries, func(a, b *entry) int { return cmp.Compare(a.key, b.key) })
+		for _, e := range entries {
+			r.emitEntry(bk, e.key, e, out)
 			if bk.corr > 0 {
 				r.stats.CorrectionsEmitted++
 			} else {
@@ -429,6 +539,16 @@ func (r *Rollup) emit(ready []*bucket, out *model.Batch) {
 			}
 		}
 	}
+}
+
+// appendEntries appends the bucket's entries (chains included) to dst.
+func (bk *bucket) appendEntries(dst []*entry) []*entry {
+	for _, e := range bk.series {
+		for ; e != nil; e = e.next {
+			dst = append(dst, e)
+		}
+	}
+	return dst
 }
 
 func (r *Rollup) emitEntry(bk *bucket, key string, e *entry, out *model.Batch) {

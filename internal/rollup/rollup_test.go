@@ -393,3 +393,97 @@ func TestSources(t *testing.T) {
 		t.Errorf("Sources(hour) = %q", got)
 	}
 }
+
+// TestSeriesHashCollisions: series whose in-memory hashes collide (here
+// all of them, with hashMask cleared) are still aggregated apart, told
+// apart by their full identity, through a state round trip too.
+func TestSeriesHashCollisions(t *testing.T) {
+	run := func() *model.Batch {
+		r := newRollup(t, Config{Windows: []model.Window{model.WindowMinute, model.WindowHour},
+			Rules: []Rule{{Match: "c", Window: model.WindowMinute}}})
+		for i := range 300 {
+			tags := model.Tags{{Key: "k", Value: fmt.Sprint(i % 7)}}
+			src := fmt.Sprintf("fn-%d", i%5)
+			b := &model.Batch{Metrics: []model.Metric{
+				{Name: "c", Source: src, Tags: tags, Kind: model.Counter, Value: 1, Timestamp: t0},
+				{Name: "c", Source: src, Tags: tags, Kind: model.Sample, Value: float64(i), Timestamp: t0},
+				{Name: "s", Source: src, Tags: tags, Kind: model.Set, Value: float64(i), Timestamp: t0},
+			}}
+			r.Add(b, t0)
+			if i == 150 {
+				st, err := r.MarshalState()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r2 := newRollup(t, r.cfg)
+				if err := r2.UnmarshalState(st); err != nil {
+					t.Fatal(err)
+				}
+				r = r2
+			}
+		}
+		var out model.Batch
+		r.Flush(&out)
+		return &out
+	}
+	want := run()
+	hashMask = 0
+	t.Cleanup(func() { hashMask = ^uint64(0) })
+	got := run()
+	if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+		t.Fatalf("colliding hashes change the output (-want +got):\n%s", d)
+	}
+	// 35 (source, k) series: i%5 and i%7 pick one of 35 pairs, each
+	// 300/35 = 8 or 9 times.
+	counters := map[string]float64{}
+	var sets, dists int
+	for _, m := range got.Metrics {
+		switch m.Name {
+		case "c":
+			if m.Kind != model.Counter {
+				t.Fatalf("metric %+v", m)
+			}
+			counters[fmt.Sprint(m.Window, m.Source, m.Tags)] += m.Value
+		case "s":
+			sets++
+			if n := 300/35 + 1; m.Value != float64(n) && m.Value != float64(n-1) {
+				t.Fatalf("set %+v", m)
+			}
+		}
+	}
+	for _, d := range got.Dists {
+		dists++
+		// the samples and, by the rule, the counter's points
+		if d.Count != 2*(300/35) && d.Count != 2*(300/35+1) {
+			t.Fatalf("dist %s %s %v: count %v", d.Name, d.Source, d.Tags, d.Count)
+		}
+	}
+	if len(counters) != 2*35 || sets != 2*35 || dists != 35 {
+		t.Fatalf("%d counter series, %d sets, %d dists; want 70, 70, 35", len(counters), sets, dists)
+	}
+	for k, v := range counters {
+		if v != 300/35 && v != 300/35+1 {
+			t.Fatalf("counter %s = %v", k, v)
+		}
+	}
+}
+
+// TestAddAllocsAllKinds: once its series exist, Add allocates nothing for
+// any kind, at several windows, with rules and distributions.
+func TestAddAllocsAllKinds(t *testing.T) {
+	r := newRollup(t, Config{Windows: []model.Window{model.WindowMinute, model.WindowHour},
+		Rules: []Rule{{Match: "g.*", Window: model.WindowMinute}}})
+	b := benchBatch(50, t0)
+	for i := range 50 {
+		tags := model.Tags{{Key: "env", Value: "prod"}, {Key: "i", Value: fmt.Sprint(i)}}
+		for _, k := range []model.Kind{model.Counter, model.Gauge, model.GaugeDelta, model.Set} {
+			b.Metrics = append(b.Metrics, model.Metric{Name: fmt.Sprintf("g.%d", i%3), Source: "fn", Tags: tags, Kind: k, Value: float64(i), Timestamp: t0})
+		}
+		b.Dists = append(b.Dists, model.Distribution{Name: "d", Source: "fn", Tags: tags, Timestamp: t0,
+			Centroids: []model.Centroid{{Value: 1, Count: 2}}})
+	}
+	r.Add(b, t0)
+	if a := testing.AllocsPerRun(50, func() { r.Add(b, t0) }); a != 0 {
+		t.Fatalf("Add of existing series allocates %v per batch", a)
+	}
+}

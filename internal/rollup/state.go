@@ -59,9 +59,9 @@ func (r *Rollup) MarshalState() ([]byte, error) {
 			e.i(bk.start)
 			e.u(uint64(bk.corr))
 			e.i(bk.deadline)
-			e.u(uint64(len(bk.series)))
-			for k, en := range bk.series {
-				e.s(k)
+			e.u(uint64(bk.n))
+			for _, en := range bk.appendEntries(nil) {
+				e.s(en.key)
 				e.byte(uint8(en.kind))
 				e.s(en.name)
 				e.s(en.source)
@@ -252,10 +252,13 @@ func (r *Rollup) UnmarshalState(b []byte) error {
 	for range d.n(5) {
 		bk := &bucket{winKey: winKey{w: d.window(), start: d.i()}, corr: uint32(d.u()), deadline: d.i()}
 		ns := d.n(5)
-		bk.series = make(map[string]*entry, ns)
+		bk.series = make(map[uint64]*entry, ns)
 		for range ns {
 			k := d.s()
-			en := &entry{kind: aggKind(d.byte()), name: d.s(), source: d.s(), tags: d.tags()}
+			en := &entry{key: k, kind: aggKind(d.byte()), name: d.s(), source: d.s(), tags: d.tags()}
+			if d.err == nil && k != string(appendKey(nil, en.kind, en.name, en.source, en.tags)) {
+				d.fail() // the key must be the identity, as Add builds it
+			}
 			switch en.kind {
 			case aggDist:
 				en.sketch = &Sketch{}
@@ -283,7 +286,15 @@ func (r *Rollup) UnmarshalState(b []byte) error {
 			if d.err != nil {
 				return d.err
 			}
-			bk.series[k] = en
+			h := seriesHash(r.seed, []byte(k))
+			for o := bk.series[h]; o != nil; o = o.next {
+				if o.key == k {
+					return fmt.Errorf("%w: series twice in a window %q", errState, k)
+				}
+			}
+			en.next = bk.series[h]
+			bk.series[h] = en
+			bk.n++
 		}
 		target := open
 		if bk.corr > 0 {
@@ -341,5 +352,6 @@ func (r *Rollup) UnmarshalState(b []byte) error {
 		return fmt.Errorf("%w: %d trailing bytes", errState, len(d.b))
 	}
 	r.stats, r.closed, r.open, r.corr, r.lastCorr, r.recent = st, closed, open, corr, lastCorr, recent
+	r.clearHot()
 	return nil
 }

@@ -192,9 +192,9 @@ func (e *emulator) extensionRSS() string {
 // 20): p50 and p90 of each step the extension logs at debug level, in ms
 // from its exec (the layer's binary behind a wrapper that records the
 // time, extLesTimed): main (the Go runtime and package initialisation
-// before it), configured, registered (concurrent with the next three),
-// spool opened, listening (17 sockets), "registered+listening" (the later
-// of the two, per start: issue 8's init), subscribed (the classic
+// before it), configured, registered, spool opened, listening (17
+// sockets), "registered+listening" (the later of the two, per start:
+// issue 8's init), subscribed (the classic
 // emulator answers Telemetry.NotSupported) and ready (next follows).
 // docs/performance.md quotes its output. Run:
 //

@@ -54,8 +54,8 @@ type Options struct {
 	OpenStream func(ctx context.Context) (stream.Stream, error)
 	// GOMAXPROCS, when positive, is set once the extension is ready,
 	// before its first next (the binary passes GOMAXPROCS(os.Getenv));
-	// the init keeps the runtime's default, so that the register round
-	// trip and the pipeline's start run side by side.
+	// the init keeps the runtime's default (with one P the pipeline's
+	// start waited longer for the emulator's answers).
 	GOMAXPROCS int
 }
 
@@ -122,25 +122,19 @@ func Run(ctx context.Context, o Options) error {
 	if managed {
 		events = []string{EventShutdown}
 	}
-	// Register while the pipeline starts (spool, listeners, the Telemetry
-	// API listener): nothing there needs the Extensions API, and the
-	// register round trip (the process's first HTTP request) is a good
-	// part of the init. Only the Telemetry API subscription needs the
-	// extension's identifier.
-	registered := make(chan error, 1)
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := client.Register(rctx, name, events)
-		cancel()
-		if err == nil {
-			phase("registered")
-		}
-		registered <- err
-	}()
+	// Register first, alone: Lambda starts the runtime once every
+	// extension has registered, so nothing competes with this round trip
+	// for the CPU. (Starting the pipeline while it was out delayed the
+	// answer by ~2 ms at p50 under the emulator and gained nothing:
+	// docs/performance.md, Init.)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := client.Register(rctx, name, events)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("les extension: %w", err)
+	}
+	phase("registered")
 	if cfgErr != nil {
-		if err := <-registered; err != nil {
-			return fmt.Errorf("les extension: %w", err)
-		}
 		if cfg.OnConfigError != "fail" {
 			// Telemetry must never take the function down (ADR 0005): the
 			// error goes to the extension's log (CloudWatch Logs, and the
@@ -157,15 +151,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	x := &ext{cfg: cfg, log: log, reg: reg, client: client, managed: managed,
 		tracker: newTracker(), policy: policy{cfg: cfg.Flush}, openStream: o.OpenStream, phase: phase}
-	startErr := x.start(ctx)
-	if err := <-registered; err != nil {
+	if err := x.start(ctx); err != nil {
 		x.stopAll()
+		reportInit(ctx, client, ErrorListen, err)
 		return fmt.Errorf("les extension: %w", err)
-	}
-	if startErr != nil {
-		x.stopAll()
-		reportInit(ctx, client, ErrorListen, startErr)
-		return fmt.Errorf("les extension: %w", startErr)
 	}
 	if x.telSrv != nil {
 		if err := x.subscribe(ctx); err != nil {
@@ -262,8 +251,8 @@ type ext struct {
 
 // start builds and starts everything local, in this order: stream gate
 // (not connected), batcher, spool, listeners, the Telemetry API listener
-// (not yet subscribed: that needs the registration). Nothing here talks
-// to the stream or to the Runtime API.
+// (Run subscribes to it next). Nothing here talks to the stream or to
+// the Runtime API.
 func (x *ext) start(ctx context.Context) error {
 	cfg := x.cfg
 	b := backends()[cfg.Stream.Kind]

@@ -43,17 +43,13 @@ type harness struct {
 }
 
 type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	onWrite func(p []byte) // called with each write, under mu
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.onWrite != nil {
-		s.onWrite(p)
-	}
 	return s.b.Write(p)
 }
 

@@ -31,9 +31,6 @@ type fakeAPI struct {
 	exitErrors   []apiErrorCall
 	telemetryErr string // errorType to refuse the subscription with
 	nextFails    bool   // next answers 500
-	// registerGate, when set, holds the register answer until it is
-	// closed.
-	registerGate chan struct{}
 }
 
 type apiErrorCall struct {
@@ -58,15 +55,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		}
 		f.mu.Lock()
 		f.registerHdr, f.registerBody = r.Header.Clone(), body
-		gate := f.registerGate
 		f.mu.Unlock()
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-r.Context().Done():
-				return
-			}
-		}
 		w.Header().Set("Lambda-Extension-Identifier", fakeID)
 		_, _ = io.WriteString(w, `{"functionName":"fn","functionVersion":"$LATEST","handler":"bootstrap"}`)
 	})

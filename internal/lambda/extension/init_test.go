@@ -1,67 +1,12 @@
 package extension_test
 
 import (
-	"bytes"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/les-streams/les/internal/lambda/extension"
 )
-
-// TestRegisterWhileStarting: the extension binds its listeners while its
-// register call is still unanswered (the round trip overlaps the
-// pipeline's start instead of preceding it), subscribes to the Telemetry
-// API only once registered, and is ready after both.
-func TestRegisterWhileStarting(t *testing.T) {
-	h := newHarness(t, nil)
-	gate := make(chan struct{})
-	h.api.mu.Lock()
-	h.api.registerGate = gate
-	h.api.mu.Unlock()
-	listening := make(chan struct{})
-	var once sync.Once
-	h.log.mu.Lock()
-	h.log.onWrite = func(p []byte) {
-		if bytes.Contains(p, []byte("phase=listening")) {
-			once.Do(func() { close(listening) })
-		}
-	}
-	h.log.mu.Unlock()
-	bound := make(chan bool, 1)
-	go func() {
-		// Answer the register either way; a sequential init would bind
-		// its listeners only after the answer.
-		select {
-		case <-listening:
-			bound <- true
-		case <-time.After(10 * time.Second):
-			bound <- false
-		}
-		close(gate)
-	}()
-	h.start()
-	if !<-bound {
-		t.Fatalf("listeners not bound while register was pending; log:\n%s", h.log.String())
-	}
-	log := h.log.String()
-	if li, ri := strings.Index(log, "phase=listening"), strings.Index(log, "phase=registered"); li < 0 || ri < li {
-		t.Errorf("want listening before registered; log:\n%s", log)
-	}
-	h.api.mu.Lock()
-	sub := h.api.subscription
-	h.api.mu.Unlock()
-	if sub == nil || h.info.Telemetry == "" {
-		t.Errorf("not subscribed to the Telemetry API (subscription %v, info %+v)", sub, h.info)
-	}
-	h.api.waitNext()
-	h.api.send(shutdownEvent("spindown", time.Now().Add(2*time.Second)))
-	if err := h.wait(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestInvokeWithEmptySpool: an INVOKE re-publishes the spool only when
 // something is spooled (TestDeadStreamSpoolsAndReplays covers the other

@@ -2,13 +2,45 @@
 
 package extension
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"strings"
 
-// addKafka, without the les_kafka build tag, offers kafka only to say how
-// to get it: franz-go would take the binary past its 10 MB budget (ADR
-// 0005).
+	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/kafka/kafkalite"
+)
+
+// addKafka offers stream kind kafka through kafkalite, the small producer
+// that fits the 10 MB budget (ADR 0005). With the les_kafka build tag,
+// kafka_on.go links the full franz-go backend instead.
 func addKafka(m map[string]backend) {
-	m["kafka"] = backend{validate: func(*StreamConfig) error {
-		return errors.New("stream.kind kafka: this build of the extension has no Kafka client (it would add 3.6 MB, past the 10 MB budget); build the layer with LES_LAYER_KAFKA=1 scripts/layer.sh, or publish to a central les over https")
-	}}
+	cfgOf := func(s *StreamConfig) (kafkalite.Config, error) {
+		var c kafkalite.Config
+		if s.Kafka.Kind != 0 {
+			if err := s.Kafka.Decode(&c); err != nil {
+				return c, err
+			}
+		}
+		if u := s.kafkaURL; u != nil {
+			c.Brokers = strings.Split(u.Host, ",")
+			if p := strings.Trim(u.Path, "/"); p != "" {
+				c.TopicPrefix = p
+			}
+		}
+		if len(c.Brokers) == 0 {
+			return c, errors.New("stream.kafka.brokers is required")
+		}
+		return c, c.Validate()
+	}
+	m["kafka"] = backend{
+		validate: func(s *StreamConfig) error { _, err := cfgOf(s); return err },
+		open: func(ctx context.Context, s *StreamConfig, d streamDeps) (stream.Stream, error) {
+			c, err := cfgOf(s)
+			if err != nil {
+				return nil, err
+			}
+			return kafkalite.Open(ctx, c, s.Partitions, kafkalite.Deps{Log: d.Log, Metrics: d.Metrics})
+		},
+	}
 }
