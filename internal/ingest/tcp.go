@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,14 @@ type TCPConfig struct {
 	// EvictAfter is how long a connection must have gone without a
 	// complete line before it may be evicted (default 1s).
 	EvictAfter time.Duration
+	// HTTP, when set, makes the port unified (unify.go): a connection
+	// whose first line is an HTTP/1.x request line is served by this
+	// server (its Handler, timeouts and limits), every other connection
+	// stays a raw line stream. The listener owns the server: it sets
+	// ConnState (calling one already set), serves it in Run and shuts it
+	// down when Run's ctx ends. HTTP connections count towards
+	// MaxConnections.
+	HTTP *http.Server
 }
 
 // TCP accepts connections carrying newline-delimited lines.
@@ -59,6 +68,7 @@ type TCP struct {
 	wg         sync.WaitGroup
 	mu         sync.Mutex
 	conns      map[*tcpConn]struct{}
+	hl         *connListener // the HTTP side, when cfg.HTTP is set
 }
 
 // ListenTCP binds the listener.
@@ -88,7 +98,11 @@ func NewTCP(ln net.Listener, cfg TCPConfig, in *Intake, newDecoder func() Decode
 	if cfg.EvictAfter <= 0 {
 		cfg.EvictAfter = time.Second
 	}
-	return &TCP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, ln: ln, conns: map[*tcpConn]struct{}{}}
+	t := &TCP{cfg: cfg, in: in, newDecoder: newDecoder, log: log, ln: ln, conns: map[*tcpConn]struct{}{}}
+	if cfg.HTTP != nil {
+		t.startHTTP()
+	}
+	return t
 }
 
 // Addr is the bound address.
@@ -97,11 +111,24 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 // Run accepts connections until ctx is cancelled, then closes them after
 // decoding what they already sent.
 func (t *TCP) Run(ctx context.Context) error {
+	if t.hl != nil {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveHTTPServer()
+		}()
+	}
 	go func() {
 		<-ctx.Done()
 		_ = t.ln.Close()
+		if t.hl != nil {
+			go t.shutdownHTTP() // ends the HTTP connections
+		}
 		t.mu.Lock()
 		for c := range t.conns {
+			if c.http.Load() {
+				continue
+			}
 			// Wake blocked reads; the handler decodes what it has and exits.
 			_ = c.SetReadDeadline(time.Now())
 		}
@@ -155,6 +182,19 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 	if !ok {
 		tc = newTCPConn(c)
 	}
+	var r io.Reader = c
+	var partialSince time.Time // when the unfinished line began
+	if t.hl != nil {
+		pre, first, kind, err := t.sniffConn(ctx, c)
+		if kind == sniffHTTP {
+			t.serveHTTP(tc, pre)
+			return
+		}
+		if len(pre) == 0 && err != nil {
+			return // nothing sent
+		}
+		r, partialSince = &prefixReader{pre: pre, r: c}, first
+	}
 	lr := LineReader{MaxLine: t.cfg.MaxLine}
 	dec := t.newDecoder()
 	var batch model.Batch
@@ -165,7 +205,6 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		dec.Decode(&batch, b, time.Now().UnixNano())
 		t.in.Deliver(&batch)
 	}
-	var partialSince time.Time // when the unfinished line began
 	for {
 		now := time.Now()
 		deadline := now.Add(t.cfg.IdleTimeout)
@@ -182,7 +221,10 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 			break
 		}
 		lines = false
-		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
+		err := lr.Fill(r, emit, func() { t.in.Reject(ReasonLineTooLong) })
+		if p, ok := r.(*prefixReader); ok && len(p.pre) == 0 {
+			r = c // the sniffed bytes are replayed
+		}
 		now = time.Now()
 		if lines {
 			tc.lastLine.Store(now.UnixNano())
@@ -224,6 +266,8 @@ type tcpConn struct {
 	// sentLine is set once the connection completed a line.
 	sentLine atomic.Bool
 	evicted  atomic.Bool
+	// http is set once the connection is handed to the HTTP server.
+	http atomic.Bool
 }
 
 func newTCPConn(c net.Conn) *tcpConn {

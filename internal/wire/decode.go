@@ -139,7 +139,18 @@ func (r *reader) byte() byte {
 	return c
 }
 
+// uvarint reads a uvarint; one-byte values (lengths and counts below 128,
+// nearly all of them) take an inlined path.
 func (r *reader) uvarint() uint64 {
+	if r.off < len(r.b) && r.b[r.off] < 0x80 {
+		v := uint64(r.b[r.off])
+		r.off++
+		return v
+	}
+	return r.uvarintLong()
+}
+
+func (r *reader) uvarintLong() uint64 {
 	v, n := binary.Uvarint(r.b[r.off:])
 	if n <= 0 {
 		r.bad = true
@@ -169,7 +180,20 @@ func (r *reader) float() float64 {
 	return v
 }
 
+// bytes reads a length-prefixed byte string, aliasing the body; a length
+// below 128 takes an inlined path.
 func (r *reader) bytes() []byte {
+	if r.off < len(r.b) {
+		if n := int(r.b[r.off]); n < 0x80 && n < len(r.b)-r.off {
+			start := r.off + 1
+			r.off = start + n
+			return r.b[start:r.off:r.off]
+		}
+	}
+	return r.bytesLong()
+}
+
+func (r *reader) bytesLong() []byte {
 	n := r.uvarint()
 	if r.bad || n > uint64(len(r.b)-r.off) {
 		r.bad = true

@@ -175,12 +175,11 @@ func Run(ctx context.Context, o Options) error {
 
 // GOMAXPROCS is the extension's GOMAXPROCS after its init (see
 // Options.GOMAXPROCS): 1 unless LES_GOMAXPROCS names a positive number.
-// The extension shares the sandbox's CPUs with
-// the function, and with a second P the Go scheduler wakes a second
-// thread whenever it readies a goroutine (INVOKE, a datagram, a timer):
-// CPU the function's invocation waits for on a 2-vCPU sandbox
-// (docs/performance.md, added latency). One core decodes millions of
-// lines a second, far more than one invocation at a time emits.
+// The extension shares the sandbox's CPUs (and CPU quota) with the
+// function, and with a second P the Go scheduler wakes a second thread
+// whenever it readies a goroutine (INVOKE, a datagram, a timer). One core
+// decodes millions of lines a second, far more than one invocation at a
+// time emits. ADR 0005, Decision 6.
 func GOMAXPROCS(getenv func(string) string) int {
 	if n, err := strconv.Atoi(getenv("LES_GOMAXPROCS")); err == nil && n > 0 {
 		return n
