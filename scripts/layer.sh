@@ -8,16 +8,20 @@
 # Environment:
 #   LES_LAYER_ARCHS  architectures to build (default "x86_64 arm64")
 #   LES_LAYER_OUT    output directory (default dist)
-#   LES_LAYER_KAFKA  1: also link the Kafka client (les-extension-kafka-<arch>.zip;
-#                    about 3.6 MB more, past the 10 MB budget: ADR 0005)
+#   LES_LAYER_KAFKA  1: link franz-go, the full Kafka client, instead of the small
+#                    producer kafkalite (les-extension-kafka-<arch>.zip; about
+#                    3 MB more, past the 10 MB budget: ADR 0005)
 #   LES_VERSION      version string of the binary (default dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tags=kinesislite
+# kinesislite: Kinesis without the SDK's client; nethttpomithttp2: net/http
+# without its bundled HTTP/2 (0.55 MB; everything the extension speaks HTTP
+# to takes HTTP/1.1). ADR 0005.
+tags=kinesislite,nethttpomithttp2
 suffix=
 if [ "${LES_LAYER_KAFKA:-}" = 1 ]; then
-  tags=kinesislite,les_kafka
+  tags=$tags,les_kafka
   suffix=-kafka
 fi
 out=${LES_LAYER_OUT:-dist}

@@ -78,6 +78,9 @@ type App struct {
 	// gate refuses intake while nothing can be stored (health.go); set by
 	// Run before the listeners are bound.
 	gate *ingest.StoreGate
+	// linePort is the HTTP side of the unified Wavefront line ports
+	// (lineport.go); set by Run.
+	linePort lateHandler
 }
 
 // New returns an app for cfg (already validated by Load). It does no I/O.
@@ -337,6 +340,7 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			mux.ServeHTTP(w, r)
 		}
 	})
+	a.linePort.set(linePortHandler(limited, mux)) // lineport.go
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: cfg.Agent.HTTP.ReadTimeout, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.shutdown) // ends live tails
@@ -461,7 +465,11 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 	in.Gate = a.gate
 	switch l.Transport {
 	case "tcp":
-		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}, in, newDec, a.log)
+		tc := ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}
+		if unifiedFormats[l.Format] {
+			tc.HTTP = a.linePortServer() // lineport.go
+		}
+		t, err := ingest.ListenTCP(tc, in, newDec, a.log)
 		if err != nil {
 			return nil, "", err
 		}

@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -216,32 +215,13 @@ func summary(b *model.Batch) string {
 	return sb.String()
 }
 
-// readPayload reads a bounded body, gunzipping it when asked and it says
-// (or looks like) gzip.
+// readPayload reads a bounded body, gunzipping it when asked and it is gzip
+// (ingest.Gunzip decides by its bytes).
 func readPayload(r *http.Request, maxBody int64, gunzip bool) ([]byte, string, error) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
-		return nil, reasonReadError, fmt.Errorf("read body: %w", err)
+	if gunzip {
+		return ingest.ReadBody(r, maxBody)
 	}
-	if int64(len(raw)) > maxBody {
-		return nil, ingest.ReasonBodyTooLarge, fmt.Errorf("body larger than %d bytes", maxBody)
-	}
-	isGzip := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") || len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b
-	if !gunzip || !isGzip {
-		return raw, "", nil
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		return nil, ingest.ReasonBadGzip, fmt.Errorf("body is not valid gzip: %w", err)
-	}
-	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
-	if err != nil {
-		return nil, ingest.ReasonBadGzip, fmt.Errorf("body is not valid gzip: %w", err)
-	}
-	if int64(len(out)) > maxBody {
-		return nil, ingest.ReasonBodyTooLarge, errors.New("decompressed body too large")
-	}
-	return out, "", nil
+	return ingest.ReadRawBody(r, maxBody)
 }
 
 // decodeCWLogs decodes a CloudWatch Logs subscription payload: raw gzip,
@@ -266,8 +246,15 @@ func decodeCWLogs(dst *model.Batch, _ *http.Request, body []byte) (string, error
 	}
 }
 
-// decodeWavefrontEvent decodes the JSON event of POST /api/v2/event.
+// decodeWavefrontEvent decodes the JSON event of POST /api/v2/event, or
+// Wavefront lines: wavefront-sdk-go in proxy mode posts its "@Event" lines
+// there (on the proxy's port, which takes lines on any path).
 func (a *App) decodeWavefrontEvent(dst *model.Batch, _ *http.Request, body []byte) (string, error) {
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '@' {
+		d := wavefront.NewDecoder(wavefront.Options{Mode: wavefront.ModeMetrics, DefaultSource: a.cfg.Agent.DefaultSource})
+		d.Decode(dst, body, time.Now().UnixNano())
+		return "", nil
+	}
 	d := wavefront.NewDecoder(wavefront.Options{DefaultSource: a.cfg.Agent.DefaultSource})
 	if err := d.DecodeEventJSON(dst, body, time.Now().UnixNano()); err != nil {
 		return wavefront.ReasonInvalidEvent, err

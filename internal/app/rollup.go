@@ -104,18 +104,32 @@ type rollupProc struct {
 }
 
 func (p *rollupProc) Add(b *model.Batch, now int64) {
-	p.scratch.Metrics = p.scratch.Metrics[:0]
+	first := -1 // the first point to drop
 	for i := range b.Metrics {
-		m := &b.Metrics[i]
-		if m.Kind == model.Gauge && m.Window == model.WindowNone && !p.ruleMatches(m.Name) {
-			continue
+		if p.drop(&b.Metrics[i]) {
+			first = i
+			break
 		}
-		p.scratch.Metrics = append(p.scratch.Metrics, *m)
+	}
+	if first < 0 { // the rollup's own input (origin agg) has no plain gauges: no copy
+		p.Rollup.Add(b, now)
+		return
+	}
+	p.scratch.Metrics = append(p.scratch.Metrics[:0], b.Metrics[:first]...)
+	for i := first + 1; i < len(b.Metrics); i++ {
+		if m := &b.Metrics[i]; !p.drop(m) {
+			p.scratch.Metrics = append(p.scratch.Metrics, *m)
+		}
 	}
 	p.scratch.Dists = b.Dists
 	p.Rollup.Add(&p.scratch, now)
 	clear(p.scratch.Metrics)
 	p.scratch.Dists = nil
+}
+
+// drop reports whether m is a plain gauge no rule asks for.
+func (p *rollupProc) drop(m *model.Metric) bool {
+	return m.Kind == model.Gauge && m.Window == model.WindowNone && !p.ruleMatches(m.Name)
 }
 
 func (p *rollupProc) ruleMatches(name string) bool {

@@ -146,9 +146,18 @@ func writeSummary(w io.Writer, b *model.Batch) {
 	_, _ = io.WriteString(w, sb.String())
 }
 
-// ReadBody reads the request body, gunzipping it when it says (or looks
-// like) gzip, and bounds it.
+// ReadBody reads the request body, bounded by maxBody, and gunzips it
+// when it is gzip (see Gunzip).
 func ReadBody(r *http.Request, maxBody int64) ([]byte, string, error) {
+	raw, reason, err := ReadRawBody(r, maxBody)
+	if err != nil {
+		return nil, reason, err
+	}
+	return Gunzip(raw, maxBody)
+}
+
+// ReadRawBody reads the request body as sent, bounded by maxBody.
+func ReadRawBody(r *http.Request, maxBody int64) ([]byte, string, error) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return nil, "read_error", fmt.Errorf("read body: %w", err)
@@ -156,11 +165,19 @@ func ReadBody(r *http.Request, maxBody int64) ([]byte, string, error) {
 	if int64(len(raw)) > maxBody {
 		return nil, ReasonBodyTooLarge, fmt.Errorf("body larger than %d bytes", maxBody)
 	}
-	isGzip := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
-	if !isGzip && !(len(raw) >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
-		return raw, "", nil
+	return raw, "", nil
+}
+
+// Gunzip returns body decompressed, bounded by maxBody, when it starts
+// with the gzip magic bytes (1f 8b), else body itself. The bytes decide,
+// not Content-Encoding, as the Wavefront proxy and servers do:
+// wavefront-sdk-go's direct sender posts plain JSON events with
+// "Content-Encoding: gzip", and no text or JSON payload starts with 1f 8b.
+func Gunzip(body []byte, maxBody int64) ([]byte, string, error) {
+	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		return body, "", nil
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, ReasonBadGzip, fmt.Errorf("body is not valid gzip: %w", err)
 	}

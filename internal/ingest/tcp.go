@@ -120,10 +120,15 @@ func (t *TCP) Run(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
-		_ = t.ln.Close()
 		if t.hl != nil {
-			go t.shutdownHTTP() // ends the HTTP connections
+			// Added while serveHTTPServer still counts, so before Wait.
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				t.shutdownHTTP() // ends the HTTP connections
+			}()
 		}
+		_ = t.ln.Close()
 		t.mu.Lock()
 		for c := range t.conns {
 			if c.http.Load() {
@@ -182,10 +187,12 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 	if !ok {
 		tc = newTCPConn(c)
 	}
-	var r io.Reader = c
-	var partialSince time.Time // when the unfinished line began
+	var pre []byte
+	var first time.Time
 	if t.hl != nil {
-		pre, first, kind, err := t.sniffConn(ctx, c)
+		var kind sniff
+		var err error
+		pre, first, kind, err = t.sniffConn(ctx, c)
 		if kind == sniffHTTP {
 			t.serveHTTP(tc, pre)
 			return
@@ -193,7 +200,8 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		if len(pre) == 0 && err != nil {
 			return // nothing sent
 		}
-		r, partialSince = &prefixReader{pre: pre, r: c}, first
+		// A read error that ended sniffing comes back from the next
+		// Read; the loop below handles it as ever.
 	}
 	lr := LineReader{MaxLine: t.cfg.MaxLine}
 	dec := t.newDecoder()
@@ -204,6 +212,19 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		batch.Reset()
 		dec.Decode(&batch, b, time.Now().UnixNano())
 		t.in.Deliver(&batch)
+	}
+	var partialSince time.Time // when the unfinished line began
+	if len(pre) > 0 {
+		// The sniffed bytes start the line stream: one Fill takes them
+		// all (they are at most maxRequestLine, the buffer is larger).
+		_ = lr.Fill(bytes.NewReader(pre), emit, func() { t.in.Reject(ReasonLineTooLong) })
+		if lines {
+			tc.lastLine.Store(time.Now().UnixNano())
+			tc.sentLine.Store(true)
+		} else if lr.Partial() {
+			partialSince = first
+		}
+		tc.partial.Store(lr.Partial())
 	}
 	for {
 		now := time.Now()
@@ -221,10 +242,7 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 			break
 		}
 		lines = false
-		err := lr.Fill(r, emit, func() { t.in.Reject(ReasonLineTooLong) })
-		if p, ok := r.(*prefixReader); ok && len(p.pre) == 0 {
-			r = c // the sniffed bytes are replayed
-		}
+		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
 		now = time.Now()
 		if lines {
 			tc.lastLine.Store(now.UnixNano())

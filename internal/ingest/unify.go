@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -54,7 +53,9 @@ func classify(b []byte) sniff {
 		}
 		return sniffRaw
 	}
-	i := bytes.IndexByte(b, '\n')
+	// Only the first maxRequestLine bytes count, so a decision never
+	// changes as more bytes arrive.
+	i := bytes.IndexByte(b[:min(len(b), maxRequestLine)], '\n')
 	if i < 0 {
 		if len(b) >= maxRequestLine {
 			return sniffRaw
@@ -103,21 +104,6 @@ func (t *TCP) sniffConn(ctx context.Context, c net.Conn) (pre []byte, first time
 			return pre, first, sniffRaw, rerr
 		}
 	}
-}
-
-// prefixReader replays the sniffed bytes, then reads from r.
-type prefixReader struct {
-	pre []byte
-	r   io.Reader
-}
-
-func (p *prefixReader) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
-	}
-	return p.r.Read(b)
 }
 
 // httpConn is a connection handed to the HTTP server: it replays the

@@ -289,7 +289,7 @@ func (r *Rollup) UnmarshalState(b []byte) error {
 			h := seriesHash(r.seed, []byte(k))
 			for o := bk.series[h]; o != nil; o = o.next {
 				if o.key == k {
-					return fmt.Errorf("%w: series twice in a window %q", errState, k)
+					return fmt.Errorf("%w: series twice in a window", errState)
 				}
 			}
 			en.next = bk.series[h]

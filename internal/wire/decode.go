@@ -140,7 +140,7 @@ func (r *reader) byte() byte {
 }
 
 // uvarint reads a uvarint; one-byte values (lengths and counts below 128,
-// nearly all of them) take an inlined path.
+// nearly all of them) take a short path before binary.Uvarint.
 func (r *reader) uvarint() uint64 {
 	if r.off < len(r.b) && r.b[r.off] < 0x80 {
 		v := uint64(r.b[r.off])
@@ -181,7 +181,7 @@ func (r *reader) float() float64 {
 }
 
 // bytes reads a length-prefixed byte string, aliasing the body; a length
-// below 128 takes an inlined path.
+// below 128 takes a short path.
 func (r *reader) bytes() []byte {
 	if r.off < len(r.b) {
 		if n := int(r.b[r.off]); n < 0x80 && n < len(r.b)-r.off {
