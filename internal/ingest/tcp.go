@@ -134,8 +134,9 @@ func (t *TCP) Run(ctx context.Context) error {
 			if c.http.Load() {
 				continue
 			}
-			// Wake blocked reads; the handler decodes what it has and exits.
-			_ = c.SetReadDeadline(time.Now())
+			// Wake blocked reads; the handler reads what is buffered,
+			// decodes it and exits.
+			_ = c.SetReadDeadline(time.Now().Add(shutdownDrain))
 		}
 		t.mu.Unlock()
 	}()
@@ -226,20 +227,27 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 		}
 		tc.partial.Store(lr.Partial())
 	}
+	draining := false
 	for {
 		now := time.Now()
-		deadline := now.Add(t.cfg.IdleTimeout)
-		if !partialSince.IsZero() {
-			if d := partialSince.Add(t.cfg.LineTimeout); d.Before(deadline) {
-				deadline = d
+		if !draining {
+			deadline := now.Add(t.cfg.IdleTimeout)
+			if !partialSince.IsZero() {
+				if d := partialSince.Add(t.cfg.LineTimeout); d.Before(deadline) {
+					deadline = d
+				}
 			}
+			_ = c.SetReadDeadline(deadline)
 		}
-		_ = c.SetReadDeadline(deadline)
 		// Checked after the reset: a shutdown that set its wake-up
 		// deadline just before it would otherwise be overridden, and
-		// this Read would wait for the idle timeout.
-		if ctx.Err() != nil {
-			break
+		// this Read would wait for the idle timeout. On shutdown the
+		// handler still reads what the client already sent (it is in the
+		// socket's buffer: its writes succeeded) for up to shutdownDrain,
+		// then decodes what it has and exits.
+		if ctx.Err() != nil && !draining {
+			draining = true
+			_ = c.SetReadDeadline(now.Add(shutdownDrain))
 		}
 		lines = false
 		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
@@ -272,6 +280,11 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 	}
 	lr.Finish(emit)
 }
+
+// shutdownDrain is how long a connection is still read on shutdown: what
+// its client wrote before it (buffered in the socket) is decoded and
+// published by the drain, not dropped.
+const shutdownDrain = 100 * time.Millisecond
 
 // tcpConn is an accepted connection and what eviction looks at.
 type tcpConn struct {
