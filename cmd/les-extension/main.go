@@ -2,9 +2,10 @@
 // extensions/les of the layer zips scripts/layer.sh builds. It listens on
 // loopback for what the function emits (Wavefront, StatsD, EMF, logs),
 // takes Lambda's Telemetry API records, and publishes to the stream named
-// by LES_STREAM or LES_CONFIG. Build it with -tags kinesislite (the
-// Kinesis client without the SDK's config chain) to keep it under 10 MB;
-// see docs/adr/0005-lambda-extension.md.
+// by LES_STREAM or LES_CONFIG. Build it with -tags
+// kinesislite,nethttpomithttp2 (the Kinesis client without the SDK's
+// config chain; net/http without HTTP/2) to keep it under 10 MB, as
+// scripts/layer.sh does; see docs/adr/0005-lambda-extension.md.
 package main
 
 import (

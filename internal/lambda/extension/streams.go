@@ -26,8 +26,9 @@ type streamDeps struct {
 }
 
 // backends is the explicit table of stream kinds in this build. kafka is
-// added by kafka_on.go with the les_kafka build tag (franz-go alone is
-// 3.6 MB: ADR 0005), http by httpstream.go.
+// added by kafka_lite.go (kafkalite, the small producer) or, with the
+// les_kafka build tag, kafka_on.go (franz-go, 3 MB more: ADR 0005); http
+// by httpstream.go.
 func backends() map[string]backend {
 	m := map[string]backend{
 		"kinesis": {

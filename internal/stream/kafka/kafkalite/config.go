@@ -3,14 +3,15 @@ package kafkalite
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -84,14 +85,32 @@ func (s SASLConfig) String() string {
 // GoString implements fmt.GoStringer without the password.
 func (s SASLConfig) GoString() string { return s.String() }
 
-// MarshalJSON implements json.Marshaler without the password.
+// MarshalJSON implements json.Marshaler without the password. It writes
+// the JSON itself: json.Marshal of a struct would link encoding/json's
+// struct encoder, about 15 kB the extension does not otherwise need.
 func (s SASLConfig) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Mechanism    string `json:"mechanism"`
-		Username     string `json:"username"`
-		PasswordSet  bool   `json:"password_set"`
-		PasswordFile string `json:"password_file"`
-	}{s.Mechanism, s.Username, s.Password != "", s.PasswordFile})
+	b := append([]byte(`{"mechanism":`), jsonString(s.Mechanism)...)
+	b = append(append(b, `,"username":`...), jsonString(s.Username)...)
+	b = append(append(b, `,"password_set":`...), strconv.FormatBool(s.Password != "")...)
+	b = append(append(b, `,"password_file":`...), jsonString(s.PasswordFile)...)
+	return append(b, '}'), nil
+}
+
+// jsonString quotes s as a JSON string.
+func jsonString(s string) []byte {
+	b := []byte{'"'}
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r < 0x20 || r == 0x2028 || r == 0x2029:
+			b = append(b, `\u`...)
+			b = append(b, fmt.Sprintf("%04x", r)...)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
 }
 
 // LogValue implements slog.LogValuer without the password.

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 )
@@ -25,17 +25,40 @@ const (
 	maxResponse = 64 << 20
 )
 
-// maxVersions caps the version of each request this package sends (the
-// broker's maximum wins when lower). Produce and Metadata stop at 12: v13
-// names topics by id only.
-var maxVersions = map[int16]int16{
-	0:  12, // Produce (v3+: record batches v2)
-	3:  12, // Metadata
-	17: 1,  // SASLHandshake
-	18: 0,  // ApiVersions: v0 is understood by every broker
-	19: 7,  // CreateTopics
-	22: 4,  // InitProducerID
-	36: 2,  // SASLAuthenticate
+// Request keys.
+const (
+	keyProduce          = 0
+	keyMetadata         = 3
+	keySASLHandshake    = 17
+	keyApiVersions      = 18
+	keyCreateTopics     = 19
+	keyInitProducerID   = 22
+	keySASLAuthenticate = 36
+)
+
+// maxVersion caps the version of each request this package sends (the
+// broker's maximum wins when lower), and flexibleFrom is its first
+// "flexible" version (KIP-482: tagged fields in the header;
+// TestVersions checks both against kmsg). Produce and Metadata stop at
+// 12: v13 names topics by id only.
+func maxVersion(key int16) (max, flexibleFrom int16, ok bool) {
+	switch key {
+	case keyProduce: // v3+: record batches v2
+		return 12, 9, true
+	case keyMetadata:
+		return 12, 9, true
+	case keySASLHandshake:
+		return 1, 1 << 14, true
+	case keyApiVersions: // v0 is understood by every broker
+		return 0, 3, true
+	case keyCreateTopics:
+		return 7, 5, true
+	case keyInitProducerID:
+		return 4, 2, true
+	case keySASLAuthenticate:
+		return 2, 2, true
+	}
+	return 0, 0, false
 }
 
 // conn is one connection to one broker. It is used by one goroutine at a
@@ -68,7 +91,12 @@ func dial(ctx context.Context, addr string, cfg *dialConfig) (*conn, error) {
 		cancel()
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+			err = fmt.Errorf("tls handshake with %s: %w", addr, err)
+			var ve *tls.CertificateVerificationError
+			if errors.As(err, &ve) {
+				return nil, &authError{err} // the same certificate next time
+			}
+			return nil, err
 		}
 		nc = t
 	}
@@ -80,7 +108,13 @@ func dial(ctx context.Context, addr string, cfg *dialConfig) (*conn, error) {
 	if cfg.sasl != nil {
 		if err := c.authenticate(ctx, cfg.sasl); err != nil {
 			nc.Close()
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			// Brokers close the connection after a failed
+			// authentication (kfake without an answer): retrying within
+			// this publish would only repeat it until the deadline.
+			return nil, &authError{err}
 		}
 	}
 	return c, nil
@@ -94,23 +128,22 @@ type dialConfig struct {
 
 func (c *conn) negotiate(ctx context.Context) error {
 	req := kmsg.NewPtrApiVersionsRequest()
-	resp, err := c.do(ctx, req)
-	if err != nil {
+	r := kmsg.NewPtrApiVersionsResponse()
+	if err := c.do(ctx, keyApiVersions, req.AppendTo, r.ReadFrom, &req.Version, &r.Version); err != nil {
 		return fmt.Errorf("api versions from %s: %w", c.addr, err)
 	}
-	r := resp.(*kmsg.ApiVersionsResponse)
-	if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+	if err := errorForCode(r.ErrorCode); err != nil {
 		return fmt.Errorf("api versions from %s: %w", c.addr, err)
 	}
 	for _, k := range r.ApiKeys {
-		if ours, ok := maxVersions[k.ApiKey]; ok && k.MinVersion <= ours {
+		if ours, _, ok := maxVersion(k.ApiKey); ok && k.MinVersion <= ours {
 			c.versions[k.ApiKey] = min(ours, k.MaxVersion)
 		}
 	}
-	if v, ok := c.versions[0]; !ok || v < 3 {
+	if v, ok := c.versions[keyProduce]; !ok || v < 3 {
 		return fmt.Errorf("broker %s does not accept produce v3+ (Kafka 0.11 or later is required)", c.addr)
 	}
-	if _, ok := c.versions[3]; !ok {
+	if _, ok := c.versions[keyMetadata]; !ok {
 		return fmt.Errorf("broker %s: no common metadata version", c.addr)
 	}
 	return nil
@@ -118,16 +151,16 @@ func (c *conn) negotiate(ctx context.Context) error {
 
 // authenticate runs SASLHandshake v1 and SASLAuthenticate.
 func (c *conn) authenticate(ctx context.Context, m sasl.Mechanism) error {
-	if c.versions[17] < 1 {
+	if c.versions[keySASLHandshake] < 1 {
 		return fmt.Errorf("sasl with %s: broker does not speak SASLHandshake v1", c.addr)
 	}
 	hs := kmsg.NewPtrSASLHandshakeRequest()
 	hs.Mechanism = m.Name()
-	resp, err := c.do(ctx, hs)
-	if err != nil {
+	hr := kmsg.NewPtrSASLHandshakeResponse()
+	if err := c.do(ctx, keySASLHandshake, hs.AppendTo, hr.ReadFrom, &hs.Version, &hr.Version); err != nil {
 		return fmt.Errorf("sasl handshake with %s: %w", c.addr, err)
 	}
-	if err := kerr.ErrorForCode(resp.(*kmsg.SASLHandshakeResponse).ErrorCode); err != nil {
+	if err := errorForCode(hr.ErrorCode); err != nil {
 		return fmt.Errorf("sasl handshake with %s (%s): %w", c.addr, m.Name(), err)
 	}
 	host, _, _ := net.SplitHostPort(c.addr)
@@ -138,12 +171,11 @@ func (c *conn) authenticate(ctx context.Context, m sasl.Mechanism) error {
 	for {
 		req := kmsg.NewPtrSASLAuthenticateRequest()
 		req.SASLAuthBytes = msg
-		resp, err := c.do(ctx, req)
-		if err != nil {
+		r := kmsg.NewPtrSASLAuthenticateResponse()
+		if err := c.do(ctx, keySASLAuthenticate, req.AppendTo, r.ReadFrom, &req.Version, &r.Version); err != nil {
 			return fmt.Errorf("sasl authenticate with %s: %w", c.addr, err)
 		}
-		r := resp.(*kmsg.SASLAuthenticateResponse)
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+		if err := errorForCode(r.ErrorCode); err != nil {
 			msg := ""
 			if r.ErrorMessage != nil {
 				msg = ": " + *r.ErrorMessage
@@ -161,16 +193,19 @@ func (c *conn) authenticate(ctx context.Context, m sasl.Mechanism) error {
 	}
 }
 
-// do sends req at the negotiated version and reads its response, bounded
-// by ctx: a cancelled ctx interrupts the read or write at once. Any error
-// leaves the connection broken (responses would be out of step).
-func (c *conn) do(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
-	v, ok := c.versions[req.Key()]
+// do sends a request of key at the negotiated version (stored in *reqV
+// and *respV before enc and dec run) and decodes its response, bounded by
+// ctx: a cancelled ctx interrupts the read or write at once. Any error
+// leaves the connection broken (responses would be out of step). enc and
+// dec are the concrete kmsg methods, never called through an interface,
+// so that the linker keeps only those (ADR 0005).
+func (c *conn) do(ctx context.Context, key int16, enc func([]byte) []byte, dec func([]byte) error, reqV, respV *int16) error {
+	v, ok := c.versions[key]
 	if !ok {
 		c.broken = true
-		return nil, fmt.Errorf("broker %s does not support request key %d", c.addr, req.Key())
+		return fmt.Errorf("broker %s does not support request key %d", c.addr, key)
 	}
-	req.SetVersion(v)
+	*reqV, *respV = v, v
 	c.lastUse = time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -178,60 +213,61 @@ func (c *conn) do(ctx context.Context, req kmsg.Request) (kmsg.Response, error) 
 	}
 	c.nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
-	resp, err := c.roundTrip(req)
+	err := c.roundTrip(key, v, enc, dec)
 	if !stop() || err != nil {
 		c.broken = true
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
 	}
-	return resp, err
+	return err
 }
 
-func (c *conn) roundTrip(req kmsg.Request) (kmsg.Response, error) {
+func (c *conn) roundTrip(key, v int16, enc func([]byte) []byte, dec func([]byte) error) error {
 	c.corr++
+	_, flex, _ := maxVersion(key)
+	flexible := v >= flex
 	buf := make([]byte, 4, 256)
-	buf = binary.BigEndian.AppendUint16(buf, uint16(req.Key()))
-	buf = binary.BigEndian.AppendUint16(buf, uint16(req.GetVersion()))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(key))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(v))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(c.corr))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(c.clientID)))
 	buf = append(buf, c.clientID...)
-	if req.IsFlexible() {
+	if flexible {
 		buf = append(buf, 0) // no tagged fields
 	}
-	buf = req.AppendTo(buf)
+	buf = enc(buf)
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	if _, err := c.nc.Write(buf); err != nil {
-		return nil, err
+		return err
 	}
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
-		return nil, err
+		return err
 	}
 	n := int32(binary.BigEndian.Uint32(hdr[:4]))
 	if n < 4 || n > maxResponse {
-		return nil, fmt.Errorf("broker %s: response of %d bytes", c.addr, n)
+		return fmt.Errorf("broker %s: response of %d bytes", c.addr, n)
 	}
 	if corr := int32(binary.BigEndian.Uint32(hdr[4:])); corr != c.corr {
-		return nil, fmt.Errorf("broker %s: response to request %d, want %d", c.addr, corr, c.corr)
+		return fmt.Errorf("broker %s: response to request %d, want %d", c.addr, corr, c.corr)
 	}
 	body := make([]byte, n-4)
 	if _, err := io.ReadFull(c.nc, body); err != nil {
-		return nil, err
+		return err
 	}
 	// Flexible responses have a tag section after the correlation id,
 	// except ApiVersions (KIP-511).
-	if req.IsFlexible() && req.Key() != 18 {
+	if flexible && key != keyApiVersions {
 		if len(body) == 0 || body[0] != 0 {
-			return nil, fmt.Errorf("broker %s: unexpected tagged fields in a response header", c.addr)
+			return fmt.Errorf("broker %s: unexpected tagged fields in a response header", c.addr)
 		}
 		body = body[1:]
 	}
-	resp := req.ResponseKind()
-	if err := resp.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("broker %s: decode response to key %d v%d: %w", c.addr, req.Key(), req.GetVersion(), err)
+	if err := dec(body); err != nil {
+		return fmt.Errorf("broker %s: decode response to key %d v%d: %w", c.addr, key, v, err)
 	}
-	return resp, nil
+	return nil
 }
 
 // stale reports whether c should be closed rather than used.
@@ -240,3 +276,11 @@ func (c *conn) stale(now time.Time) bool {
 }
 
 func (c *conn) close() { c.nc.Close() }
+
+// authError is a failed SASL exchange or a broker certificate that does
+// not verify; it is not retried within a publish (the next publish tries
+// again).
+type authError struct{ err error }
+
+func (e *authError) Error() string { return e.err.Error() }
+func (e *authError) Unwrap() error { return e.err }

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/les-streams/les/internal/selfmetric"
@@ -330,7 +329,7 @@ func (s *Stream) round(ctx context.Context, order []tp, queues map[tp][]*batch) 
 		byLeader[leader] = append(byLeader[leader], b)
 	}
 	type result struct {
-		resp *kmsg.ProduceResponse
+		resp kmsg.ProduceResponse
 		err  error
 	}
 	results := make([]result, len(leaders))
@@ -344,11 +343,9 @@ func (s *Stream) round(ctx context.Context, order []tp, queues map[tp][]*batch) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := c.do(ctx, s.produceRequest(ctx, byLeader[l]))
-			if err == nil {
-				results[i].resp = resp.(*kmsg.ProduceResponse)
-			}
-			results[i].err = err
+			req := s.produceRequest(ctx, byLeader[l])
+			resp := &results[i].resp
+			results[i].err = c.do(ctx, keyProduce, req.AppendTo, resp.ReadFrom, &req.Version, &resp.Version)
 		}()
 	}
 	wg.Wait()
@@ -373,17 +370,17 @@ func (s *Stream) round(ctx context.Context, order []tp, queues map[tp][]*batch) 
 		for _, b := range bs {
 			code, ok := codes[b.tp]
 			if !ok {
-				code = kerr.UnknownServerError.Code
+				code = -1
 			}
-			err := kerr.ErrorForCode(code)
+			err := errorForCode(code)
 			switch {
-			case err == nil, errors.Is(err, kerr.DuplicateSequenceNumber):
+			case err == nil, code == codeDuplicateSequence:
 				queues[b.tp] = queues[b.tp][1:]
 				progress = true
-			case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+			case code == codeMessageTooLarge, code == codeRecordListTooLarge:
 				return progress, fmt.Errorf("kafka: publish to %s: %w: %w", b.tp.topic, stream.ErrTooLarge, err)
-			case errors.Is(err, kerr.OutOfOrderSequenceNumber), errors.Is(err, kerr.UnknownProducerID),
-				errors.Is(err, kerr.InvalidProducerEpoch), errors.Is(err, kerr.InvalidProducerIDMapping):
+			case code == codeOutOfOrderSequence, code == codeUnknownProducerID,
+				code == codeInvalidProducerEpoch, code == codeInvalidProducerIDMapping:
 				// The broker lost or rejects this producer's state: start
 				// a new producer id. A batch it had stored under the old
 				// one is then stored again.
@@ -391,8 +388,8 @@ func (s *Stream) round(ctx context.Context, order []tp, queues map[tp][]*batch) 
 				s.publishRetries.Add(len(b.recs))
 				s.lastRoundErr = fmt.Errorf("kafka: publish to %s/%d: %w", b.tp.topic, b.tp.part, err)
 			case retriable(err):
-				if errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.LeaderNotAvailable) ||
-					errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.FencedLeaderEpoch) {
+				if code == codeNotLeader || code == codeLeaderNotAvailable ||
+					code == codeUnknownTopicOrPartition || code == codeFencedLeaderEpoch {
 					stale = true
 				}
 				s.publishRetries.Add(len(b.recs))
@@ -520,15 +517,14 @@ func (s *Stream) producerID(ctx context.Context) error {
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.TransactionTimeoutMillis = 60000
 	req.ProducerID, req.ProducerEpoch = -1, -1
-	resp, err := c.do(ctx, req)
-	if err != nil {
+	r := kmsg.NewPtrInitProducerIDResponse()
+	if err := c.do(ctx, keyInitProducerID, req.AppendTo, r.ReadFrom, &req.Version, &r.Version); err != nil {
 		s.dropConn(c)
 		s.dirty = true
 		return fmt.Errorf("kafka: init producer id: %w", err)
 	}
-	r := resp.(*kmsg.InitProducerIDResponse)
-	if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-		if errors.Is(err, kerr.ClusterAuthorizationFailed) {
+	if err := errorForCode(r.ErrorCode); err != nil {
+		if hasCode(err, codeClusterAuthorization) {
 			s.noIdem = true
 			s.log.Warn("kafka: no IDEMPOTENT_WRITE permission; publishing without idempotence (a retried batch may be stored twice)")
 			return nil
@@ -601,12 +597,11 @@ func (s *Stream) metadata(ctx context.Context, names []string) error {
 		req.Topics = append(req.Topics, t)
 	}
 	req.AllowAutoTopicCreation = false
-	resp, err := c.do(ctx, req)
-	if err != nil {
+	r := kmsg.NewPtrMetadataResponse()
+	if err := c.do(ctx, keyMetadata, req.AppendTo, r.ReadFrom, &req.Version, &r.Version); err != nil {
 		s.dropConn(c)
 		return fmt.Errorf("kafka: metadata from %s: %w", c.addr, err)
 	}
-	r := resp.(*kmsg.MetadataResponse)
 	if len(r.Brokers) > 0 {
 		clear(s.brokers)
 	}
@@ -618,9 +613,9 @@ func (s *Stream) metadata(ctx context.Context, names []string) error {
 		if t.Topic == nil {
 			continue
 		}
-		err := kerr.ErrorForCode(t.ErrorCode)
+		err := errorForCode(t.ErrorCode)
 		switch {
-		case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.LeaderNotAvailable):
+		case t.ErrorCode == codeUnknownTopicOrPartition, t.ErrorCode == codeLeaderNotAvailable:
 			delete(s.topics, *t.Topic)
 			continue
 		case err != nil:
@@ -670,14 +665,14 @@ func (s *Stream) createTopics(ctx context.Context, names []string) error {
 		t.Configs = append(t.Configs, cf)
 		req.Topics = append(req.Topics, t)
 	}
-	resp, err := c.do(ctx, req)
-	if err != nil {
+	resp := kmsg.NewPtrCreateTopicsResponse()
+	if err := c.do(ctx, keyCreateTopics, req.AppendTo, resp.ReadFrom, &req.Version, &resp.Version); err != nil {
 		s.dropConn(c)
 		return fmt.Errorf("kafka: create topics: %w", err)
 	}
-	for _, t := range resp.(*kmsg.CreateTopicsResponse).Topics {
-		err := kerr.ErrorForCode(t.ErrorCode)
-		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+	for _, t := range resp.Topics {
+		err := errorForCode(t.ErrorCode)
+		if err == nil || t.ErrorCode == codeTopicAlreadyExists {
 			continue
 		}
 		msg := ""
@@ -767,10 +762,11 @@ func kafkaPartition(p int, n int32) int32 {
 // errors and connection errors, not context or non-retriable broker
 // errors.
 func retriable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.MessageTooLarge) {
+	var ae *authError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ae) {
 		return false
 	}
-	var ke *kerr.Error
+	var ke *Error
 	if errors.As(err, &ke) {
 		return ke.Retriable
 	}
