@@ -278,7 +278,6 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 			return
 		}
 	}
-	lr.Finish(emit)
 }
 
 // shutdownDrain is how long a connection is still read on shutdown: what
