@@ -15,12 +15,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/les-streams/les/internal/app"
+	"github.com/les-streams/les/internal/lesproc"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/embedded"
@@ -28,38 +28,11 @@ import (
 	"github.com/les-streams/les/internal/wire"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
 // lesBin builds cmd/les once, with its VCS stamp, into a directory laid
 // out as `go run` lays it out (…/go-build…/b001/exe/les), so the binary
 // also behaves as under go run.
 func lesBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "les-cli-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		exe := filepath.Join(dir, "go-build-test", "b001", "exe")
-		if err := os.MkdirAll(exe, 0o755); err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(exe, "les")
-		out, err := exec.Command("go", "build", "-buildvcs=true", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+	return lesproc.Binary(t, filepath.Join("go-build-test", "b001", "exe", "les"), "-buildvcs=true")
 }
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -248,76 +221,20 @@ stream: { embedded: { listen: "127.0.0.1:-1" } }
 	}
 }
 
-// upProcess is les up as a child process.
-type upProcess struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error
-}
+// startUp runs cmd (les up, or a program that starts it) with its output
+// captured; it is killed when the test ends.
+func startUp(t *testing.T, cmd *exec.Cmd) *lesproc.Proc { return lesproc.Start(t, cmd, nil) }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-	ch chan struct{} // signalled on every write
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case l.ch <- struct{}{}:
-	default:
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startUp runs `les up --config cfg` in dir; it is killed when the test
-// ends.
-func startUp(t *testing.T, cmd *exec.Cmd) *upProcess {
-	t.Helper()
-	p := &upProcess{cmd: cmd, out: &lockedBuffer{ch: make(chan struct{}, 1)}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-// waitFor waits until the output contains s or the process exits.
-func (p *upProcess) waitFor(t *testing.T, s string) bool {
-	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for !strings.Contains(p.out.String(), s) {
-		select {
-		case <-p.out.ch:
-		case <-p.done:
-			return strings.Contains(p.out.String(), s)
-		case <-deadline:
-			t.Fatalf("no %q in:\n%s", s, p.out.String())
-		}
-	}
-	return true
-}
-
-func (p *upProcess) wait(t *testing.T, limit time.Duration) {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(limit):
-		t.Fatalf("les did not exit within %v:\n%s", limit, p.out.String())
-	}
+// upConfig is a les.yaml with one TCP listener and every port chosen by
+// the kernel (the embedded stream without a client port).
+func upConfig(dataDir string) string {
+	return "data_dir: " + dataDir + `
+log: { level: warn }
+agent:
+  listeners: [{ format: wavefront, transport: tcp, address: "127.0.0.1:0" }]
+  http: { listen: "127.0.0.1:0" }
+stream: { embedded: { listen: "127.0.0.1:-1" } }
+`
 }
 
 var httpLine = regexp.MustCompile(`http:\s+http://(127\.0\.0\.1:\d+)`)
@@ -329,14 +246,7 @@ var httpLine = regexp.MustCompile(`http:\s+http://(127\.0\.0\.1:\d+)`)
 func TestDataDirLockAndSignals(t *testing.T) {
 	bin := lesBin(t)
 	dir := t.TempDir()
-	cfg := `data_dir: ./data
-log: { level: warn }
-agent:
-  listeners: [{ format: wavefront, transport: tcp, address: "127.0.0.1:0" }]
-  http: { listen: "127.0.0.1:0" }
-stream: { embedded: { listen: "127.0.0.1:-1" } }
-`
-	if err := os.WriteFile(filepath.Join(dir, "les.yaml"), []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "les.yaml"), []byte(upConfig("./data")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	up := func() *exec.Cmd {
@@ -346,22 +256,22 @@ stream: { embedded: { listen: "127.0.0.1:-1" } }
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		first := startUp(t, up())
-		if !first.waitFor(t, "Press Ctrl-C to stop.") {
-			t.Fatalf("les up did not start:\n%s", first.out.String())
+		if !first.WaitOutput(t, "Press Ctrl-C to stop.", 60*time.Second) {
+			t.Fatalf("les up did not start:\n%s", first.Out.String())
 		}
 		second := startUp(t, up())
-		second.wait(t, 20*time.Second)
-		want := fmt.Sprintf("data_dir %s is in use by pid %d", filepath.Join(dir, "data"), first.cmd.Process.Pid)
-		if second.err == nil || !strings.Contains(second.out.String(), want) {
-			t.Fatalf("second les up: %v\n%s\nwant %q", second.err, second.out.String(), want)
+		_ = second.WaitExit(t, 20*time.Second)
+		want := fmt.Sprintf("data_dir %s is in use by pid %d", filepath.Join(dir, "data"), first.Cmd.Process.Pid)
+		if second.Err() == nil || !strings.Contains(second.Out.String(), want) {
+			t.Fatalf("second les up: %v\n%s\nwant %q", second.Err(), second.Out.String(), want)
 		}
-		addr := httpLine.FindStringSubmatch(first.out.String())[1]
-		if err := first.cmd.Process.Signal(sig); err != nil {
+		addr := httpLine.FindStringSubmatch(first.Out.String())[1]
+		if err := first.Cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
 		}
-		first.wait(t, 30*time.Second)
-		if first.err != nil {
-			t.Fatalf("les up after %v: %v\n%s", sig, first.err, first.out.String())
+		_ = first.WaitExit(t, 30*time.Second)
+		if first.Err() != nil {
+			t.Fatalf("les up after %v: %v\n%s", sig, first.Err(), first.Out.String())
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -376,16 +286,16 @@ stream: { embedded: { listen: "127.0.0.1:-1" } }
 	parent := exec.Command("bash", "-c", `"$0" up --config les.yaml & echo "child $!"; wait`, bin)
 	parent.Dir = dir
 	p := startUp(t, parent)
-	p.waitFor(t, "Press Ctrl-C to stop.")
-	m := regexp.MustCompile(`child (\d+)`).FindStringSubmatch(p.out.String())
+	p.WaitOutput(t, "Press Ctrl-C to stop.", 60*time.Second)
+	m := regexp.MustCompile(`child (\d+)`).FindStringSubmatch(p.Out.String())
 	child, _ := strconv.Atoi(m[1])
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 	if err := parent.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(t, 30*time.Second)
-	if !strings.Contains(p.out.String(), "received terminated; shutting down") {
-		t.Errorf("les did not shut down on its parent's death:\n%s", p.out.String())
+	_ = p.WaitExit(t, 30*time.Second)
+	if !strings.Contains(p.Out.String(), "received terminated; shutting down") {
+		t.Errorf("les did not shut down on its parent's death:\n%s", p.Out.String())
 	}
 }
 

@@ -38,29 +38,22 @@ func TestGoRunSIGTERM(t *testing.T) {
 		t.Skip("builds les with go run")
 	}
 	dir := t.TempDir()
-	cfg := "data_dir: " + filepath.Join(dir, "data") + `
-log: { level: warn }
-agent:
-  listeners: [{ format: wavefront, transport: tcp, address: "127.0.0.1:0" }]
-  http: { listen: "127.0.0.1:0" }
-stream: { embedded: { listen: "127.0.0.1:-1" } }
-`
-	if err := os.WriteFile(filepath.Join(dir, "les.yaml"), []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "les.yaml"), []byte(upConfig(filepath.Join(dir, "data"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// les shares go run's stdout pipe, so p.done closes once les exited too.
+	// les shares go run's stdout pipe, so p.Done closes once les exited too.
 	p := startUp(t, exec.Command("go", "run", ".", "up", "--config", filepath.Join(dir, "les.yaml")))
-	if !p.waitFor(t, "Press Ctrl-C to stop.") {
-		t.Fatalf("go run . up did not start:\n%s", p.out.String())
+	if !p.WaitOutput(t, "Press Ctrl-C to stop.", 60*time.Second) {
+		t.Fatalf("go run . up did not start:\n%s", p.Out.String())
 	}
-	les := childOf(t, p.cmd.Process.Pid)
+	les := childOf(t, p.Cmd.Process.Pid)
 	t.Cleanup(func() { _ = syscall.Kill(les, syscall.SIGKILL) })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(t, 30*time.Second)
-	if !strings.Contains(p.out.String(), "received terminated; shutting down") {
-		t.Errorf("les did not shut down when go run died of SIGTERM:\n%s", p.out.String())
+	_ = p.WaitExit(t, 30*time.Second)
+	if !strings.Contains(p.Out.String(), "received terminated; shutting down") {
+		t.Errorf("les did not shut down when go run died of SIGTERM:\n%s", p.Out.String())
 	}
 }
 

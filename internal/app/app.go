@@ -444,7 +444,10 @@ func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			lag, err := st.Lag(ctx, stream.LagQuery{Durable: n, Partitions: a.durableParts(st.Capabilities())})
 			cancel()
-			if err != nil || lag == 0 {
+			// An error other than "cannot count" is most often a sink
+			// whose durable is still being created (it then has
+			// everything stored still to read): keep waiting for it.
+			if lag == 0 && err == nil || errors.Is(err, errors.ErrUnsupported) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)

@@ -3,11 +3,8 @@ package app
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -109,31 +106,12 @@ func TestNamespaceAsConfig(t *testing.T) {
 // as JSON to /api/v2/event) and as a function posting plain text to /logs
 // with ?source=, then reads the log records back from a file sink.
 func TestWavefrontLogsAndSources(t *testing.T) {
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out.ndjson")
-	cfg := &Config{DataDir: dir}
-	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
-	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
-	cfg.Agent.Listeners = []ListenerConfig{}
+	cfg, out := fileSinkApp(t)
 	cfg.Agent.DefaultSource = "agent-host"
-	cfg.Rollup.Disabled = true
-	cfg.Logmetric.Disabled = true
-	cfg.Sinks = []SinkConfig{{Name: "out", Type: "file", File: &fileSinkConfig{Path: out}}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
-	}()
-	var info Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	info, stop := runApp(t, cfg)
 	post := func(path, body string, gz bool) (int, string) {
 		var rd io.Reader = strings.NewReader(body)
 		if gz {
@@ -175,24 +153,14 @@ func TestWavefrontLogsAndSources(t *testing.T) {
 		t.Errorf("logs: %d %s", code, body)
 	}
 	http.DefaultClient.CloseIdleConnections()
-	cancel() // shutdown lets the sink catch up before it returns
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stop() // shutdown lets the sink catch up before it returns
 	type rec struct {
 		Source, Level, Message string
 		Attrs                  map[string]string
 	}
+	recs, raw := readNDJSON[rec](t, out)
 	got := map[string]rec{}
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var r rec
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
+	for _, r := range recs {
 		got[r.Message] = r
 	}
 	want := map[string]rec{

@@ -1,9 +1,7 @@
 package app
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/les-streams/les/internal/lesproc"
 
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -97,31 +96,14 @@ func TestIntakeRefusesOnFullDisk(t *testing.T) {
 	if dir == "" {
 		return
 	}
-	out := filepath.Join(t.TempDir(), "out.ndjson") // not on the small disk
+	cfg, out := fileSinkApp(t) // the sink file not on the small disk
+	cfg.DataDir = dir
 	tcpAddr := freeAddr(t)
-	cfg := &Config{DataDir: dir}
-	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
-	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.Listeners = []ListenerConfig{{Format: "wavefront", Transport: "tcp", Address: tcpAddr}}
-	cfg.Rollup.Disabled = true
-	cfg.Logmetric.Disabled = true
-	cfg.Sinks = []SinkConfig{{Name: "out", Type: "file", File: &fileSinkConfig{Path: out}}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
-	}()
-	var info Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	info, stop := runApp(t, cfg)
 	base := "http://" + info.HTTP
 	acked := map[int]bool{} // values of the items answered 202
 	next := 0
@@ -209,25 +191,13 @@ func TestIntakeRefusesOnFullDisk(t *testing.T) {
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
-	cancel() // the shutdown lets the sink catch up before Run returns
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the shutdown lets the sink catch up before Run returns
+	items, _ := readNDJSON[struct {
+		Name  string
+		Value float64
+	}](t, out)
 	got := map[int]int{}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m struct {
-			Name  string
-			Value float64
-		}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("%v: %s", err, sc.Bytes())
-		}
+	for _, m := range items {
 		if m.Name == "disk.test" {
 			got[int(m.Value)]++
 		}
@@ -247,19 +217,11 @@ func TestIntakeRefusesOnFullDisk(t *testing.T) {
 // selfCounter reads one sample of les' /metrics (0 when absent).
 func selfCounter(t *testing.T, base, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	v, err := lesproc.Metric(base+"/metrics", series)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return v
 }
 
 // TestCannotStoreStreamRefuses: with a stream that refuses publishes for

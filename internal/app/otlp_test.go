@@ -2,13 +2,10 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -100,32 +97,14 @@ func TestOTLPThroughApp(t *testing.T) {
 // agent.default_source, like every other format; one that names
 // service.name keeps it.
 func TestOTLPDefaultSource(t *testing.T) {
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out.ndjson")
+	cfg, out := fileSinkApp(t)
 	addr := freeAddr(t)
-	cfg := &Config{DataDir: dir}
-	cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
-	cfg.Agent.HTTP.Listen = "127.0.0.1:0"
 	cfg.Agent.DefaultSource = "agent-host"
 	cfg.Agent.Listeners = []ListenerConfig{{Format: "otlp", Transport: "http", Address: addr}}
-	cfg.Rollup.Disabled = true
-	cfg.Logmetric.Disabled = true
-	cfg.Sinks = []SinkConfig{{Name: "out", Type: "file", File: &fileSinkConfig{Path: out}}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	_, stop := runApp(t, cfg)
 	post := func(path, body string) {
 		t.Helper()
 		resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
@@ -144,20 +123,10 @@ func TestOTLPDefaultSource(t *testing.T) {
 		`{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},"scopeMetrics":[{"metrics":[{"name":"named.gauge","gauge":{"dataPoints":[{"asDouble":8}]}}]}]}]}`)
 	post("/v1/logs", `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityText":"ERROR","body":{"stringValue":"nosource log"}}]}]}]}`)
 	http.DefaultClient.CloseIdleConnections()
-	cancel() // shutdown lets the sink catch up before it returns
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stop() // shutdown lets the sink catch up before it returns
+	recs, raw := readNDJSON[struct{ Type, Name, Message, Source string }](t, out)
 	got := map[string]string{} // name or log message → source
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var r struct{ Type, Name, Message, Source string }
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
+	for _, r := range recs {
 		got[r.Type+" "+r.Name+r.Message] = r.Source
 	}
 	want := map[string]string{

@@ -1,13 +1,8 @@
 package app
 
 import (
-	"context"
-	"encoding/json"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,35 +90,16 @@ func TestWavefrontSDK(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			out := filepath.Join(dir, "out.ndjson")
-			cfg := &Config{DataDir: dir}
-			cfg.Stream.Embedded.Listen = "127.0.0.1:-1"
-			cfg.Agent.HTTP.Listen = "127.0.0.1:0"
+			cfg, out := fileSinkApp(t)
 			cfg.Agent.HTTP.Token = c.token
 			cfg.Agent.Listeners = []ListenerConfig{
 				{Format: "wavefront", Transport: "tcp", Address: "127.0.0.1:0"},
 				{Format: "trace", Transport: "tcp", Address: "127.0.0.1:0"},
 			}
-			cfg.Rollup.Disabled = true
-			cfg.Logmetric.Disabled = true
-			cfg.Sinks = []SinkConfig{{Name: "out", Type: "file", File: &fileSinkConfig{Path: out}}}
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			ready := make(chan Info, 1)
-			done := make(chan error, 1)
-			go func() {
-				done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
-			}()
-			var info Info
-			select {
-			case info = <-ready:
-			case err := <-done:
-				t.Fatal(err)
-			}
+			info, stop := runApp(t, cfg)
 			now := time.Now().Truncate(time.Millisecond)
 			modes := c.senders(info, c.token)
 			for mode, mk := range modes {
@@ -155,14 +131,7 @@ func TestWavefrontSDK(t *testing.T) {
 				}
 			}
 			http.DefaultClient.CloseIdleConnections()
-			cancel() // shutdown lets the sink catch up before it returns
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			raw, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stop() // shutdown lets the sink catch up before it returns
 			type item struct {
 				Type, Name, Source, Level, Message string
 				Value                              float64
@@ -174,14 +143,7 @@ func TestWavefrontSDK(t *testing.T) {
 				Tags                               map[string]string
 				Attrs                              map[string]string
 			}
-			var items []item
-			for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-				var it item
-				if err := json.Unmarshal([]byte(line), &it); err != nil {
-					t.Fatalf("%v: %s", err, line)
-				}
-				items = append(items, it)
-			}
+			items, raw := readNDJSON[item](t, out)
 			find := func(typ, key string) *item {
 				for i := range items {
 					if it := &items[i]; it.Type == typ && (it.Name == key || it.Message == key) {

@@ -20,26 +20,6 @@ import (
 
 const claimParts = 4
 
-// publishSpread publishes records first..first+n-1 of per samples each,
-// record i on partition i mod claimParts.
-func publishSpread(t *testing.T, st stream.Stream, first, n, per int) {
-	t.Helper()
-	for i := first; i < first+n; i++ {
-		e := wire.NewEncoder(wire.SignalMetrics)
-		for j := range per {
-			e.AppendMetric(&model.Metric{Name: "m", Value: 1, Timestamp: int64(j), Kind: model.Sample})
-		}
-		data, err := e.Finish(nil, 7, uint64(i+1), wire.CompressionNone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics,
-			Partition: i % claimParts, ID: fmt.Sprint("r", i), Data: data}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // emittedByID sums the values of the rollup-origin records in store,
 // counting each record id once, and returns the sum and how many records
 // repeated an id.
@@ -120,7 +100,7 @@ func TestClaimRunnerHandoffAndCrash(t *testing.T) {
 		if got := a.r.Owned(); len(got) != claimParts {
 			t.Fatalf("a alone owns %v, want all %d partitions", got, claimParts)
 		}
-		publishSpread(t, pub, 0, 40, 5) // 200
+		publishParts(t, pub, 0, 40, 5, claimParts) // 200
 		time.Sleep(2500 * time.Millisecond)
 
 		b := startMember(t, store)
@@ -128,7 +108,7 @@ func TestClaimRunnerHandoffAndCrash(t *testing.T) {
 		if ga, gb := a.r.Owned(), b.r.Owned(); fmt.Sprint(ga, gb) != "[0 2] [1 3]" {
 			t.Fatalf("after b joined: a owns %v, b owns %v; want [0 2] and [1 3]", ga, gb)
 		}
-		publishSpread(t, pub, 40, 40, 5) // 400
+		publishParts(t, pub, 40, 40, 5, claimParts) // 400
 		time.Sleep(5 * time.Second)
 		total, dups := emittedByID(t, store)
 		if total != 400 || dups != 0 {
@@ -137,9 +117,9 @@ func TestClaimRunnerHandoffAndCrash(t *testing.T) {
 
 		// b folds records in and emits (its outbox is published one tick
 		// after it is in two checkpoints), then crashes mid-tick.
-		publishSpread(t, pub, 80, 40, 5) // 600
+		publishParts(t, pub, 80, 40, 5, claimParts) // 600
 		time.Sleep(1500 * time.Millisecond)
-		publishSpread(t, pub, 120, 20, 5) // 700
+		publishParts(t, pub, 120, 20, 5, claimParts) // 700
 		time.Sleep(300 * time.Millisecond)
 		before := store.Checkpoints("count", 1)
 		b.st.Crash()
@@ -150,7 +130,7 @@ func TestClaimRunnerHandoffAndCrash(t *testing.T) {
 		if got := a.r.Owned(); len(got) != claimParts {
 			t.Fatalf("after b crashed a owns %v, want all", got)
 		}
-		publishSpread(t, pub, 140, 20, 5) // 800
+		publishParts(t, pub, 140, 20, 5, claimParts) // 800
 		time.Sleep(5 * time.Second)
 		a.stop(t)
 

@@ -36,6 +36,13 @@ func openStream(t *testing.T, dir string) *embedsrv.Stream {
 // publishMetrics publishes n records of per metrics each, value 1 each.
 func publishMetrics(t *testing.T, st stream.Stream, first, n, per int) {
 	t.Helper()
+	publishParts(t, st, first, n, per, 1)
+}
+
+// publishParts publishes records first..first+n-1 (ids r<i>) of per
+// samples each, value 1 each, record i on partition i%parts.
+func publishParts(t *testing.T, st stream.Stream, first, n, per, parts int) {
+	t.Helper()
 	for i := first; i < first+n; i++ {
 		e := wire.NewEncoder(wire.SignalMetrics)
 		for j := range per {
@@ -45,9 +52,8 @@ func publishMetrics(t *testing.T, st stream.Stream, first, n, per int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Publish(context.Background(), stream.Record{
-			Origin: stream.OriginIngest, Signal: wire.SignalMetrics, ID: fmt.Sprint("r", i), Data: data,
-		}); err != nil {
+		if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics,
+			Partition: i % parts, ID: fmt.Sprint("r", i), Data: data}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	embedsrv "github.com/les-streams/les/internal/stream/embedded/server"
 	"github.com/les-streams/les/internal/stream/kafka"
 	"github.com/les-streams/les/internal/stream/kinesis"
-	"github.com/les-streams/les/internal/wire"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -169,26 +167,6 @@ func runFileSink(t *testing.T, st stream.Stream, path string, log *slog.Logger, 
 	fr := startFileSink(t, st, path, log, reg)
 	fr.waitComplete(t, records, per)
 	fr.stop(t)
-}
-
-// publishParts publishes records first..first+n-1 of per metrics each,
-// record i on partition i%parts.
-func publishParts(t *testing.T, st stream.Stream, first, n, per, parts int) {
-	t.Helper()
-	for i := first; i < first+n; i++ {
-		e := wire.NewEncoder(wire.SignalMetrics)
-		for j := range per {
-			e.AppendMetric(&model.Metric{Name: "m", Value: 1, Timestamp: int64(j), Kind: model.Sample})
-		}
-		data, err := e.Finish(nil, 7, uint64(i+1), wire.CompressionNone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Publish(context.Background(), stream.Record{Origin: stream.OriginIngest, Signal: wire.SignalMetrics,
-			Partition: i % parts, ID: fmt.Sprint("r", i), Data: data}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // fileBackends are the streams the file sink's re-delivery is tested

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -91,28 +88,10 @@ func socketInode(t *testing.T, conn net.PacketConn) uint64 {
 // queued, so no received datagram carries them (SO_RXQ_OVFL alone counted
 // 0 here).
 func TestUDPDropCountMatchesKernel(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	st := openStream(t)
-	reg := selfmetric.New()
-	log := slog.New(slog.DiscardHandler)
-	b, err := NewBatcher(BatchConfig{FlushInterval: 10 * time.Millisecond, Compression: "none"}, st, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dec := blockingDecoder{started: make(chan struct{}), release: make(chan struct{}), n: new(atomic.Int64), progress: make(chan struct{}, 1)}
-	u, err := ListenUDP(UDPConfig{Address: "127.0.0.1:0", Readers: 1, ReadBuffer: 4096}, NewIntake("statsd", "udp", b, reg),
-		func() Decoder { return dec }, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startUDPPath(t, UDPConfig{Address: "127.0.0.1:0", Readers: 1, ReadBuffer: 4096}, func() Decoder { return dec }, nil)
+	u, reg := p.u, p.reg
 	ino := socketInode(t, u.conn)
-	bctx, bcancel := context.WithCancel(context.Background())
-	bdone := make(chan error, 1)
-	go func() { bdone <- b.Run(bctx, 10*time.Second) }()
-	uctx, ucancel := context.WithCancel(context.Background())
-	udone := make(chan error, 1)
-	go func() { udone <- u.Run(uctx) }()
 
 	c, err := net.Dial("udp", u.Addr().String())
 	if err != nil {
@@ -152,14 +131,7 @@ func TestUDPDropCountMatchesKernel(t *testing.T) {
 	if kernel == 0 {
 		t.Fatal("the kernel dropped nothing: the test did not overload the socket")
 	}
-	ucancel()
-	if err := <-udone; err != nil {
-		t.Fatal(err)
-	}
-	bcancel()
-	if err := <-bdone; err != nil {
-		t.Fatal(err)
-	}
+	p.stop(t)
 	got := u.dropped.Get()
 	if got != kernel {
 		t.Fatalf("les_ingest_udp_dropped_total = %d, kernel (/proc/net/udp) = %d", got, kernel)

@@ -18,6 +18,7 @@ import (
 	"github.com/les-streams/les/internal/rollup"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/stream"
+	"github.com/les-streams/les/internal/stream/mem"
 	"github.com/les-streams/les/internal/wire"
 )
 
@@ -51,31 +52,13 @@ func (c countingStatsd) Decode(dst *model.Batch, payload []byte, now int64) {
 // be decoded so that no datagram is lost to a full receive buffer.
 func gaugePairs(t *testing.T, pairs, readers int, clock func() int64) map[string][]model.Metric {
 	t.Helper()
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after the stream's cleanup
-	st := openStream(t)
-	reg := selfmetric.New()
-	log := slog.New(slog.DiscardHandler)
-	b, err := NewBatcher(BatchConfig{FlushInterval: 10 * time.Millisecond, Compression: "none"}, st, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var decoded atomic.Int64
 	progress := make(chan struct{}, 1)
 	newDec := func() Decoder {
 		return countingStatsd{d: statsd.NewDecoder(statsd.Options{}), n: &decoded, progress: progress}
 	}
-	u, err := ListenUDP(UDPConfig{Address: "127.0.0.1:0", Readers: readers}, NewIntake("statsd", "udp", b, reg), newDec, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.clock = clock
-	bctx, bcancel := context.WithCancel(context.Background())
-	bdone := make(chan error, 1)
-	go func() { bdone <- b.Run(bctx, 10*time.Second) }()
-	uctx, ucancel := context.WithCancel(context.Background())
-	udone := make(chan error, 1)
-	go func() { udone <- u.Run(uctx) }()
+	p := startUDPPath(t, UDPConfig{Address: "127.0.0.1:0", Readers: readers}, newDec, func(u *UDP) { u.clock = clock })
+	st, u := p.st, p.u
 
 	// Busy goroutines on more Ps than cores: the kernel then preempts
 	// threads at arbitrary points, also between a reader's receive and its
@@ -118,14 +101,7 @@ func gaugePairs(t *testing.T, pairs, readers int, clock func() int64) map[string
 			}
 		}
 	}
-	ucancel()
-	if err := <-udone; err != nil {
-		t.Fatal(err)
-	}
-	bcancel()
-	if err := <-bdone; err != nil {
-		t.Fatal(err)
-	}
+	p.stop(t)
 
 	r, err := rollup.New(rollup.Config{})
 	if err != nil {
@@ -229,4 +205,55 @@ func TestUDPGaugeOrderClockBack(t *testing.T) {
 	clock := func() int64 { return start - calls.Add(1)*1e6 }
 	const pairs = 2000
 	lastValues(t, gaugePairs(t, pairs, 2, clock), pairs)
+}
+
+// udpPath is a statsd UDP listener feeding a batcher that publishes to a
+// mem stream, both running.
+type udpPath struct {
+	st    *mem.Stream
+	reg   *selfmetric.Registry
+	u     *UDP
+	stops []func() error // the listener's, then the batcher's
+}
+
+// startUDPPath opens the stream and the batcher (10 ms flushes, no
+// compression), listens with cfg and newDec, calls before (when not nil)
+// on the listener, and runs both; goleak checks at cleanup (after the
+// stream's) that nothing was left running.
+func startUDPPath(t *testing.T, cfg UDPConfig, newDec func() Decoder, before func(*UDP)) *udpPath {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after the stream's cleanup
+	p := &udpPath{st: openStream(t), reg: selfmetric.New()}
+	log := slog.New(slog.DiscardHandler)
+	b, err := NewBatcher(BatchConfig{FlushInterval: 10 * time.Millisecond, Compression: "none"}, p.st, p.reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.u, err = ListenUDP(cfg, NewIntake("statsd", "udp", b, p.reg), newDec, p.reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(p.u)
+	}
+	run := func(f func(context.Context) error) func() error {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f(ctx) }()
+		return func() error { cancel(); return <-done }
+	}
+	batcherStop := run(func(ctx context.Context) error { return b.Run(ctx, 10*time.Second) })
+	p.stops = []func() error{run(p.u.Run), batcherStop}
+	return p
+}
+
+// stop ends the listener, then the batcher (which flushes what it holds).
+func (p *udpPath) stop(t *testing.T) {
+	t.Helper()
+	for _, f := range p.stops {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -7,121 +7,41 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/les-streams/les/internal/lesproc"
 	"github.com/les-streams/les/internal/stream/embedded"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// lesBinary builds cmd/les once per test run, as les-e2e.
+func lesBinary(t *testing.T) string { return lesproc.Binary(t, "les-e2e") }
 
-// lesBinary builds cmd/les once per test run.
-func lesBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "les-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		// Not named "les": a `killall les` or `pkill -f "les up"` run by
-		// hand on a shared machine must not stop the processes under test.
-		binPath = filepath.Join(dir, "les-e2e")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/les").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freePort returns a loopback port free for both TCP and UDP right now,
-// never the same one twice in a test run. Ports come from 20000–31999,
-// below Linux's ephemeral range (32768+), so sockets that other tests or
-// programs bind to port 0 cannot take it between here and les binding it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsUsed[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsUsed[port] = true
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
+// freePort is lesproc.FreePort: a loopback port for TCP and UDP, below the
+// ephemeral range, never twice in a run.
+func freePort(t *testing.T) int { return lesproc.FreePort(t) }
 
 // Les is one les process under test.
 type Les struct {
-	t       *testing.T
-	Dir     string // working directory holding les.yaml and data
-	Ports   map[string]int
-	cmd     *exec.Cmd
-	out     *syncBuffer
-	Config  string
-	done    chan struct{}
-	exitErr error
+	t      *testing.T
+	Dir    string // working directory holding les.yaml and data
+	Ports  map[string]int
+	proc   *lesproc.Proc   // nil when not running
+	out    *lesproc.Buffer // the last run's output, kept after it ends
+	Config string
 
 	// Backend is the stream les runs on (streamBackend.Configure sets
 	// it); nil is the embedded stream of NewLes' config.
 	Backend *streamBackend
 	// Args is the subcommand and its flags (default: up).
 	Args []string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Addr returns "127.0.0.1:<port>" of a named port.
@@ -172,35 +92,16 @@ func (l *Les) Start() {
 	if err := os.WriteFile(filepath.Join(l.Dir, "les.yaml"), []byte(l.Config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l.out = &syncBuffer{}
 	args := l.Args
 	if len(args) == 0 {
 		args = []string{"up"}
 	}
-	l.cmd = exec.Command(lesBinary(t), append(slices.Clone(args), "--config", "les.yaml")...)
-	l.cmd.Dir = l.Dir
-	l.cmd.Stdout = l.out
-	l.cmd.Stderr = l.out
-	if err := l.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	l.done = make(chan struct{})
-	go func() {
-		l.exitErr = l.cmd.Wait()
-		close(l.done)
-	}()
-	t.Cleanup(func() { l.Kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(l.out.String(), "Press Ctrl-C to stop.") {
-		select {
-		case <-l.done:
-			t.Fatalf("les exited during start: %v\n%s", l.exitErr, l.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("les did not start:\n%s", l.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	cmd := exec.Command(lesBinary(t), append(slices.Clone(args), "--config", "les.yaml")...)
+	cmd.Dir = l.Dir
+	l.proc = lesproc.Start(t, cmd, nil) // killed when the test ends
+	l.out = l.proc.Out
+	if !l.proc.WaitOutput(t, "Press Ctrl-C to stop.", 30*time.Second) {
+		t.Fatalf("les exited during start: %v\n%s", l.proc.Err(), l.Output())
 	}
 }
 
@@ -210,29 +111,29 @@ func (l *Les) Output() string { return l.out.String() }
 // Stop sends SIGINT and waits for a clean exit.
 func (l *Les) Stop() {
 	l.t.Helper()
-	if l.cmd == nil || l.cmd.Process == nil {
+	if l.proc == nil {
 		return
 	}
-	_ = l.cmd.Process.Signal(syscall.SIGINT)
+	p := l.proc
+	_ = p.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-l.done:
+	case <-p.Done():
 	case <-time.After(30 * time.Second):
-		l.t.Fatalf("les did not stop on SIGINT:\n%s", l.out.String())
+		l.t.Fatalf("les did not stop on SIGINT:\n%s", p.Out.String())
 	}
-	if l.exitErr != nil {
-		l.t.Fatalf("les exited with %v:\n%s", l.exitErr, l.out.String())
+	if p.Err() != nil {
+		l.t.Fatalf("les exited with %v:\n%s", p.Err(), p.Out.String())
 	}
-	l.cmd = nil
+	l.proc = nil
 }
 
 // Kill sends SIGKILL (a crash) and waits.
 func (l *Les) Kill() {
-	if l.cmd == nil || l.cmd.Process == nil {
+	if l.proc == nil {
 		return
 	}
-	_ = l.cmd.Process.Kill()
-	<-l.done
-	l.cmd = nil
+	l.proc.Kill()
+	l.proc = nil
 }
 
 // Run runs another les subcommand (tail, send, query …) and returns stdout.
@@ -291,19 +192,11 @@ func nonEmptyLines(s string) []string {
 // or 0 when absent.
 func (l *Les) Metric(series string) float64 {
 	l.t.Helper()
-	resp, err := http.Get("http://" + l.Addr("http") + "/metrics")
+	v, err := lesproc.Metric("http://"+l.Addr("http")+"/metrics", series)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(line[len(series):]), 64)
-			return v
-		}
-	}
-	return 0
+	return v
 }
 
 // Eventually polls cond until it holds or 30 s pass.
@@ -324,20 +217,21 @@ func Eventually(t *testing.T, what string, cond func() bool) {
 // les' output.
 func (l *Les) StopOrDump(d time.Duration) {
 	l.t.Helper()
-	if l.cmd == nil || l.cmd.Process == nil {
+	if l.proc == nil {
 		return
 	}
-	_ = l.cmd.Process.Signal(syscall.SIGINT)
+	p := l.proc
+	_ = p.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-l.done:
+	case <-p.Done():
 	case <-time.After(d):
-		_ = l.cmd.Process.Signal(syscall.SIGQUIT)
-		<-l.done
-		l.cmd = nil
-		l.t.Fatalf("les did not stop within %v of SIGINT; goroutines at SIGQUIT:\n%s", d, l.out.String())
+		_ = p.Cmd.Process.Signal(syscall.SIGQUIT)
+		<-p.Done()
+		l.proc = nil
+		l.t.Fatalf("les did not stop within %v of SIGINT; goroutines at SIGQUIT:\n%s", d, p.Out.String())
 	}
-	if l.exitErr != nil {
-		l.t.Fatalf("les exited with %v:\n%s", l.exitErr, l.out.String())
+	if p.Err() != nil {
+		l.t.Fatalf("les exited with %v:\n%s", p.Err(), p.Out.String())
 	}
-	l.cmd = nil
+	l.proc = nil
 }

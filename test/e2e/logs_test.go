@@ -64,8 +64,8 @@ func lmTail(t *testing.T, l *Les, d time.Duration, args ...string) []lmItem {
 	cmd.Stderr = &tailErr
 	_ = cmd.Run()
 	select {
-	case <-l.done:
-		t.Fatalf("les exited (%v) while tailing; tail stderr:\n%s\nles output:\n%s", l.exitErr, tailErr.String(), lastN(l.Output(), 15))
+	case <-l.proc.Done():
+		t.Fatalf("les exited (%v) while tailing; tail stderr:\n%s\nles output:\n%s", l.proc.Err(), tailErr.String(), lastN(l.Output(), 15))
 	default:
 	}
 	var items []lmItem

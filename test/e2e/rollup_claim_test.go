@@ -1,27 +1,19 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/les-streams/les/internal/model"
-	"github.com/les-streams/les/internal/stream"
-	"github.com/les-streams/les/internal/wire"
 )
 
 // TestRollupClaimCrash is the crash test of the rollup scaled out on Kafka
@@ -52,17 +44,7 @@ import (
 // not sync): its partitions then stall. Kafka expires it after its
 // session timeout. A restarted static member replaces its dead self.
 func TestRollupClaimCrash(t *testing.T) {
-	kills := 8
-	if testing.Short() {
-		kills = 3
-	}
-	if s := os.Getenv("LES_CLAIM_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			t.Fatalf("LES_CLAIM_KILLS=%q: want a number of kills", s)
-		}
-		kills = n
-	}
+	kills := crashKills(t, "LES_CLAIM_KILLS", 8, 3)
 	began := time.Now()
 	// Sessions of 3s (kfake's minimum is 6s by default): a killed member's
 	// partitions move within about 3s.
@@ -99,70 +81,16 @@ sinks:
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	pastTS := func(r *rand.Rand) int64 { return time.Now().Unix() - 55 - r.Int64N(21) }
-	var (
-		stop       = make(chan struct{})
-		wg         sync.WaitGroup
-		httpWeight atomic.Int64
-		tcpSent    atomic.Int64
-	)
-	wg.Add(2)
-	go func() { // HTTP !M distributions
-		defer wg.Done()
-		r := rand.New(rand.NewPCG(seed, 2))
-		client := &http.Client{Timeout: 5 * time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var body bytes.Buffer
-			weight := int64(0)
-			for range 1 + r.IntN(8) {
-				w1, w2 := 1+r.Int64N(5), 1+r.Int64N(3)
-				weight += w1 + w2
-				fmt.Fprintf(&body, "!M %d #%d %.3f #%d %.3f claim.latency source=fn-%d region=eu\n",
-					pastTS(r), w1, 1+r.Float64()*100, w2, 200+r.Float64()*50, r.IntN(16))
-			}
-			resp, err := client.Post(fmt.Sprintf("http://127.0.0.1:%d/report?f=histogram", agentHTTP), "text/plain", &body)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					httpWeight.Add(weight)
-				}
-			}
-			time.Sleep(time.Duration(5+r.IntN(10)) * time.Millisecond)
-		}
-	}()
-	go func() { // TCP samples
-		defer wg.Done()
-		r := rand.New(rand.NewPCG(seed, 3))
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", histPort), time.Second)
-		if err != nil {
-			t.Errorf("dial the agent: %v", err)
-			return
-		}
-		defer conn.Close()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var buf bytes.Buffer
-			n := 1 + r.IntN(20)
-			for range n {
-				fmt.Fprintf(&buf, "claim.sample %.3f %d source=fn-%d\n", r.Float64()*1000, pastTS(r), r.IntN(12))
-			}
-			if _, err := conn.Write(buf.Bytes()); err != nil {
-				t.Errorf("write to the agent: %v", err)
-				return
-			}
-			tcpSent.Add(int64(n))
-			time.Sleep(time.Duration(2+r.IntN(5)) * time.Millisecond)
-		}
-	}()
+	load := &rollupLoad{
+		name:        "claim",
+		httpURL:     fmt.Sprintf("http://127.0.0.1:%d/report?f=histogram", agentHTTP),
+		tcpAddr:     fmt.Sprintf("127.0.0.1:%d", histPort),
+		pastTS:      func(r *rand.Rand) int64 { return time.Now().Unix() - 55 - r.Int64N(21) },
+		httpSources: 16, tcpSources: 12, httpPause: 5, tcpPause: 2,
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	load.run(&wg, stop, seed)
 
 	ownedRe := regexp.MustCompile(`(?m)^les_processor_partitions_owned\{consumer="rollup"\} (\d+)$`)
 	ownedOf := func(n string) int {
@@ -215,24 +143,8 @@ sinks:
 	}
 
 	// The truth: the rollup's input on the stream, each record id once.
-	var accepted float64
-	inIDs := map[string]bool{}
-	for _, rec := range readStream(t, agent, stream.OriginAgg, wire.SignalDistributions, wire.SignalMetrics) {
-		if inIDs[rec.ID] {
-			continue
-		}
-		inIDs[rec.ID] = true
-		for _, d := range rec.Batch.Dists {
-			if d.Name == "claim.latency" {
-				accepted += d.Count
-			}
-		}
-		for _, m := range rec.Batch.Metrics {
-			if m.Name == "claim.sample" && m.Kind == model.Sample {
-				accepted++
-			}
-		}
-	}
+	truth := readIngestTruth(t, agent, "claim", false)
+	accepted := truth.accepted()
 	if accepted == 0 {
 		t.Fatal("nothing was accepted")
 	}
@@ -263,35 +175,13 @@ sinks:
 		}
 		return total, dups
 	}
-	var got float64
 	var dupLines int
-	deadline := time.Now().Add(60 * time.Second)
-	last, stableSince := -1.0, time.Now()
-	for {
-		got, dupLines = emitted()
-		if got != last {
-			last, stableSince = got, time.Now()
-		}
-		if got == accepted && time.Since(stableSince) >= 3*time.Second || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	var streamEmitted float64
-	streamDups := 0
-	seen := map[string]bool{}
-	for _, rec := range readStream(t, agent, stream.OriginRollup, wire.SignalDistributions) {
-		if seen[rec.ID] {
-			streamDups++
-			continue
-		}
-		seen[rec.ID] = true
-		for _, d := range rec.Batch.Dists {
-			if d.Name == "claim.latency" || d.Name == "claim.sample" {
-				streamEmitted += d.Count
-			}
-		}
-	}
+	got, _ := untilStable(accepted, time.Now().Add(60*time.Second), func() float64 {
+		var total float64
+		total, dupLines = emitted()
+		return total
+	})
+	streamEmitted, streamDups := streamEmitted(t, agent, "claim")
 	for _, n := range names {
 		claims += len(claimedRe.FindAllString(cons[n].Output(), -1))
 	}
@@ -299,7 +189,7 @@ sinks:
 	t.Logf("kills %d (%v) over %v of load; %d partition claims (takeovers and handoffs) in all runs; the other member owned all partitions %v after a kill",
 		kills, killed, loadFor.Round(time.Millisecond), claims, movedAfter)
 	t.Logf("accepted: %v samples in %d ingest records (%d !M weight confirmed over HTTP, %d TCP samples sent)",
-		accepted, len(inIDs), httpWeight.Load(), tcpSent.Load())
+		accepted, truth.ids, load.confirmed.Load(), load.tcpSent.Load())
 	t.Logf("emitted (both file sinks, by record id): %v; %d lines written again; emitted (rollup records on the stream, by id): %v; %d records re-published under an id already there",
 		got, dupLines, streamEmitted, streamDups)
 	diagnose := func() {

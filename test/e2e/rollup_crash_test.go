@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,11 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/wire"
 )
@@ -66,17 +61,7 @@ import (
 // whole output (debug log included) is written to $LES_E2E_OUTPUT_DIR if
 // set.
 func TestRollupCrashSafety(t *testing.T) {
-	kills := 20
-	if testing.Short() {
-		kills = 3
-	}
-	if s := os.Getenv("LES_CRASH_KILLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			t.Fatalf("LES_CRASH_KILLS=%q: want a number of kills", s)
-		}
-		kills = n
-	}
+	kills := crashKills(t, "LES_CRASH_KILLS", 20, 3)
 	t.Run("embedded", func(t *testing.T) { rollupCrash(t, embeddedBackend(), kills) })
 	t.Run("kafka", func(t *testing.T) {
 		// Each restart is the same consumer coming back, as a supervised
@@ -109,95 +94,16 @@ sinks:
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
-	var (
-		stop          = make(chan struct{})
-		wg            sync.WaitGroup
-		httpConfirmed atomic.Int64 // centroid weight answered 2xx
-		httpFailed    atomic.Int64 // weight of requests that errored (may be in the stream)
-		httpRequests  atomic.Int64
-		tcpSent       atomic.Int64 // lines written to a TCP socket (upper bound)
-	)
-	pastTS := func(r *rand.Rand) int64 { return time.Now().Unix() - 45 - r.Int64N(21) }
-
-	// HTTP !M load.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r := rand.New(rand.NewPCG(seed, 2))
-		client := &http.Client{Timeout: 5 * time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var body bytes.Buffer
-			weight := int64(0)
-			for range 1 + r.IntN(8) {
-				w1, w2 := 1+r.Int64N(5), 1+r.Int64N(3)
-				weight += w1 + w2
-				fmt.Fprintf(&body, "!M %d #%d %.3f #%d %.3f crash.latency source=fn-%d region=eu\n",
-					pastTS(r), w1, 1+r.Float64()*100, w2, 200+r.Float64()*50, r.IntN(4))
-			}
-			resp, err := client.Post("http://"+l.Addr("http")+"/report?f=histogram", "text/plain", &body)
-			if err != nil {
-				if !strings.Contains(err.Error(), "connection refused") {
-					httpFailed.Add(weight)
-				}
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			resp.Body.Close()
-			httpRequests.Add(1)
-			if resp.StatusCode/100 == 2 {
-				httpConfirmed.Add(weight)
-			} else {
-				httpFailed.Add(weight)
-			}
-			time.Sleep(time.Duration(r.IntN(10)) * time.Millisecond)
-		}
-	}()
-
-	// TCP sample load on the histogram_minute port.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r := rand.New(rand.NewPCG(seed, 3))
-		var conn net.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close()
-			}
-		}()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if conn == nil {
-				c, err := net.DialTimeout("tcp", l.Addr("hist_minute"), time.Second)
-				if err != nil {
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				conn = c
-			}
-			var buf bytes.Buffer
-			n := 1 + r.IntN(20)
-			for range n {
-				fmt.Fprintf(&buf, "crash.sample %.3f %d source=fn-%d\n", r.Float64()*1000, pastTS(r), r.IntN(3))
-			}
-			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := conn.Write(buf.Bytes()); err != nil {
-				conn.Close()
-				conn = nil
-				continue
-			}
-			tcpSent.Add(int64(n))
-			time.Sleep(time.Duration(r.IntN(5)) * time.Millisecond)
-		}
-	}()
+	load := &rollupLoad{
+		name:        "crash",
+		httpURL:     "http://" + l.Addr("http") + "/report?f=histogram",
+		tcpAddr:     l.Addr("hist_minute"),
+		pastTS:      func(r *rand.Rand) int64 { return time.Now().Unix() - 45 - r.Int64N(21) },
+		httpSources: 4, tcpSources: 3,
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	load.run(&wg, stop, seed)
 
 	start := time.Now()
 	var killTimes []time.Duration
@@ -262,7 +168,6 @@ sinks:
 		return
 	}
 	out := filepath.Join(l.Dir, "out.ndjson")
-	var emitted float64
 	var windows, corrections, dupLines int
 	// Every window (and correction) closes in the rollup by: the newest
 	// sample is at least 45 s old, so its window closes at its end plus
@@ -279,64 +184,21 @@ sinks:
 	}
 
 	// The truth: what the stream accepted from the agent.
-	var acceptedDist, acceptedSamples float64
-	type winKey struct {
-		name  string
-		start int64
-	}
-	inByWin := map[winKey]float64{}
-	// On a stream that drops re-published ids an id must be there once;
-	// on the others it may be there more than once (a publish that timed
-	// out after the broker stored it, replayed from the spool), with the
-	// same content, and counts once.
 	dedups := streamDedups(t, l)
-	type inRec struct {
-		at           string
-		count, items float64
-	}
-	inIDs := map[string]inRec{}
-	inDups := 0
-	for _, rec := range readStream(t, l, stream.OriginAgg, wire.SignalDistributions, wire.SignalMetrics) {
-		this := inRec{at: rec.Partition + "@" + string(rec.Pos), items: float64(len(rec.Batch.Dists) + len(rec.Batch.Metrics))}
-		for _, d := range rec.Batch.Dists {
-			this.count += d.Count
-		}
-		if first, ok := inIDs[rec.ID]; ok {
-			inDups++
-			if dedups {
-				t.Errorf("ingest record %s is on the stream twice (at %s and %s)", rec.ID, first.at, this.at)
-			}
-			if first.count != this.count || first.items != this.items {
-				t.Errorf("ingest record id %s names two different records: %+v and %+v", rec.ID, first, this)
-			}
-			continue
-		}
-		inIDs[rec.ID] = this
-		for _, d := range rec.Batch.Dists {
-			if d.Name == "crash.latency" {
-				acceptedDist += d.Count
-				inByWin[winKey{d.Name, d.Timestamp / 60e9 * 60}] += d.Count
-			}
-		}
-		for _, m := range rec.Batch.Metrics {
-			if m.Name == "crash.sample" && m.Kind == model.Sample {
-				acceptedSamples++
-				inByWin[winKey{m.Name, m.Timestamp / 60e9 * 60}]++
-			}
-		}
-	}
-	accepted := acceptedDist + acceptedSamples
+	truth := readIngestTruth(t, l, "crash", dedups)
+	acceptedDist, acceptedSamples, inByWin, inDups := truth.dist, truth.samples, truth.byWin, truth.dups
+	accepted := truth.accepted()
 	if !dedups && inDups < replayed {
 		t.Errorf("%d duplicate ingest ids on the stream, but the test re-published %d records", inDups, replayed)
 	}
-	if acceptedDist < float64(httpConfirmed.Load()) {
-		t.Errorf("stream holds distribution weight %v, but %d was confirmed with 2xx (lost after acknowledgement)", acceptedDist, httpConfirmed.Load())
+	if acceptedDist < float64(load.confirmed.Load()) {
+		t.Errorf("stream holds distribution weight %v, but %d was confirmed with 2xx (lost after acknowledgement)", acceptedDist, load.confirmed.Load())
 	}
-	if acceptedDist > float64(httpConfirmed.Load()+httpFailed.Load()) {
-		t.Errorf("stream holds distribution weight %v, more than was ever sent (%d)", acceptedDist, httpConfirmed.Load()+httpFailed.Load())
+	if acceptedDist > float64(load.confirmed.Load()+load.failed.Load()) {
+		t.Errorf("stream holds distribution weight %v, more than was ever sent (%d)", acceptedDist, load.confirmed.Load()+load.failed.Load())
 	}
-	if acceptedSamples > float64(tcpSent.Load()) {
-		t.Errorf("stream holds %v samples, more than were sent (%d)", acceptedSamples, tcpSent.Load())
+	if acceptedSamples > float64(load.tcpSent.Load()) {
+		t.Errorf("stream holds %v samples, more than were sent (%d)", acceptedSamples, load.tcpSent.Load())
 	}
 	if accepted == 0 {
 		t.Fatal("nothing was accepted")
@@ -347,44 +209,23 @@ sinks:
 	// on Kafka a restarted les' sink consumer gets its partitions only
 	// once the group has dropped the members of the killed runs (see
 	// kafkaBackend), so the deadline leaves room for that.
-	deadline := stopped.Add(100 * time.Second)
-	last, stableSince := -1.0, time.Now()
-	for {
+	emitted, stableSince := untilStable(accepted, stopped.Add(100*time.Second), func() float64 {
 		var ds []distLine
 		ds, dupLines = fileSinkDists(t, out)
-		emitted, windows, corrections = sum(ds)
-		if emitted != last {
-			last, stableSince = emitted, time.Now()
-		}
-		if emitted == accepted && time.Since(stableSince) >= 3*time.Second || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		total, w, c := sum(ds)
+		windows, corrections = w, c
+		return total
+	})
 	caughtUp := stableSince.Sub(stopped)
 
 	// Second view: the rollup records on the stream, de-duplicated by id.
-	var streamEmitted float64
-	seen := map[string]bool{}
-	streamDups := 0
-	for _, rec := range readStream(t, l, stream.OriginRollup, wire.SignalDistributions) {
-		if seen[rec.ID] {
-			streamDups++
-			continue
-		}
-		seen[rec.ID] = true
-		for _, d := range rec.Batch.Dists {
-			if d.Name == "crash.latency" || d.Name == "crash.sample" {
-				streamEmitted += d.Count
-			}
-		}
-	}
+	streamEmitted, streamDups := streamEmitted(t, l, "crash")
 
 	t.Logf("backend %s (partitions %d): kills %d at random delays %v over %v of load",
 		b.Kind, max(b.Partitions, 1), kills, killTimes, loadFor.Round(time.Millisecond))
-	t.Logf("ingest records on the stream: %d ids, %d duplicate ids (counted once; the test re-published %d)", len(inIDs), inDups, replayed)
+	t.Logf("ingest records on the stream: %d ids, %d duplicate ids (counted once; the test re-published %d)", truth.ids, inDups, replayed)
 	t.Logf("accepted: %v samples (%v !M centroid weight from %d HTTP requests, %d confirmed + up to %d cut by kills; %v TCP samples of %d sent)",
-		accepted, acceptedDist, httpRequests.Load(), httpConfirmed.Load(), httpFailed.Load(), acceptedSamples, tcpSent.Load())
+		accepted, acceptedDist, load.requests.Load(), load.confirmed.Load(), load.failed.Load(), acceptedSamples, load.tcpSent.Load())
 	t.Logf("emitted (file sink, de-duplicated by record id): count %v in %d windows + %d corrections; %d duplicate lines skipped; last change %v after the load stopped",
 		emitted, windows, corrections, dupLines, caughtUp.Round(100*time.Millisecond))
 	t.Logf("emitted (rollup records on the stream, by id): count %v; %d duplicate records", streamEmitted, streamDups)

@@ -143,12 +143,8 @@ func scenarioKill9(t *testing.T, sz size) result {
 	}
 	l.start()
 	l.waitDelivered(g, 60*time.Second, "k.http")
-	l.stop()
-	var r result
-	l.tally(g, &r, "k.http")
-	got := l.delivered()
-	tcp, _ := deliveredCount(got, "k.tcp")
-	udp, _ := deliveredCount(got, "k.udp")
+	r := l.stopAndTally(g, "k.http")
+	tcp, udp, _ := l.unackedDelivered()
 	r.note = fmt.Sprintf("%d kills at 0.3–1 s under load; accepted = HTTP 2xx; TCP/UDP lines (no acknowledgement, the crash window) reaching the sink: TCP %d of %d written to a connection, UDP %d of %d sent (some while les was down)",
 		sz.kills, tcp, g.sentOf("k.tcp"), udp, g.sentOf("k.udp"))
 	return r
@@ -253,9 +249,7 @@ func outage(t *testing.T, sz size, damageSpool bool) result {
 	}
 	caughtUp := time.Since(back)
 	badFiles := l.metric("les_stream_spool_damaged_files_total")
-	l.stop()
-	var r result
-	l.tally(g, &r, "o.http")
+	r := l.stopAndTally(g, "o.http")
 	got := l.delivered()
 	tcp, tcpDups := deliveredCount(got, "o.tcp")
 	r.duplicated += tcpDups
@@ -428,9 +422,7 @@ func scenarioDiskFull(t *testing.T, sz size) result {
 		l.post(g, "d.http", sz.batch)
 	}
 	l.waitDelivered(g, 60*time.Second, "d.http")
-	l.stop()
-	var r result
-	l.tally(g, &r, "d.http")
+	r := l.stopAndTally(g, "d.http")
 	r.note = fmt.Sprintf("64 MiB tmpfs filled to the last byte: %d of %d posts 503 \"disk full\" (%d other non-2xx), %.0f TCP lines dropped as disk_full; 2xx again %v after space came back",
 		refused, sz.posts, other, tcpDropped, took.Round(10*time.Millisecond))
 	return r
@@ -474,9 +466,7 @@ func damaged(t *testing.T, sz size, extra string, damage func(l *les) string, af
 	}
 	lostRecs := l.metricSum("les_stream_lost_records_total")
 	repairs := l.metricSum("les_sink_file_repairs_total")
-	l.stop()
-	var r result
-	l.tally(g, &r, "x.http")
+	r := l.stopAndTally(g, "x.http")
 	r.note = fmt.Sprintf("%s; les_stream_lost_records_total %.0f, les_sink_file_repairs_total %.0f", what, lostRecs, repairs)
 	return r
 }
@@ -601,9 +591,7 @@ func scenarioSlowHTTP(t *testing.T, sz size) result {
 	wg.Wait()
 	l.waitDelivered(g, 60*time.Second, "h.http")
 	slow := l.metric(`les_ingest_http_refused_total{reason="slow_body"}`)
-	l.stop()
-	var r result
-	l.tally(g, &r, "h.http")
+	r := l.stopAndTally(g, "h.http")
 	r.note = fmt.Sprintf("%d clients dribbling 1 byte/s for %v against max_concurrent 4: %d of %d valid posts 2xx; %.0f slow bodies refused (408)", clients, sz.hold, ok, posted, slow)
 	return r
 }
@@ -714,9 +702,7 @@ func scenarioCardinality(t *testing.T, sz size) result {
 	l.waitDelivered(g, 60*time.Second, "c.http")
 	rejected := l.metric("les_rollup_series_rejected_total")
 	l.sampleRSS()
-	l.stop()
-	var r result
-	l.tally(g, &r, "c.http")
+	r := l.stopAndTally(g, "c.http")
 	r.note = fmt.Sprintf("%d new StatsD series (%d accepted by les) against max_series_per_window %d: %.0f series rejected and counted; accepted = HTTP 2xx items sent meanwhile",
 		sz.series, statsdAccepted, sz.maxSer, rejected)
 	return r
@@ -788,9 +774,7 @@ func scenarioGarbage(t *testing.T, sz size) result {
 	rejected := l.metricSum("les_ingest_rejected_total")
 	refused := l.metricSum("les_ingest_http_refused_total")
 	alive := l.alive()
-	l.stop()
-	var r result
-	l.tally(g, &r, "g.http")
+	r := l.stopAndTally(g, "g.http")
 	r.note = fmt.Sprintf("%d garbage payloads to each of TCP, 2 UDP, the stream port and 6 HTTP intake paths (random bytes, invalid UTF-8, 9 KB lines over max_line 4096, a body over max_body): %.0f items rejected and counted in les_ingest_rejected_total, HTTP answers 2xx/4xx/5xx %d/%d/%d (%.0f refusals counted), les alive: %v; accepted = valid HTTP 2xx items sent in between",
 		sz.garbageN, rejected, statuses[2], statuses[4], statuses[5], refused, alive)
 	return r
@@ -878,13 +862,9 @@ func scenarioClusterNodeLoss(t *testing.T, sz size) result {
 	wg.Wait()
 	accepted := int(l.settled(`les_ingest_received_total{format="wavefront",transport="tcp"}`, `les_ingest_received_total{format="wavefront",transport="udp"}`))
 	l.waitDelivered(g, 60*time.Second, "k.http")
-	l.stop()
-	var r result
-	l.tally(g, &r, "k.http")
-	got := l.delivered()
-	tcp, d1 := deliveredCount(got, "k.tcp")
-	udp, d2 := deliveredCount(got, "k.udp")
-	r.duplicated += d1 + d2
+	r := l.stopAndTally(g, "k.http")
+	tcp, udp, dups := l.unackedDelivered()
+	r.duplicated += dups
 	r.note = fmt.Sprintf("stream leader n%d shut down after 1 s of load, 3 s more on two nodes; accepted = HTTP 2xx; TCP/UDP lines read by les %d, delivered %d", lead, accepted, tcp+udp)
 	return r
 }

@@ -7,11 +7,9 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,85 +21,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/les-streams/les/internal/lesproc"
 )
 
 // lesBinary builds cmd/les once per run (as test/e2e does), under a name
 // that a `pkill les` run by hand does not match.
-func lesBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "les-faults-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "les-faults")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/les").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func lesBinary(t *testing.T) string { return lesproc.Binary(t, "les-faults") }
 
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freePort returns a loopback port free for TCP and UDP now, below the
-// ephemeral range, never twice in a run (as test/e2e's freePort).
-func freePort(t *testing.T) int {
-	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 1000 {
-		p := 20000 + rand.IntN(12000)
-		if portsUsed[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsUsed[p] = true
-		return p
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// freePort is lesproc.FreePort: a loopback port free for TCP and UDP now,
+// below the ephemeral range, never twice in a run.
+func freePort(t *testing.T) int { return lesproc.FreePort(t) }
 
 // les is one les under test, restarted as often as a scenario needs; it
 // counts unexpected exits (crashes) and keeps the highest VmHWM seen.
@@ -115,8 +45,8 @@ type les struct {
 	tmpfs string
 
 	cmd      *exec.Cmd
-	out      *syncBuf
-	done     chan struct{}
+	out      *lesproc.Buffer
+	done     <-chan struct{}
 	expected bool // the exit was asked for
 	crashes  int
 	peakKB   int64
@@ -174,37 +104,20 @@ func (l *les) start() {
 		args = append([]string{"unshare", "-m", "--propagation", "private", "sh", "-c",
 			`mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"`, "sh", l.tmpfs, data}, args...)
 	}
-	l.out = &syncBuf{}
-	l.cmd = exec.Command(args[0], args[1:]...)
-	l.cmd.Dir = l.dir
-	l.cmd.Stdout, l.cmd.Stderr = l.out, l.out
-	if err := l.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = l.dir
 	l.expected = false
-	l.done = make(chan struct{})
-	cmd, done := l.cmd, l.done
-	go func() {
-		_ = cmd.Wait()
+	p := lesproc.Start(t, cmd, func(error) {
 		l.mu.Lock()
 		if !l.expected {
 			l.crashes++
 		}
 		l.mu.Unlock()
-		close(done)
-	}()
+	})
+	l.cmd, l.out, l.done = p.Cmd, p.Out, p.Done()
 	t.Cleanup(l.kill)
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(l.out.String(), "Press Ctrl-C to stop.") {
-		select {
-		case <-done:
-			t.Fatalf("les exited during start:\n%s", l.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("les did not start:\n%s", l.out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polled: another process's output
+	if !p.WaitOutput(t, "Press Ctrl-C to stop.", 60*time.Second) {
+		t.Fatalf("les exited during start:\n%s", l.out.String())
 	}
 }
 
@@ -266,19 +179,8 @@ func (l *les) stop() { l.signal(syscall.SIGINT, 60*time.Second) }
 // metric is one series of /metrics (exact text up to the value), 0 when
 // absent.
 func (l *les) metric(series string) float64 {
-	resp, err := http.Get(l.base() + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	v, _ := lesproc.Metric(l.base()+"/metrics", series)
+	return v
 }
 
 // settled reads series until two reads 200 ms apart agree (les may still
@@ -520,4 +422,23 @@ func deliveredCount(got map[string]map[int]int, name string) (distinct, dups int
 		dups += c - 1
 	}
 	return distinct, dups
+}
+
+// stopAndTally stops les (a clean exit) and tallies the acknowledged
+// values of name against the file sink.
+func (l *les) stopAndTally(g *ledger, name string) result {
+	l.stop()
+	var r result
+	l.tally(g, &r, name)
+	return r
+}
+
+// unackedDelivered is how many distinct values of k.tcp and k.udp (sent
+// without acknowledgement) reached the file sink, and how many deliveries
+// of them were repeats.
+func (l *les) unackedDelivered() (tcp, udp, dups int) {
+	got := l.delivered()
+	tcp, d1 := deliveredCount(got, "k.tcp")
+	udp, d2 := deliveredCount(got, "k.udp")
+	return tcp, udp, d1 + d2
 }

@@ -48,6 +48,15 @@ func Rec(origin string, sig wire.Signal, i int) stream.Record {
 		ID: fmt.Sprintf("id-%s-%d", origin, i), Data: fmt.Appendf(nil, "payload-%d", i)}
 }
 
+// ingestRecs is n metrics records of origin in, Rec(…, 0) … Rec(…, n-1).
+func ingestRecs(n int) []stream.Record {
+	recs := make([]stream.Record, 0, n)
+	for i := range n {
+		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
+	}
+	return recs
+}
+
 func publish(t *testing.T, s stream.Stream, recs ...stream.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -159,10 +168,7 @@ func testOrder(t *testing.T, open Opener) {
 	if got := s.Capabilities().Partitions; got != Partitions {
 		t.Fatalf("Capabilities().Partitions = %d, want %d", got, Partitions)
 	}
-	var recs []stream.Record
-	for i := range 40 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(40)
 	publish(t, s, recs[:25]...)
 	publish(t, s, recs[25:]...)
 	got := Consume(t, s, all(t, s), nil, AtLeast(40))
@@ -211,10 +217,7 @@ func testFilters(t *testing.T, open Opener) {
 func testAssignment(t *testing.T, open Opener) {
 	s := open(t)
 	defer s.Close()
-	var recs []stream.Record
-	for i := range 20 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(20)
 	publish(t, s, recs...)
 	// Two consumers splitting the partitions see every record once.
 	seen := map[int]int{}
@@ -249,10 +252,7 @@ func positionsOf(ds []stream.Delivery) map[string]stream.Position {
 
 func testResumeAfter(t *testing.T, open Opener) {
 	s := open(t)
-	var recs []stream.Record
-	for i := range 24 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(24)
 	publish(t, s, recs[:12]...)
 	first := Consume(t, s, all(t, s), nil, AtLeast(12))
 	after := positionsOf(first)
@@ -284,10 +284,7 @@ func testDurable(t *testing.T, open Opener) {
 		s.Close()
 		t.Skip("backend keeps no durable cursors (consumers checkpoint positions themselves)")
 	}
-	var recs []stream.Record
-	for i := range 20 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(20)
 	publish(t, s, recs...)
 	o := stream.ConsumeOptions{Durable: "c1", Origins: []string{stream.OriginIngest}}
 	first := Consume(t, s, o, nil, AtLeast(10))
@@ -403,10 +400,7 @@ func testDedup(t *testing.T, open Opener) {
 func testStartTime(t *testing.T, open Opener) {
 	s := open(t)
 	defer s.Close()
-	var recs []stream.Record
-	for i := range 20 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(20)
 	publish(t, s, recs[:10]...)
 	before := Consume(t, s, stream.ConsumeOptions{FromStart: true}, nil, AtLeast(10))
 	var last time.Time
@@ -446,10 +440,7 @@ func testStartTime(t *testing.T, open Opener) {
 func testRewind(t *testing.T, open Opener) {
 	s := open(t)
 	defer s.Close()
-	var recs []stream.Record
-	for i := range 20 {
-		recs = append(recs, Rec(stream.OriginIngest, wire.SignalMetrics, i))
-	}
+	recs := ingestRecs(20)
 	publish(t, s, recs...)
 	variants := []stream.ConsumeOptions{{After: map[string]stream.Position{}}}
 	if c := s.Capabilities(); c.DurableCursors {
