@@ -361,7 +361,8 @@ func seriesHash(seed maphash.Seed, key []byte) uint64 {
 	return (maphash.Bytes(seed, key[1:]) ^ kindMix(aggKind(key[0]))) & hashMask
 }
 
-// hashMask is all ones; tests clear bits to make series collide.
+// hashMask is all ones; tests clear bits to make series collide (such
+// tests must not run in parallel with others of this package).
 var hashMask = ^uint64(0)
 
 // seriesKey puts the identity of a series into r.key and returns its hash;

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -485,5 +486,43 @@ func TestAddAllocsAllKinds(t *testing.T) {
 	r.Add(b, t0)
 	if a := testing.AllocsPerRun(50, func() { r.Add(b, t0) }); a != 0 {
 		t.Fatalf("Add of existing series allocates %v per batch", a)
+	}
+}
+
+// TestStateV1Readable: a state written by the rollup before series were
+// indexed by hash (testdata/state-v1.bin: minute windows closed, then the
+// same points again as corrections, hour windows still open) restores, and
+// points for its series land in the restored aggregates.
+func TestStateV1Readable(t *testing.T) {
+	st, err := os.ReadFile("testdata/state-v1.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRollup(t, Config{Windows: []model.Window{model.WindowMinute, model.WindowHour}})
+	if err := r.UnmarshalState(st); err != nil {
+		t.Fatal(err)
+	}
+	// One more counter point of a restored hour series.
+	add(r, t0, model.Metric{Name: "hits", Source: "fn-a", Tags: model.Tags{{Key: "env", Value: "prod"}, {Key: "region", Value: "eu"}},
+		Kind: model.Counter, Value: 1, Timestamp: t0})
+	var out model.Batch
+	r.Flush(&out)
+	got := map[string]float64{}
+	for _, m := range out.Metrics {
+		got[fmt.Sprintf("%s %s %v", m.Name, m.Source, m.Window)] += m.Value
+	}
+	for _, d := range out.Dists {
+		got[fmt.Sprintf("%s %s %v corr %d", d.Name, d.Source, d.Window, d.Correction)] += d.Count
+	}
+	want := map[string]float64{
+		"hits fn-a hour": 11, "mem fn-a hour": 64, "users fn-a hour": 2, // open hour windows
+		"hits fn-a minute": 6, "mem fn-a minute": 64, "users fn-a minute": 2, // minute corrections (the new point is late too)
+		"lat fn-a minute corr 1": 2, "lat fn-b minute corr 1": 1,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("restored state (-want +got):\n%s", d)
+	}
+	if q := r.Query("lat", "fn-a", model.WindowMinute); len(q) != 2 || q[0].Count != 2 || q[0].Sum != 8 || q[1].Correction != 1 {
+		t.Fatalf("Query = %+v", q)
 	}
 }
