@@ -126,6 +126,22 @@ func (c *otlpCore) cannotStore() string {
 	return why
 }
 
+// readOTLPBody reads a request body as the OpenTelemetry Collector does:
+// a body labelled "Content-Encoding: gzip" must be gzip (unlike the
+// Wavefront paths, which decide by the bytes for an SDK that mislabels
+// plain JSON). Unlabelled gzip is still accepted: no protobuf or JSON
+// payload starts with the gzip magic bytes.
+func readOTLPBody(r *http.Request, maxBody int64) ([]byte, string, error) {
+	raw, reason, err := ingest.ReadRawBody(r, maxBody)
+	if err != nil {
+		return nil, reason, err
+	}
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") && (len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b) {
+		return nil, ingest.ReasonBadGzip, errors.New("body is labelled Content-Encoding gzip but is not gzip")
+	}
+	return ingest.Gunzip(raw, maxBody)
+}
+
 // deliver accounts batch and publishes it durably (a success answer means
 // every accepted item is in the stream).
 func (c *otlpCore) deliver(ctx context.Context, batch *model.Batch) error {
@@ -222,7 +238,7 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.release()
-	body, reason, err := ingest.ReadBody(r, c.cfg.MaxBody)
+	body, reason, err := readOTLPBody(r, c.cfg.MaxBody)
 	if err != nil {
 		c.intake.Reject(reason)
 		status := http.StatusBadRequest
