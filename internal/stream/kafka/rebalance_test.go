@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,10 @@ type groupCluster struct {
 	t   *testing.T
 	c   *kfake.Cluster
 	adm *kadm.Client
+	// rebalance is the members' rebalance timeout (default 1s): how long
+	// the group waits for a member to rejoin — its revocation included —
+	// before it drops it.
+	rebalance time.Duration
 }
 
 func newGroupCluster(t *testing.T) *groupCluster {
@@ -99,7 +104,7 @@ func (g *groupCluster) open(name string, parts int, extra ...kgo.Opt) *Stream {
 // openStatic is open for a static member with instance id instance.
 func (g *groupCluster) openStatic(name, instance string, parts int, extra ...kgo.Opt) *Stream {
 	t := g.t
-	s, err := Open(context.Background(), Config{Brokers: g.c.ListenAddrs(), SessionTimeout: 3 * time.Second, RebalanceTimeout: time.Second, InstanceID: instance}, parts, Deps{})
+	s, err := Open(context.Background(), Config{Brokers: g.c.ListenAddrs(), SessionTimeout: 3 * time.Second, RebalanceTimeout: cmp.Or(g.rebalance, time.Second), InstanceID: instance}, parts, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
