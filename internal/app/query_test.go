@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,8 +43,16 @@ func runApp(t *testing.T, cfg *Config) (Info, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)
+	// les' log is kept and shown when the test fails (an empty sink after
+	// a stop says nothing by itself).
+	var logBuf lockedBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("les log:\n%s", logBuf.String())
+		}
+	})
 	go func() {
-		done <- New(cfg, slog.New(slog.DiscardHandler), testOptions()).Run(ctx, func(i Info) { ready <- i })
+		done <- New(cfg, slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), testOptions()).Run(ctx, func(i Info) { ready <- i })
 	}()
 	stopped := false
 	stop := func() {
@@ -349,4 +359,22 @@ func TestQueryEveryKind(t *testing.T) {
 	info, _ = runApp(t, queryTestConfig(t, dir))
 	base = "http://" + info.HTTP
 	t.Run("after restart", check)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the app's concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
