@@ -43,6 +43,9 @@ func (a *App) mountAPI(mux *http.ServeMux, st stream.Stream, hist *historyStore,
 		})))
 	}
 	mux.Handle("/api/v1/rejected", requireToken(token, http.HandlerFunc(a.serveRejected))) // rejected.go
+	if a.selfHist != nil {
+		mux.Handle("/api/v1/pipeline", requireToken(token, http.HandlerFunc(a.selfHist.servePipeline))) // selfhistory.go
+	}
 	mux.Handle("/api/v1/tail", requireToken(token, s.tail))
 	mux.Handle("/api/v1/auth", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]bool{"ok": true})

@@ -78,6 +78,8 @@ type App struct {
 	// gate refuses intake while nothing can be stored (health.go); set by
 	// Run before the listeners are bound.
 	gate *ingest.StoreGate
+	// selfHist keeps the last hour of the Pipeline page's self-metrics.
+	selfHist *selfHistory
 	// linePort is the HTTP side of the unified Wavefront line ports
 	// (lineport.go); set by Run.
 	linePort lateHandler
@@ -210,6 +212,8 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 	info.HTTP = httpLn.Addr().String()
 
 	var procs []runner
+	a.selfHist = newSelfHistory(a.reg) // selfhistory.go: the Pipeline page's last hour
+	procs = append(procs, a.selfHist)
 	var rollupRun runner
 	var eachRollup func(func(*rollupProc)) // rollup.go: every rollup engine of this process
 	var hist *historyStore                 // history.go: the closed windows /query and the UI read

@@ -377,8 +377,9 @@ async function tailPage(params) {
 }
 
 // ---- Pipeline ----------------------------------------------------------
-// The browser samples /metrics every 5 s while this page is open and keeps
-// the last hour; les keeps nothing for it.
+// les samples these families every 5 s and keeps the last hour
+// (/api/v1/pipeline); the page starts from that and then adds its own
+// samples of /metrics every 5 s while it is open.
 const samples = [];
 function parseProm(text) {
   const out = new Map();
@@ -405,7 +406,7 @@ async function pipelinePage() {
   const grid = el('div', { class: 'grid', id: 'pipeline' });
   const rejected = el('div', { id: 'rejected' });
   main.replaceChildren(el('h1', { text: 'Pipeline' }),
-    el('p', { class: 'muted', text: 'From /metrics, sampled every 5 s by this page while it is open (the last hour, kept in this tab).' }), grid,
+    el('p', { class: 'muted', text: 'From /metrics, sampled every 5 s by les (the last hour), then by this page while it is open.' }), grid,
     el('h2', { text: 'Last rejected inputs' }), rejected);
   const sample = async () => {
     const [text, rj] = await Promise.all([(await apiFetch('/metrics')).text(), apiJSON('/api/v1/rejected')]);
@@ -445,6 +446,12 @@ async function pipelinePage() {
     });
     grid.replaceChildren(...cards);
   };
+  if (samples.length === 0) {
+    try {
+      const h = await apiJSON('/api/v1/pipeline');
+      for (const x of h.samples || []) samples.push({ t: x.t, m: new Map(Object.entries(x.m)) });
+    } catch (e) { /* an older les without the endpoint: the page samples alone */ }
+  }
   await sample();
   const timer = setInterval(() => { if (!document.hidden) sample().catch((e) => setStatus(String(e.message))); }, 5000);
   onLeave(() => clearInterval(timer));
