@@ -127,7 +127,7 @@ func (s *Stream) claimTopicOnce(ctx context.Context, topic string) error {
 		return err
 	}
 	if len(missing) > 0 {
-		if !s.cfg.createTopics() {
+		if !s.cfg.CreateTopicsOn() {
 			return fmt.Errorf("%w %s does not exist and create_topics is off: create it with %d partitions and retention.ms=-1", errClaimTopic, topic, s.partitions)
 		}
 		size := strconv.FormatInt(s.cfg.MaxRecordBytes+2*batchSlack, 10)

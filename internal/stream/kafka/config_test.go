@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 	if d := cmp.Diff(want, c); d != "" {
 		t.Fatalf("defaults (-want +got):\n%s", d)
 	}
-	if !c.createTopics() {
+	if !c.CreateTopicsOn() {
 		t.Fatal("create_topics defaults to false")
 	}
 }
@@ -126,7 +126,7 @@ func TestExample(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.ProduceTimeout != 10*time.Second || !c.createTopics() || c.MaxRecordBytes != 1<<20 {
+	if c.ProduceTimeout != 10*time.Second || !c.CreateTopicsOn() || c.MaxRecordBytes != 1<<20 {
 		t.Fatalf("example config %+v", c)
 	}
 	if _, err := os.Stat("README.md"); err != nil {

@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	if partitions <= 0 || partitions > 1<<20 {
 		return nil, fmt.Errorf("kafka: %d logical partitions; want at least 1", partitions)
 	}
-	base, err := cfg.clientOpts()
+	base, err := clientOpts(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +239,7 @@ func (s *Stream) ensureTopics(ctx context.Context, names []string) (map[string]i
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(missing) > 0 && s.cfg.createTopics() {
+	if len(missing) > 0 && s.cfg.CreateTopicsOn() {
 		size := strconv.FormatInt(s.cfg.MaxRecordBytes+2*batchSlack, 10)
 		resp, err := s.adm.CreateTopics(ctx, int32(s.partitions), int16(s.cfg.ReplicationFactor),
 			map[string]*string{"max.message.bytes": &size}, missing...)

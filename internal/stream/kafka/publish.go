@@ -118,8 +118,8 @@ func (s *Stream) publishTopics(ctx context.Context, names []string) (map[string]
 			return parts, nil
 		}
 		if err == nil {
-			err = fmt.Errorf("kafka: topics %v do not exist (create_topics is %v)", missing, s.cfg.createTopics())
-			if !s.cfg.createTopics() {
+			err = fmt.Errorf("kafka: topics %v do not exist (create_topics is %v)", missing, s.cfg.CreateTopicsOn())
+			if !s.cfg.CreateTopicsOn() {
 				return nil, err
 			}
 		}

@@ -88,14 +88,14 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	}
 	dc := dialConfig{clientID: cfg.ClientID}
 	if cfg.TLS.Enabled {
-		tc, err := cfg.TLS.config()
+		tc, err := cfg.TLS.Config()
 		if err != nil {
 			return nil, err
 		}
 		dc.tls = tc
 	}
 	if cfg.SASL.Mechanism != "" {
-		m, err := cfg.SASL.mechanism()
+		m, err := cfg.SASL.Auth()
 		if err != nil {
 			return nil, err
 		}
@@ -550,7 +550,7 @@ func (s *Stream) ensureTopics(ctx context.Context, names []string) error {
 			if len(missing) == 0 {
 				return nil
 			}
-			if !s.cfg.createTopics() {
+			if !s.cfg.CreateTopicsOn() {
 				return fmt.Errorf("kafka: topics %v do not exist (create_topics is false)", missing)
 			}
 			err = s.createTopics(ctx, missing)
