@@ -54,8 +54,12 @@ rollup: { grace: 1s, tick: 200ms }
 	big := strings.Repeat("st.big:1|c\n", 70<<10/11)
 	sendDatagrams(t, "unixgram", sock, big)
 
-	waitFor(t, 60*time.Second, "datagram_too_large", func() bool {
-		return l.Metric(`les_ingest_rejected_total{format="statsd",reason="datagram_too_large"}`) == 1
+	// The UDP and unixgram listeners read on their own: wait for the
+	// rejections of both (each counted once), not only the last sent.
+	waitFor(t, 60*time.Second, "datagram_too_large, invalid_value and unknown_type", func() bool {
+		return l.Metric(`les_ingest_rejected_total{format="statsd",reason="datagram_too_large"}`) == 1 &&
+			l.Metric(`les_ingest_rejected_total{format="statsd",reason="invalid_value"}`) >= 1 &&
+			l.Metric(`les_ingest_rejected_total{format="statsd",reason="unknown_type"}`) >= 1
 	})
 	if v := l.Metric(`les_ingest_rejected_total{format="statsd",reason="invalid_value"}`); v != 1 {
 		t.Errorf("invalid_value rejects = %v, want 1", v)
