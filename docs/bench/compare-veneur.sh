@@ -15,6 +15,9 @@
 #   DURATION  send time per run (default 20s); ROUNDS per rate (default 2)
 #   SERIES    distinct series (default 1000); LINES per datagram (default 31)
 #   LES_COMPRESSION  les' agent.batch.compression (default auto: s2 here)
+#   LES_B     a second les binary (e.g. the previous commit's), run as server
+#             "les_b" between les and veneur in every round: a before/after
+#             on the same load
 #
 # What is measured, the same way for both: CPU = utime + stime of the server
 # process (/proc/PID/stat) from before the send to 3 s after it; loss = the
@@ -86,9 +89,11 @@ wait_port() {
 
 run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent"
 	local server=$1 rate=$2 pid port
-	if [ "$server" = les ]; then
+	if [ "$server" = les ] || [ "$server" = les_b ]; then
+		local bin=$LES
+		[ "$server" = les_b ] && bin=$LES_B
 		rm -rf "$work/data"
-		taskset -c "$CORE" "$LES" up --config "$work/les.yaml" --data-dir "$work/data" >"$work/les.log" 2>&1 &
+		taskset -c "$CORE" "$bin" up --config "$work/les.yaml" --data-dir "$work/data" >"$work/les.log" 2>&1 &
 		port=$LES_PORT
 	else
 		taskset -c "$CORE" "$VENEUR" -f "$work/veneur.yaml" >"$work/veneur.log" 2>&1 &
@@ -125,7 +130,9 @@ printf '%-9s %-6s %-5s %12s %10s %9s %12s\n' rate server round "CPU s / M" "loss
 for rate in "${RATES[@]}"; do
 	declare -A sum=()
 	for round in $(seq "$ROUNDS"); do
-		for server in les veneur; do
+		servers=(les veneur)
+		[ -n "${LES_B:-}" ] && servers=(les les_b veneur)
+		for server in "${servers[@]}"; do
 			read -r c l h s < <(run "$server" "$rate")
 			printf '%-9s %-6s %-5s %12s %10s %9s %12s\n' "$rate" "$server" "$round" "$c" "$l" "$h" "$s"
 			sum[$server.cpu]=$(python3 -c "print(${sum[$server.cpu]:-0} + $c)")
@@ -135,5 +142,8 @@ for rate in "${RATES[@]}"; do
 	python3 -c "
 lc, vc = ${sum[les.cpu]} / $ROUNDS, ${sum[veneur.cpu]} / $ROUNDS
 print(f'$rate lines/s: les {lc:.3f} vs veneur {vc:.3f} CPU s / M lines, ratio les/veneur {lc / vc:.2f}; peak RSS {${sum[les.rss]}:.0f} vs {${sum[veneur.rss]}:.0f} MB, ratio {${sum[les.rss]} / ${sum[veneur.rss]}:.2f}')"
+	[ -n "${LES_B:-}" ] && python3 -c "
+bc, vc = ${sum[les_b.cpu]:-0} / $ROUNDS, ${sum[veneur.cpu]} / $ROUNDS
+print(f'$rate lines/s: les_b {bc:.3f} CPU s / M lines, ratio les_b/veneur {bc / vc:.2f}; peak RSS {${sum[les_b.rss]:-0}:.0f} MB')"
 	unset sum
 done

@@ -183,6 +183,29 @@ function decodeItem(r, type, version) {
   }
 }
 
+// decodeSeriesItems reads a series-encoded metrics body: the table of
+// series (kind, window, name, source, tags), then per item the series
+// index, the timestamp as a delta from the previous item's (the first
+// from 0) and the value.
+function decodeSeriesItems(r, count, items) {
+  const table = [];
+  for (let n = r.len(); n > 0; n--) {
+    const kind = r.u8(), window = r.u8(), name = r.str(), source = r.str(), tags = r.tags();
+    table.push({ kind, window, name, source, tags });
+  }
+  let ts = 0n;
+  for (let i = 0; i < count; i++) {
+    const idx = r.uvarint();
+    ts = BigInt.asIntN(64, ts + r.varint());
+    const value = r.f64();
+    if (idx >= BigInt(table.length)) throw new CorruptError(`item ${i}: series ${idx} of ${table.length}`);
+    const s = table[Number(idx)];
+    const item = { type: "metric", name: s.name, value: num(value), kind: KINDS[s.kind] ?? "unknown" };
+    if (s.window !== 0) item.window = WINDOWS[s.window] ?? "unknown";
+    items.push(Object.assign(item, { timestamp: rfc3339(ts), source: s.source, tags: { ...s.tags } }));
+  }
+}
+
 // decodeRecord returns { header, items } or throws.
 function decodeRecord(rec) {
   if (rec.length < HEADER_SIZE) throw new CorruptError("record shorter than its header");
@@ -198,7 +221,11 @@ function decodeRecord(rec) {
   header.id = header.producer.toString(16) + "-" + header.seq.toString(); // the batch id
   const type = SIGNALS[header.signal];
   if (!type) throw new CorruptError(`unknown signal ${header.signal}`);
-  if (header.encoding !== 1) throw new CorruptError(`unknown encoding ${header.encoding}`);
+  // Encoding 1: every item carries its series; 2 ("series", metrics
+  // only): a table of the record's series, then index + delta + value.
+  if (header.encoding !== 1 && !(header.encoding === 2 && type === "metric")) {
+    throw new CorruptError(`unknown encoding ${header.encoding} for ${type} records`);
+  }
   if (header.bodyLen !== rec.length - HEADER_SIZE) throw new CorruptError("body length mismatch");
   let body = rec.subarray(HEADER_SIZE);
   const maxOutputLength = 64 << 20; // same bound as the Go decoder
@@ -213,7 +240,11 @@ function decodeRecord(rec) {
   }
   const r = new Reader(body);
   const items = [];
-  for (let i = 0; i < header.count; i++) items.push(decodeItem(r, type, version));
+  if (header.encoding === 2) {
+    decodeSeriesItems(r, header.count, items);
+  } else {
+    for (let i = 0; i < header.count; i++) items.push(decodeItem(r, type, version));
+  }
   if (r.off !== body.length) throw new CorruptError(`${body.length - r.off} trailing bytes`);
   return { header, items };
 }

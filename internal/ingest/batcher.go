@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,13 @@ type BatchConfig struct {
 	// (origin, signal, partition) lane has at most one publish in flight
 	// (per-series order), so more publishers than busy lanes do not help.
 	Publishers int `yaml:"publishers"`
-	// Compression of record bodies: none, gzip or zstd.
+	// Compression of record bodies: none, gzip, zstd or s2.
 	Compression string `yaml:"compression"`
+	// Encoding of metrics records: series (the default: each series once
+	// per record, then index, timestamp delta and value per point) or les
+	// (every point carries its series; for readers older than the series
+	// encoding). Other signals are always les. docs/wire-format.md.
+	Encoding string `yaml:"encoding"`
 	// PublishTimeout bounds how long a closed batch waits for the stream;
 	// after it the batch goes to the local spool (default 10s).
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
@@ -63,8 +69,14 @@ func (c *BatchConfig) Validate() error {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
+	if c.Encoding == "" {
+		c.Encoding = "series"
+	}
 	if _, err := wire.ParseCompression(c.Compression); err != nil {
 		return err
+	}
+	if _, err := wire.ParseEncoding(c.Encoding); err != nil {
+		return fmt.Errorf("batch: %w", err)
 	}
 	if c.FlushInterval < 0 || c.PublishTimeout < 0 || c.MaxBatchBytes < 1024 || c.QueueBatches < 1 || c.Publishers < 1 {
 		return errors.New("batch: flush_interval and publish_timeout must be positive, max_batch_bytes ≥ 1024, queue_batches and publishers ≥ 1")
@@ -95,6 +107,7 @@ type sealed struct {
 type Batcher struct {
 	cfg      BatchConfig
 	comp     wire.Compression
+	enc      wire.Encoding
 	st       stream.Stream
 	log      *slog.Logger
 	producer uint64
@@ -152,10 +165,11 @@ func NewBatcher(cfg BatchConfig, st stream.Stream, reg *selfmetric.Registry, log
 		return nil, err
 	}
 	comp, _ := wire.ParseCompression(cfg.Compression)
+	enc, _ := wire.ParseEncoding(cfg.Encoding)
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	b := &Batcher{
-		cfg: cfg, comp: comp, st: st, log: log,
+		cfg: cfg, comp: comp, enc: enc, st: st, log: log,
 		producer:   binary.LittleEndian.Uint64(id[:]),
 		partitions: max(st.Capabilities().Partitions, 1),
 		open:       map[openKey]*openBatch{},
@@ -254,7 +268,7 @@ func (b *Batcher) get(origin string, sig wire.Signal, p int) *openBatch {
 			if e != nil {
 				b.pool.Put(e)
 			}
-			ob.enc = wire.NewEncoder(sig)
+			ob.enc = wire.NewEncoding(sig, b.enc)
 		}
 		ob.opened = time.Now()
 	}

@@ -127,6 +127,14 @@ func TestBatcherPublishesEverything(t *testing.T) {
 				if d.Origin != stream.OriginIngest || d.Signal != h.Signal {
 					t.Errorf("record of %v published as %s/%v", h.Signal, d.Origin, d.Signal)
 				}
+				// Metrics default to the series encoding, the rest have one.
+				want := wire.EncodingLES
+				if h.Signal == wire.SignalMetrics {
+					want = wire.EncodingSeries
+				}
+				if h.Encoding != want {
+					t.Errorf("%v record in encoding %v", h.Signal, h.Encoding)
+				}
 				for i := range out.Metrics {
 					if p := wire.MetricPartition(&out.Metrics[i], 3); d.Partition != strconv.Itoa(p) {
 						t.Errorf("metric of partition %d in a record of partition %s", p, d.Partition)

@@ -24,9 +24,10 @@ type Decoder struct {
 	// MaxBodySize bounds the decompressed body; 0 means DefaultMaxBodySize.
 	MaxBodySize int
 
-	buf  []byte
-	zstd *zstd.Decoder
-	gz   *gzip.Reader
+	buf    []byte
+	zstd   *zstd.Decoder
+	gz     *gzip.Reader
+	series []seriesEntry // EncodingSeries table scratch
 }
 
 // Decode appends the items of rec to dst and returns the record header.
@@ -43,6 +44,9 @@ func (d *Decoder) Decode(dst *model.Batch, rec []byte) (Header, error) {
 	body, err := d.body(&h, rec[HeaderSize:])
 	if err != nil {
 		return h, err
+	}
+	if h.Encoding == EncodingSeries {
+		return h, d.seriesItems(dst, body, h.Count)
 	}
 	r := reader{b: body}
 	if err := r.items(dst, h.Signal, h.Count, h.Version); err != nil {

@@ -26,10 +26,31 @@ type Encoder struct {
 	// ext is set once a span with optional fields (model.Span.Extended)
 	// was appended: the body then holds version-2 span items.
 	ext bool
+	// tab is the series table of EncodingSeries (series.go); nil for
+	// EncodingLES.
+	tab *seriesTable
 }
 
-// NewEncoder returns an encoder for records of signal s.
+// NewEncoder returns an encoder for records of signal s in EncodingLES.
 func NewEncoder(s Signal) *Encoder { return &Encoder{signal: s} }
+
+// NewEncoding returns an encoder for records of signal s in encoding enc;
+// EncodingSeries applies to metrics only, other signals get EncodingLES.
+func NewEncoding(s Signal, enc Encoding) *Encoder {
+	e := &Encoder{signal: s}
+	if enc == EncodingSeries && s == SignalMetrics {
+		e.tab = newSeriesTable()
+	}
+	return e
+}
+
+// Encoding is the item encoding Finish writes.
+func (e *Encoder) Encoding() Encoding {
+	if e.tab != nil {
+		return EncodingSeries
+	}
+	return EncodingLES
+}
 
 // Signal returns the signal this encoder writes.
 func (e *Encoder) Signal() Signal { return e.signal }
@@ -38,14 +59,22 @@ func (e *Encoder) Signal() Signal { return e.signal }
 func (e *Encoder) Count() int { return int(e.count) }
 
 // Size is the uncompressed body size in bytes.
-func (e *Encoder) Size() int { return len(e.body) }
+func (e *Encoder) Size() int {
+	if e.tab != nil {
+		return e.tab.size() + len(e.body)
+	}
+	return len(e.body)
+}
 
-// Reset empties the encoder and keeps its buffer.
+// Reset empties the encoder and keeps its buffers.
 func (e *Encoder) Reset() {
 	e.body = e.body[:0]
 	e.count = 0
 	e.minT, e.maxT = 0, 0
 	e.ext = false
+	if e.tab != nil {
+		e.tab.reset()
+	}
 }
 
 // Version is the record version Finish writes: Version2 for a span record
@@ -67,8 +96,38 @@ func (e *Encoder) seen(ts int64) {
 	e.count++
 }
 
+// encMark is what an append can be undone to (Split).
+type encMark struct {
+	body       []byte // the body as it was: its bytes are never rewritten in place (see upgradeSpans)
+	count      uint32
+	minT, maxT int64
+	ext        bool
+	tab        seriesMark
+}
+
+func (e *Encoder) mark() encMark {
+	mk := encMark{body: e.body, count: e.count, minT: e.minT, maxT: e.maxT, ext: e.ext}
+	if e.tab != nil {
+		mk.tab = e.tab.mark()
+	}
+	return mk
+}
+
+// undo forgets the items appended since mk.
+func (e *Encoder) undo(mk encMark) {
+	e.body, e.count, e.minT, e.maxT, e.ext = mk.body, mk.count, mk.minT, mk.maxT, mk.ext
+	if e.tab != nil {
+		e.tab.undo(mk.tab)
+	}
+}
+
 // AppendMetric appends m; the encoder copies what it needs.
 func (e *Encoder) AppendMetric(m *model.Metric) {
+	if e.tab != nil {
+		e.body = e.tab.appendMetric(e.body, m)
+		e.seen(m.Timestamp)
+		return
+	}
 	b := append(e.body, byte(m.Kind), byte(m.Window))
 	b = appendString(b, m.Name)
 	b = appendString(b, m.Source)
@@ -210,27 +269,41 @@ func (e *Encoder) AppendBatch(b *model.Batch) int {
 // to dst and returns it. The encoder is unchanged; call Reset to reuse it.
 func (e *Encoder) Finish(dst []byte, producer, seq uint64, c Compression) ([]byte, error) {
 	h := Header{
-		Version: e.Version(), Signal: e.signal, Encoding: EncodingLES, Compression: c,
+		Version: e.Version(), Signal: e.signal, Encoding: e.Encoding(), Compression: c,
 		Producer: producer, Seq: seq, Count: e.count, MinTime: e.minT, MaxTime: e.maxT,
 	}
 	start := len(dst)
 	dst = AppendHeader(dst, &h)
+	body := e.body
+	if e.tab != nil {
+		if c == CompressionNone {
+			dst = append(e.tab.appendTable(dst), e.body...)
+			return finishLen(dst, start)
+		}
+		body = append(e.tab.appendTable(e.tab.joined[:0]), e.body...)
+		e.tab.joined = body
+	}
 	var err error
 	switch c {
 	case CompressionNone:
-		dst = append(dst, e.body...)
+		dst = append(dst, body...)
 	case CompressionZstd:
-		dst = zstdEncoder().EncodeAll(e.body, dst)
+		dst = zstdEncoder().EncodeAll(body, dst)
 	case CompressionS2:
-		dst = appendS2(dst, e.body)
+		dst = appendS2(dst, body)
 	case CompressionGzip:
-		dst, err = appendGzip(dst, e.body)
+		dst, err = appendGzip(dst, body)
 	default:
 		return dst[:start], fmt.Errorf("%w: %d", ErrCompression, c)
 	}
 	if err != nil {
 		return dst[:start], err
 	}
+	return finishLen(dst, start)
+}
+
+// finishLen writes body_len into the header of the record at dst[start:].
+func finishLen(dst []byte, start int) ([]byte, error) {
 	bodyLen := len(dst) - start - HeaderSize
 	if bodyLen > math.MaxUint32 {
 		return dst[:start], ErrTooLarge

@@ -51,9 +51,10 @@ func TestNodeConsumerExample(t *testing.T) {
 	var recs []stream.Record
 	var want [][]byte
 	seq := uint64(0)
+	enc := wire.EncodingLES
 	add := func(origin string, sig wire.Signal, c wire.Compression, decodable bool) {
 		seq++
-		e := wire.NewEncoder(sig)
+		e := wire.NewEncoding(sig, enc)
 		e.AppendBatch(b)
 		data, err := e.Finish(nil, 0xfeedface, seq, c)
 		if err != nil {
@@ -90,6 +91,15 @@ func TestNodeConsumerExample(t *testing.T) {
 	for _, sig := range wire.Signals {
 		add(stream.OriginDerived, sig, wire.CompressionGzip, true)
 	}
+	// The series encoding, the agent's default for metrics, with every
+	// compression; the big batch repeats series, the small one does not.
+	enc = wire.EncodingSeries
+	for _, c := range []wire.Compression{wire.CompressionNone, wire.CompressionZstd, wire.CompressionS2, wire.CompressionGzip} {
+		add(stream.OriginIngest, wire.SignalMetrics, c, true)
+	}
+	b = bigMetricsBatch(3000)
+	add(stream.OriginIngest, wire.SignalMetrics, wire.CompressionS2, true)
+	b = small
 	if err := s.Publish(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}

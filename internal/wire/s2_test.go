@@ -14,7 +14,7 @@ import (
 // the reference Go Snappy decoder reads back to the uncompressed body; that
 // is what docs/wire-format.md promises consumers in other languages.
 func TestS2BodyIsSnappy(t *testing.T) {
-	e := realisticRecord(2000)
+	e := realisticRecord(2000, EncodingLES)
 	plain, err := e.Finish(nil, 1, 1, CompressionNone)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestS2BodyIsSnappy(t *testing.T) {
 // TestS2Corrupt: a damaged s2 body, or one that would decompress past the
 // decoder's bound, is an error, never a panic or an oversized buffer.
 func TestS2Corrupt(t *testing.T) {
-	rec, err := realisticRecord(500).Finish(nil, 1, 1, CompressionS2)
+	rec, err := realisticRecord(500, EncodingLES).Finish(nil, 1, 1, CompressionS2)
 	if err != nil {
 		t.Fatal(err)
 	}

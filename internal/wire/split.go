@@ -33,12 +33,12 @@ func Split(batch *model.Batch, origin, aggOrigin string, maxBytes, partitions in
 			}
 		}
 		if e != nil {
-			mark := *e // body length, count and time range before the item
+			mk := e.mark()
 			appendItem(e)
-			if e.Size() <= maxBytes || mark.count == 0 {
+			if e.Size() <= maxBytes || mk.count == 0 {
 				return
 			}
-			*e = mark // the body's bytes up to len(mark.body) are unchanged (see upgradeSpans)
+			e.undo(mk)
 		}
 		e = NewEncoder(sig)
 		out = append(out, Part{Origin: o, Partition: p, Enc: e})

@@ -50,9 +50,35 @@ func ParseSignal(s string) (Signal, error) {
 type Encoding uint8
 
 const (
-	// EncodingLES is the les binary item encoding, version 1.
+	// EncodingLES is the les binary item encoding, version 1: every item
+	// carries its whole series.
 	EncodingLES Encoding = 1
+	// EncodingSeries (metrics only) puts each distinct series of the
+	// record once in a table at the start of the body; an item is the
+	// table index, a timestamp delta and the value (series.go).
+	EncodingSeries Encoding = 2
 )
+
+// ParseEncoding maps "les" or "series" to an Encoding.
+func ParseEncoding(s string) (Encoding, error) {
+	switch s {
+	case "les":
+		return EncodingLES, nil
+	case "series":
+		return EncodingSeries, nil
+	}
+	return 0, fmt.Errorf("unknown encoding %q (want series or les)", s)
+}
+
+func (e Encoding) String() string {
+	switch e {
+	case EncodingLES:
+		return "les"
+	case EncodingSeries:
+		return "series"
+	}
+	return "encoding(" + strconv.Itoa(int(e)) + ")"
+}
 
 // Compression of the record body.
 type Compression uint8
@@ -186,8 +212,11 @@ func ParseHeader(rec []byte) (Header, error) {
 	if _, ok := signalNames[h.Signal]; !ok {
 		return h, fmt.Errorf("%w: unknown signal %d", ErrCorrupt, h.Signal)
 	}
-	if h.Encoding != EncodingLES {
-		return h, fmt.Errorf("%w: unknown encoding %d", ErrCorrupt, h.Encoding)
+	switch {
+	case h.Encoding == EncodingLES:
+	case h.Encoding == EncodingSeries && h.Signal == SignalMetrics:
+	default:
+		return h, fmt.Errorf("%w: unknown encoding %d for %s", ErrCorrupt, h.Encoding, h.Signal)
 	}
 	return h, nil
 }

@@ -1,0 +1,300 @@
+package wire
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// randomMetrics is n points over series series, with every kind and
+// window, timestamps that go back as well as forward, and values of every
+// class (NaN, infinities, negative zero).
+func randomMetrics(seed uint64, n, series int) []model.Metric {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	vals := []float64{0, math.Copysign(0, -1), 1.5, -3, math.Inf(1), math.Inf(-1), math.MaxFloat64, 1e-300}
+	ts := int64(1700000000000000000)
+	out := make([]model.Metric, n)
+	for i := range out {
+		s := rng.IntN(series)
+		ts += rng.Int64N(2_000_000) - 500_000
+		m := model.Metric{
+			Name:      fmt.Sprintf("metric.%d", s%17),
+			Source:    fmt.Sprintf("fn-%d", s/17),
+			Kind:      model.Kind(s % 7),
+			Window:    model.Window(s % 4),
+			Timestamp: ts,
+			Value:     vals[rng.IntN(len(vals))] * float64(rng.IntN(100)),
+		}
+		if rng.IntN(50) == 0 {
+			m.Value = math.NaN()
+		}
+		for k := range s % 4 {
+			m.Tags = append(m.Tags, model.Tag{Key: fmt.Sprintf("k%d", k), Value: fmt.Sprintf("v%d", s)})
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func encodeSeries(t testing.TB, ms []model.Metric, c Compression) []byte {
+	t.Helper()
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	for i := range ms {
+		e.AppendMetric(&ms[i])
+	}
+	rec, err := e.Finish(nil, 0xfeedface, 9, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// TestSeriesRoundTrip: every point comes back as it went in, in order,
+// for every compression; the header says series encoding.
+func TestSeriesRoundTrip(t *testing.T) {
+	want := randomMetrics(1, 5000, 300)
+	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd, CompressionS2} {
+		t.Run(c.String(), func(t *testing.T) {
+			rec := encodeSeries(t, want, c)
+			var d Decoder
+			var got model.Batch
+			h, err := d.Decode(&got, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Encoding != EncodingSeries || h.Count != uint32(len(want)) {
+				t.Fatalf("header %+v", h)
+			}
+			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+				t.Fatalf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSeriesEncoderReuse: after Reset the table starts again (a stale
+// index entry would point past the new table).
+func TestSeriesEncoderReuse(t *testing.T) {
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	var d Decoder
+	for round := range 3 {
+		want := randomMetrics(uint64(round), 400, 50+round*30)
+		e.Reset()
+		for i := range want {
+			e.AppendMetric(&want[i])
+		}
+		rec, err := e.Finish(nil, 1, uint64(round), CompressionNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got model.Batch
+		if _, err := d.Decode(&got, rec); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+			t.Fatalf("round %d (-want +got):\n%s", round, diff)
+		}
+	}
+}
+
+// TestSeriesTableOnce: a series is written once however many points it
+// has, so a record of many points of few series is small.
+func TestSeriesTableOnce(t *testing.T) {
+	ms := randomMetrics(3, 10000, 20)
+	series := encodeSeries(t, ms, CompressionNone)
+	e := NewEncoder(SignalMetrics)
+	for i := range ms {
+		e.AppendMetric(&ms[i])
+	}
+	items, err := e.Finish(nil, 1, 1, CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An item is index (1 byte) + delta (≤ 3 bytes here) + value (8).
+	if per := float64(len(series)-HeaderSize) / float64(len(ms)); per > 13 {
+		t.Fatalf("%.1f bytes per point, want ≤ 13 (les encoding: %.1f)", per, float64(len(items)-HeaderSize)/float64(len(ms)))
+	}
+}
+
+// TestSeriesGolden pins the bytes of a series-encoded record (the metrics
+// of sampleBatch, the first repeated), as docs/wire-format.md shows them.
+func TestSeriesGolden(t *testing.T) {
+	ms := sampleBatch().Metrics
+	ms = append(ms, ms[0])
+	ms[2].Timestamp += 1000
+	ms[2].Value = 43
+	got := hex.Dump(encodeSeries(t, ms, CompressionNone))
+	path := filepath.Join("testdata", "metrics-series.hex")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("golden bytes (-want +got):\n%s", diff)
+	}
+}
+
+func TestSeriesCorrupt(t *testing.T) {
+	ms := randomMetrics(4, 50, 5)
+	rec := encodeSeries(t, ms, CompressionNone)
+	mutate := func(f func(b []byte) []byte) []byte {
+		return setBodyLen(f(append([]byte{}, rec...)))
+	}
+	var d Decoder
+	cases := map[string][]byte{
+		// The table claims one entry fewer: the last index is out of range
+		// (or an entry's bytes are read as items).
+		"table count": mutate(func(b []byte) []byte { b[HeaderSize]--; return b }),
+		"truncated":   mutate(func(b []byte) []byte { return b[:len(b)-3] }),
+		"trailing":    mutate(func(b []byte) []byte { return append(b, 0) }),
+		"overcount": mutate(func(b []byte) []byte {
+			b[24] = 0xff
+			return b
+		}),
+		"index out of range": mutate(func(b []byte) []byte {
+			// The last item's index byte: value (8) and delta before it.
+			i := len(b) - 8
+			for i--; b[i-1]&0x80 != 0; i-- {
+			}
+			b[i-1] = 0x7f
+			return b
+		}),
+		"no table": mutate(func(b []byte) []byte { return b[:HeaderSize] }),
+	}
+	for name, c := range cases {
+		var b model.Batch
+		if _, err := d.Decode(&b, c); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err %v, want ErrCorrupt", name, err)
+		}
+	}
+	// Series encoding is for metrics only.
+	logs := append([]byte{}, encodeAll(t, sampleBatch(), CompressionNone)[SignalLogs]...)
+	logs[6] = byte(EncodingSeries)
+	if _, err := ParseHeader(logs); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("series-encoded logs: err %v, want ErrCorrupt", err)
+	}
+}
+
+// TestSeriesUndo: an append undone (Split's overflow) leaves the record as
+// if it had never happened, including a series it added to the table.
+func TestSeriesUndo(t *testing.T) {
+	ms := randomMetrics(5, 200, 40)
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	var want []model.Metric
+	for i := range ms {
+		mk := e.mark()
+		e.AppendMetric(&ms[i])
+		if i%3 == 1 {
+			e.undo(mk)
+			continue
+		}
+		want = append(want, ms[i])
+	}
+	extra := model.Metric{Name: "after", Value: 1, Timestamp: 5}
+	e.AppendMetric(&extra)
+	want = append(want, extra)
+	rec, err := e.Finish(nil, 1, 1, CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var got model.Batch
+	if _, err := d.Decode(&got, rec); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	// Unique entries: the undone series are not in the table, so it
+	// holds exactly the distinct series of want.
+	seen := map[string]bool{}
+	for _, m := range want {
+		seen[fmt.Sprint(m.Kind, m.Window, m.Name, m.Source, m.Tags)] = true
+	}
+	if e.tab.n != uint32(len(seen)) {
+		t.Fatalf("table has %d entries, %d distinct series kept", e.tab.n, len(seen))
+	}
+}
+
+// TestSeriesAllocs: a warm encoder and decoder allocate nothing.
+func TestSeriesAllocs(t *testing.T) {
+	ms := randomMetrics(6, 2000, 500)
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	var out []byte
+	run := func() {
+		e.Reset()
+		for i := range ms {
+			e.AppendMetric(&ms[i])
+		}
+		out, _ = e.Finish(out[:0], 1, 1, CompressionNone)
+	}
+	run()
+	if a := testing.AllocsPerRun(10, run); a != 0 {
+		t.Fatalf("encode allocated %v times", a)
+	}
+	for _, c := range []Compression{CompressionNone, CompressionZstd, CompressionS2} {
+		rec := encodeSeries(t, ms, c)
+		var d Decoder
+		var b model.Batch
+		allocs := testing.AllocsPerRun(10, func() {
+			b.Reset()
+			if _, err := d.Decode(&b, rec); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%s: decode of a warm record allocated %v times", c, allocs)
+		}
+	}
+}
+
+func FuzzSeriesRoundTrip(f *testing.F) {
+	f.Add("name", "src", "k", "v", 1.5, int64(1700000000000000000), int64(-5), uint8(3))
+	f.Add("", "", "", "", math.Inf(1), int64(math.MinInt64), int64(math.MaxInt64), uint8(0))
+	f.Fuzz(func(t *testing.T, name, src, k, v string, val float64, ts, step int64, n uint8) {
+		var want []model.Metric
+		for i := range int(n)%8 + 1 {
+			m := model.Metric{Name: name, Source: src, Value: val, Timestamp: ts + step*int64(i), Kind: model.Kind(i % 3)}
+			if i%2 == 0 {
+				m.Tags = model.Tags{{Key: k, Value: v}}
+			}
+			want = append(want, m)
+		}
+		for _, c := range []Compression{CompressionNone, CompressionS2} {
+			var d Decoder
+			var got model.Batch
+			if _, err := d.Decode(&got, encodeSeries(t, want, c)); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+				t.Fatalf("round trip (-want +got):\n%s", diff)
+			}
+		}
+	})
+}
+
+func FuzzSeriesDecode(f *testing.F) {
+	f.Add(encodeSeries(f, randomMetrics(7, 20, 4), CompressionNone))
+	f.Add(encodeSeries(f, randomMetrics(8, 3, 3), CompressionS2))
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		var d Decoder
+		var b model.Batch
+		_, _ = d.Decode(&b, rec) // must not panic or hang
+	})
+}
