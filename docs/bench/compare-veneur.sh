@@ -17,7 +17,8 @@
 #   LES_COMPRESSION  les' agent.batch.compression (default auto: s2 here)
 #   LES_B     a second les binary (e.g. the previous commit's), run as server
 #             "les_b" between les and veneur in every round: a before/after
-#             on the same load
+#             on the same load; LES_B_COMPRESSION its compression (default
+#             LES_COMPRESSION), so LES_B=$LES compares two settings
 #
 # What is measured, the same way for both: CPU = utime + stime of the server
 # process (/proc/PID/stat) from before the send to 3 s after it; loss = the
@@ -56,6 +57,7 @@ sinks:
     type: discard
     signals: [distributions]
 EOF
+sed "s/compression: $LES_COMPRESSION/compression: ${LES_B_COMPRESSION:-$LES_COMPRESSION}/" "$work/les.yaml" >"$work/les_b.yaml"
 cat >"$work/veneur.yaml" <<EOF
 statsd_listen_addresses: [ "udp://127.0.0.1:$VENEUR_PORT" ]
 interval: "10s"
@@ -90,10 +92,10 @@ wait_port() {
 run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent"
 	local server=$1 rate=$2 pid port
 	if [ "$server" = les ] || [ "$server" = les_b ]; then
-		local bin=$LES
-		[ "$server" = les_b ] && bin=$LES_B
+		local bin=$LES cfg=$work/les.yaml
+		[ "$server" = les_b ] && bin=$LES_B cfg=$work/les_b.yaml
 		rm -rf "$work/data"
-		taskset -c "$CORE" "$bin" up --config "$work/les.yaml" --data-dir "$work/data" >"$work/les.log" 2>&1 &
+		taskset -c "$CORE" "$bin" up --config "$cfg" --data-dir "$work/data" >"$work/les.log" 2>&1 &
 		port=$LES_PORT
 	else
 		taskset -c "$CORE" "$VENEUR" -f "$work/veneur.yaml" >"$work/veneur.log" 2>&1 &

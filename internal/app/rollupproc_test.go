@@ -58,8 +58,8 @@ func TestRollupProcDropsPlainGauges(t *testing.T) {
 }
 
 // BenchmarkRollupConsumer is the rollup consumer's work per StatsD line,
-// as `les up` does it for each record: decode a wire record (zstd, the
-// agent's default) of 9,000 lines and fold it into the rollup (1,000
+// as `les up` does it for each record: decode a wire record (zstd, in
+// each encoding; series is the agent's default) of 9,000 lines and fold it into the rollup (1,000
 // series, 4 tags; timers, counters, gauges and sets). The windows stay
 // open (no Advance), so the series exist after the first round.
 func BenchmarkRollupConsumer(b *testing.B) {
@@ -75,35 +75,39 @@ func BenchmarkRollupConsumer(b *testing.B) {
 			types[s%len(types)], s%40, i%997, types[s%len(types)], s%3, s%25, s%4)
 		d.Decode(&in, payload, t0)
 	}
-	e := wire.NewEncoder(wire.SignalMetrics)
-	for i := range in.Metrics {
-		e.AppendMetric(&in.Metrics[i])
+	for _, enc := range []wire.Encoding{wire.EncodingLES, wire.EncodingSeries} {
+		b.Run(enc.String(), func(b *testing.B) {
+			e := wire.NewEncoding(wire.SignalMetrics, enc)
+			for i := range in.Metrics {
+				e.AppendMetric(&in.Metrics[i])
+			}
+			rec, err := e.Finish(nil, 1, 1, wire.CompressionZstd)
+			if err != nil {
+				b.Fatal(err)
+			}
+			eng, err := rollup.New(rollup.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &rollupProc{Rollup: eng}
+			var dec wire.Decoder
+			var batch model.Batch
+			round := func() {
+				batch.Reset()
+				if _, err := dec.Decode(&batch, rec); err != nil {
+					b.Fatal(err)
+				}
+				p.Add(&batch, t0)
+			}
+			round()
+			if a := testing.AllocsPerRun(5, round); a != 0 {
+				b.Fatalf("%v allocations per record once warm", a)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				round()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in.Metrics)), "ns/line")
+		})
 	}
-	rec, err := e.Finish(nil, 1, 1, wire.CompressionZstd)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng, err := rollup.New(rollup.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := &rollupProc{Rollup: eng}
-	var dec wire.Decoder
-	var batch model.Batch
-	round := func() {
-		batch.Reset()
-		if _, err := dec.Decode(&batch, rec); err != nil {
-			b.Fatal(err)
-		}
-		p.Add(&batch, t0)
-	}
-	round()
-	if a := testing.AllocsPerRun(5, round); a != 0 {
-		b.Fatalf("%v allocations per record once warm", a)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		round()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in.Metrics)), "ns/line")
 }
