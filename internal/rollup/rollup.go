@@ -10,7 +10,6 @@ import (
 	"path"
 	"slices"
 	"time"
-	"unsafe"
 
 	"github.com/les-streams/les/internal/model"
 )
@@ -176,10 +175,9 @@ type Rollup struct {
 	closed   int64              // windows with end+grace <= closed are closed
 	recent   map[queryKey]map[string]*recentSeries
 	stats    Stats
-	key      []byte // reused series-key buffer
-	keyTags  int    // tags in key
-	memo     *[memoSize]keyMemo
-	memoGen  uint32 // the Add call the memo's entries belong to
+	key      []byte                    // reused series-key buffer
+	keyTags  int                       // tags in key
+	memo     model.SeriesMemo[keyMemo] // series keys of the current Add
 	seed     maphash.Seed
 	// hot caches the bucket last used per window, open ([0]) or
 	// correction ([1]): a batch's items mostly fall into one window, and
@@ -229,10 +227,7 @@ func windowStart(ts int64, w model.Window) int64 {
 // reference to b: names, sources and tags of new series are cloned; existing
 // series are found without allocating. Logs and Spans are ignored.
 func (r *Rollup) Add(b *model.Batch, now int64) {
-	r.memoGen++
-	if r.memo == nil || r.memoGen == 0 { // first use, or the generation wrapped
-		r.memo, r.memoGen = new([memoSize]keyMemo), 1
-	}
+	r.memo.Next()
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
 		if !model.IsFinite(m.Value) {
@@ -375,40 +370,25 @@ var hashMask = ^uint64(0)
 // seriesKey puts the identity of a series into r.key and returns its hash;
 // once per item, however many windows the item is aggregated at.
 func (r *Rollup) seriesKey(kind aggKind, name, source string, tags model.Tags) uint64 {
-	np, sp, tp := unsafe.StringData(name), unsafe.StringData(source), unsafe.SliceData(tags)
-	m := &r.memo[(uintptr(unsafe.Pointer(np))>>3^uintptr(unsafe.Pointer(tp))>>4)%memoSize]
-	if m.gen == r.memoGen && m.name == np && m.source == sp && m.tags == tp && m.kind == kind &&
-		m.nlen == len(name) && m.slen == len(source) && m.ntags == len(tags) {
+	m, hit := r.memo.Slot(name, source, tags, uint8(kind))
+	r.keyTags = len(tags)
+	if hit {
 		r.key = append(r.key[:0], m.key...)
-		r.keyTags = len(tags)
 		return m.hash
 	}
 	r.key = appendKey(r.key[:0], kind, name, source, tags)
-	r.keyTags = len(tags)
-	h := seriesHash(r.seed, r.key)
-	*m = keyMemo{gen: r.memoGen, name: np, source: sp, tags: tp, kind: kind,
-		nlen: len(name), slen: len(source), ntags: len(tags), hash: h, key: append(m.key[:0], r.key...)}
-	return h
+	m.hash = seriesHash(r.seed, r.key)
+	m.key = append(m.key[:0], r.key...)
+	return m.hash
 }
 
-// memoSize is the number of series keys one Add remembers.
-const memoSize = 1024
-
-// keyMemo is a series key and hash remembered by the memory of the name,
-// source and tags they were built from. The wire series encoding gives
-// every point of a series its table entry's strings and tags slice, so
-// within one Add (the batch does not change meanwhile) the same memory is
-// the same series, and its key is built and hashed once per record instead
-// of once per point. Entries of an earlier Add are ignored (gen): the
-// decoder reuses that memory.
+// keyMemo is a series' key (appendKey) and hash, remembered for the
+// points of one Add that share the series' memory (model.SeriesMemo): the
+// wire series encoding decodes a record that way, so the key is built and
+// hashed once per series per record instead of once per point.
 type keyMemo struct {
-	gen               uint32
-	kind              aggKind
-	name, source      *byte
-	tags              *model.Tag
-	nlen, slen, ntags int
-	hash              uint64
-	key               []byte
+	hash uint64
+	key  []byte
 }
 
 // entry finds or creates the aggregate of the series in r.key (hash h) in

@@ -106,11 +106,19 @@ type encoder struct {
 	deltas []int64
 
 	counters *counters
+	// memo holds the encoded labels of the batch's series.
+	memo model.SeriesMemo[seriesLabels]
 	// drops are the items left out by design in this batch, by reason.
 	drops map[string]int
 	// order is the batch's metrics or distributions in time order, when
 	// they are not in it already (timeOrder).
 	order []int32
+}
+
+// seriesLabels is a series' encoded Label fields, or why it is dropped.
+type seriesLabels struct {
+	lb   []byte
+	drop string
 }
 
 func newEncoder(opt encOptions, c *counters) *encoder {
@@ -122,6 +130,7 @@ func newEncoder(opt encOptions, c *counters) *encoder {
 // not keep b: every string it takes is copied into the requests.
 func (e *encoder) encode(b *model.Batch) {
 	e.nreq = 0
+	e.memo.Next()
 	clear(e.drops)
 	e.next()
 	// Time order: Prometheus refuses a series' sample older than the one
@@ -229,18 +238,28 @@ func (e *encoder) metric(m *model.Metric, item int32) {
 		e.drop(reasonNonFiniteCounter)
 		return
 	}
-	e.ar.reset()
-	name, ok := e.labels(m.Name, m.Source, m.Tags, false)
-	if !ok {
+	// The labels of a series are sanitised, sorted and encoded once per
+	// batch when its points share the series' memory (model.SeriesMemo).
+	sl, hit := e.memo.Slot(m.Name, m.Source, m.Tags, 0)
+	if !hit {
+		e.ar.reset()
+		var name string
+		name, sl.drop = e.labels(m.Name, m.Source, m.Tags, false)
+		if sl.drop == "" {
+			sl.lb = e.appendLabels(sl.lb[:0], name, label{})
+		}
+	}
+	if sl.drop != "" {
+		e.drop(sl.drop)
 		return
 	}
+	lb := sl.lb
 	ms := millis(m.Timestamp)
-	e.lbuf = e.appendLabels(e.lbuf[:0], name, label{})
 	if m.Kind != model.Counter {
-		e.sample(e.lbuf, m.Value, ms, item)
+		e.sample(lb, m.Value, ms, item)
 		return
 	}
-	st := e.counters.get(e.lbuf, ms)
+	st := e.counters.get(lb, ms)
 	if st == nil {
 		e.drop(reasonCounterLimit)
 		return
@@ -255,7 +274,7 @@ func (e *encoder) metric(m *model.Metric, item int32) {
 		ms = st.pMs + 1 // keep the series' timestamps increasing
 	}
 	st.pTotal, st.pMs, st.pSet = total, ms, true
-	st.req, st.off = e.nreq-1, e.sample(e.lbuf, total, ms, item)
+	st.req, st.off = e.nreq-1, e.sample(lb, total, ms, item)
 }
 
 // sample appends a TimeSeries with labels lb (encoded Label fields) and
@@ -287,18 +306,15 @@ func (e *encoder) sample(lb []byte, v float64, ms int64, item int32) int {
 // labels sanitises an item's name, source and tags into e.lbls (sorted by
 // name, without __name__) and returns the metric name. With dist, a tag
 // named "quantile" is renamed "_quantile" (the summary series use the
-// label). It counts the item dropped and returns false if it cannot be
-// sent.
-func (e *encoder) labels(name, source string, tags model.Tags, dist bool) (string, bool) {
+// label). If the item cannot be sent it returns the reason to drop it.
+func (e *encoder) labels(name, source string, tags model.Tags, dist bool) (string, string) {
 	max := e.opt.maxValueLen
 	if name == "" {
-		e.drop(reasonEmptyName)
-		return "", false
+		return "", reasonEmptyName
 	}
 	name = e.ar.metricName(name)
 	if len(name) > max {
-		e.drop(reasonValueTooLong)
-		return "", false
+		return "", reasonValueTooLong
 	}
 	l := e.lbls[:0]
 	if source != "" {
@@ -333,8 +349,7 @@ func (e *encoder) labels(name, source string, tags model.Tags, dist bool) (strin
 	for _, x := range l {
 		if len(x.value) > max {
 			e.lbls = l
-			e.drop(reasonValueTooLong)
-			return "", false
+			return "", reasonValueTooLong
 		}
 	}
 	// configured labels, unless the item has a label of that name
@@ -353,7 +368,7 @@ func (e *encoder) labels(name, source string, tags model.Tags, dist bool) (strin
 		}
 	}
 	e.lbls = l
-	return name, true
+	return name, ""
 }
 
 func hasLabel(l []label, name string) bool {
@@ -405,8 +420,9 @@ func (e *encoder) dist(d *model.Distribution, item int32) {
 		return
 	}
 	e.ar.reset()
-	name, ok := e.labels(d.Name, d.Source, d.Tags, true)
-	if !ok {
+	name, reason := e.labels(d.Name, d.Source, d.Tags, true)
+	if reason != "" {
+		e.drop(reason)
 		return
 	}
 	// A correction (late samples of a closed window) is written 1 ms per
