@@ -213,9 +213,30 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 	}
 	ds := make([]stream.Delivery, 0, o.Batch)
 	msgs := make([]jetstream.Msg, 0, o.Batch)
+	in := make([]jetstream.Msg, 0, o.Batch)
+	fetch := func() ([]jetstream.Msg, error) {
+		batch, err := cons.Fetch(o.Batch, jetstream.FetchMaxWait(o.MaxWait))
+		if err != nil {
+			return in[:0], err
+		}
+		in = in[:0]
+		for m := range batch.Messages() {
+			in = append(in, m)
+		}
+		return in, nil
+	}
+	if o.Durable == "" {
+		// An ordered consumer is deleted and created again by every Fetch
+		// (nats.go resets it to resume after the last message), two API
+		// calls with JSON per batch: 8–12 % of les' CPU at 200 k lines/s.
+		// Its message iterator keeps one consumer and pulls ahead.
+		ob := &orderedBatches{cons: cons, batch: o.Batch, maxWait: o.MaxWait}
+		defer ob.stop()
+		fetch = func() ([]jetstream.Msg, error) { return ob.next(ctx, in[:0]) }
+	}
 	retry := 0
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(o.Batch, jetstream.FetchMaxWait(o.MaxWait))
+		in, err := fetch()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -225,7 +246,7 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 			continue
 		}
 		ds, msgs = ds[:0], msgs[:0]
-		for m := range batch.Messages() {
+		for _, m := range in {
 			md, err := m.Metadata()
 			if err != nil {
 				continue
@@ -269,6 +290,61 @@ func (s *Stream) consume(ctx context.Context, o stream.ConsumeOptions, h stream.
 		s.ackAll(ctx, o.Durable, msgs)
 	}
 	return nil
+}
+
+// orderedBatches reads an ordered consumer in batches like Fetch (up to
+// batch messages, waiting at most maxWait after the first for the rest)
+// through one message iterator, which pulls at most batch messages ahead.
+type orderedBatches struct {
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+	batch   int
+	maxWait time.Duration
+}
+
+// next appends the next batch to in: it waits for the first message until
+// ctx ends, then for the rest until maxWait has passed. An iterator that
+// fails is dropped (the next call starts another, which resumes after the
+// last message delivered).
+func (ob *orderedBatches) next(ctx context.Context, in []jetstream.Msg) ([]jetstream.Msg, error) {
+	if ob.it == nil {
+		it, err := ob.cons.Messages(jetstream.PullMaxMessages(ob.batch))
+		if err != nil {
+			return in, err
+		}
+		ob.it = it
+	}
+	m, err := ob.it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() == nil {
+			ob.stop()
+		}
+		return in, err
+	}
+	in = append(in, m)
+	if len(in) == ob.batch {
+		return in, nil
+	}
+	rest, cancel := context.WithTimeout(ctx, ob.maxWait)
+	defer cancel()
+	for len(in) < ob.batch {
+		m, err := ob.it.Next(jetstream.NextContext(rest))
+		if err != nil {
+			if rest.Err() == nil {
+				ob.stop()
+			}
+			break // what was read is delivered; an error recurs on the next call
+		}
+		in = append(in, m)
+	}
+	return in, nil
+}
+
+func (ob *orderedBatches) stop() {
+	if ob.it != nil {
+		ob.it.Stop()
+		ob.it = nil
+	}
 }
 
 // DurableName is the JetStream durable consumer of partition p of the
