@@ -17,9 +17,8 @@ import (
 
 	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/format/otlp"
-	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
-	"github.com/les-streams/les/internal/model"
+	"github.com/les-streams/les/internal/ingest/wfhttp"
 	"github.com/les-streams/les/internal/selfmetric"
 	"github.com/les-streams/les/internal/sink"
 	"github.com/les-streams/les/internal/stream"
@@ -344,7 +343,9 @@ func (a *App) Run(ctx context.Context, ready func(Info)) error {
 			mux.ServeHTTP(w, r)
 		}
 	})
-	a.linePort.set(linePortHandler(limited, mux)) // lineport.go
+	// A unified line port serves the Wavefront endpoints through the
+	// intake's limits and the health endpoints (lineport.go).
+	a.linePort.set(ingest.LinePortHandler(limited, mux, a.reg))
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: cfg.Agent.HTTP.ReadTimeout, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.shutdown) // ends live tails
@@ -412,31 +413,6 @@ func requireToken(token string, h http.Handler) http.Handler {
 	})
 }
 
-// limitConcurrency serves at most n requests through h at once; a request
-// waits up to wait for a slot, then is answered 503 with Retry-After.
-func limitConcurrency(h http.Handler, n int, wait time.Duration) http.Handler {
-	slots := make(chan struct{}, n)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case slots <- struct{}{}:
-		default:
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			select {
-			case slots <- struct{}{}:
-			case <-t.C:
-				w.Header().Set("Retry-After", "1")
-				http.Error(w, "too many concurrent requests", http.StatusServiceUnavailable)
-				return
-			case <-r.Context().Done():
-				return
-			}
-		}
-		defer func() { <-slots }()
-		h.ServeHTTP(w, r)
-	})
-}
-
 // catchUp gives consumers a moment to deliver what was just published.
 func (a *App) catchUp(st stream.Stream, names []string, limit time.Duration) {
 	if !st.Capabilities().DurableCursors {
@@ -473,7 +449,7 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 	switch l.Transport {
 	case "tcp":
 		tc := ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}
-		if unifiedFormats[l.Format] {
+		if wfhttp.Unified(l.Format) {
 			tc.HTTP = a.linePortServer() // lineport.go
 		}
 		t, err := ingest.ListenTCP(tc, in, newDec, a.log)
@@ -494,31 +470,9 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 func (a *App) mux(b *ingest.Batcher) *http.ServeMux {
 	cfg := a.cfg.Agent.HTTP
 	mux := http.NewServeMux()
-	wf := func(mode wavefront.Mode, f string) *ingest.HTTPFormat {
-		return &ingest.HTTPFormat{
-			Intake: ingest.NewIntake(f, "http", b, a.reg),
-			NewDecoder: func() ingest.Decoder {
-				return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: model.WindowNone, DefaultSource: a.cfg.Agent.DefaultSource})
-			},
-		}
-	}
 	if a.agent() {
-		mux.Handle("/report", &ingest.LineHandler{
-			Formats: map[string]*ingest.HTTPFormat{
-				"wavefront":   wf(wavefront.ModeMetrics, "wavefront"),
-				"graphite_v2": wf(wavefront.ModeMetrics, "wavefront"),
-				"histogram":   wf(wavefront.ModeHistogram, "histogram"),
-				"trace":       wf(wavefront.ModeTrace, "trace"),
-				// Span logs (JSON lines) become log records with
-				// trace_id/span_id (wavefront/logs.go).
-				"spanLogs": wf(wavefront.ModeTrace, "spanLogs"),
-			},
-			Default: "wavefront", Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b,
-		})
-		// Wavefront events from a REST API client (wavefront-sdk-go's
-		// direct sender) become log records.
-		mux.Handle("/api/v2/event", &payloadHandler{in: ingest.NewIntake("wavefront_event", "http", b, a.reg),
-			token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, gunzip: true, decode: a.decodeWavefrontEvent})
+		// /report?f=… lines and /api/v2/event events (log records).
+		wfhttp.Handle(mux, wfhttp.Config{Token: cfg.Token, MaxBody: cfg.MaxBody, DefaultSource: a.cfg.Agent.DefaultSource}, b, a.reg)
 	}
 	var metrics http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/les-streams/les/internal/ingest"
 )
 
 // TestIntakeConcurrencyBounded: intake requests beyond
@@ -14,7 +16,7 @@ import (
 func TestIntakeConcurrencyBounded(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	h := limitConcurrency(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := ingest.LimitConcurrency(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
 	}), 1, 50*time.Millisecond)

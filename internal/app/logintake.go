@@ -1,15 +1,10 @@
 package app
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +12,6 @@ import (
 	"github.com/les-streams/les/internal/format/emf"
 	"github.com/les-streams/les/internal/format/lambda"
 	"github.com/les-streams/les/internal/format/logline"
-	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/model"
 )
@@ -65,11 +59,11 @@ func (a *App) logHandlers(mux *http.ServeMux, b *ingest.Batcher) {
 		},
 		source: a.cfg.Agent.DefaultSource, token: cfg.Token, maxBody: cfg.MaxBody, batcher: b,
 	})
-	mux.Handle("/cwlogs", &payloadHandler{in: ingest.NewIntake("cwlogs", "http", b, a.reg),
-		token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, decode: decodeCWLogs})
+	mux.Handle("/cwlogs", &ingest.PayloadHandler{In: ingest.NewIntake("cwlogs", "http", b, a.reg),
+		Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b, Decode: decodeCWLogs})
 	th := &telemetryHandler{}
-	mux.Handle("/telemetry", &payloadHandler{in: ingest.NewIntake("telemetry", "http", b, a.reg),
-		token: cfg.Token, maxBody: cfg.MaxBody, batcher: b, gunzip: true, decode: th.decode})
+	mux.Handle("/telemetry", &ingest.PayloadHandler{In: ingest.NewIntake("telemetry", "http", b, a.reg),
+		Token: cfg.Token, MaxBody: cfg.MaxBody, Batcher: b, Gunzip: true, Decode: th.decode})
 }
 
 // logsHandler serves POST /logs: newline-delimited log lines (f=logs, the
@@ -135,93 +129,7 @@ func (h *logsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
-	_, _ = io.WriteString(w, summary(&batch))
-}
-
-// payloadHandler serves POSTs whose body is one payload (not lines):
-// decode appends items and per-item rejects, or returns the reason and
-// error for a payload unusable as a whole (answered 400, or 413 for
-// size). A 200 answer means every accepted item is durable in the stream.
-type payloadHandler struct {
-	in      *ingest.Intake
-	token   string
-	maxBody int64
-	batcher *ingest.Batcher
-	gunzip  bool
-	decode  func(dst *model.Batch, r *http.Request, body []byte) (reason string, err error)
-}
-
-func (h *payloadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	if !ingest.Authorized(r, h.token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
-		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
-		return
-	}
-	maxBody := h.maxBody
-	if maxBody <= 0 {
-		maxBody = 16 << 20
-	}
-	body, reason, err := readPayload(r, maxBody, h.gunzip)
-	var batch model.Batch
-	if err == nil {
-		reason, err = h.decode(&batch, r, body)
-	}
-	if err != nil {
-		h.in.Reject(reason)
-		status := http.StatusBadRequest
-		if reason == ingest.ReasonBodyTooLarge {
-			status = http.StatusRequestEntityTooLarge
-		}
-		http.Error(w, reason+": "+err.Error(), status)
-		return
-	}
-	h.in.Account(&batch)
-	if batch.Len() > 0 {
-		if err := h.batcher.PublishNow(r.Context(), &batch); err != nil {
-			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, summary(&batch))
-}
-
-// summary is {"accepted":N,"rejected":M,"reasons":{...}}.
-func summary(b *model.Batch) string {
-	reasons := map[string]int{}
-	for _, rj := range b.Rejects {
-		reasons[rj.Reason]++
-	}
-	keys := make([]string, 0, len(reasons))
-	for k := range reasons {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var sb strings.Builder
-	sb.WriteString(`{"accepted":` + strconv.Itoa(b.Len()) + `,"rejected":` + strconv.Itoa(len(b.Rejects)) + `,"reasons":{`)
-	for i, k := range keys {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(strconv.Quote(k) + ":" + strconv.Itoa(reasons[k]))
-	}
-	sb.WriteString("}}\n")
-	return sb.String()
-}
-
-// readPayload reads a bounded body, gunzipping it when asked and it is gzip
-// (ingest.Gunzip decides by its bytes).
-func readPayload(r *http.Request, maxBody int64, gunzip bool) ([]byte, string, error) {
-	if gunzip {
-		return ingest.ReadBody(r, maxBody)
-	}
-	return ingest.ReadRawBody(r, maxBody)
+	ingest.WriteSummary(w, &batch)
 }
 
 // decodeCWLogs decodes a CloudWatch Logs subscription payload: raw gzip,
@@ -244,22 +152,6 @@ func decodeCWLogs(dst *model.Batch, _ *http.Request, body []byte) (string, error
 	default:
 		return reasonBadJSON, err
 	}
-}
-
-// decodeWavefrontEvent decodes the JSON event of POST /api/v2/event, or
-// Wavefront lines: wavefront-sdk-go in proxy mode posts its "@Event" lines
-// there (on the proxy's port, which takes lines on any path).
-func (a *App) decodeWavefrontEvent(dst *model.Batch, _ *http.Request, body []byte) (string, error) {
-	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '@' {
-		d := wavefront.NewDecoder(wavefront.Options{Mode: wavefront.ModeMetrics, DefaultSource: a.cfg.Agent.DefaultSource})
-		d.Decode(dst, body, time.Now().UnixNano())
-		return "", nil
-	}
-	d := wavefront.NewDecoder(wavefront.Options{DefaultSource: a.cfg.Agent.DefaultSource})
-	if err := d.DecodeEventJSON(dst, body, time.Now().UnixNano()); err != nil {
-		return wavefront.ReasonInvalidEvent, err
-	}
-	return "", nil
 }
 
 // telemetryHandler decodes Lambda Telemetry API batches: platform records

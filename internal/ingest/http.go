@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,44 @@ type LineHandler struct {
 	Batcher *Batcher
 	// Status is the success status (the Wavefront API answers 202).
 	Status int
+	// Accept is what the success answer promises (default
+	// AcceptPublished).
+	Accept Accept
+}
+
+// Accept is what the 2xx answer of an HTTP intake handler (LineHandler,
+// PayloadHandler) promises about the items it accepted.
+type Accept uint8
+
+const (
+	// AcceptPublished: they are in the stream (Batcher.PublishNow) before
+	// the answer; while the stream does not take them, the answer is 503
+	// with Retry-After. les up and les agent.
+	AcceptPublished Accept = iota
+	// AcceptQueued: they are in the batcher (Intake.Deliver), as raw lines
+	// are once read, and the answer never waits for the stream: the Lambda
+	// extension, whose batcher publishes or spools everything before the
+	// sandbox freezes (ADR 0005). The intake's Gate is not asked: put
+	// RefuseWhenFull in front when there is one.
+	AcceptQueued
+)
+
+// accept delivers or publishes batch as a says; when it cannot, it answers
+// 503 itself and returns false.
+func (a Accept) accept(w http.ResponseWriter, r *http.Request, in *Intake, b *Batcher, batch *model.Batch) bool {
+	if a == AcceptQueued {
+		in.Deliver(batch)
+		return true
+	}
+	in.Account(batch)
+	if batch.Len() > 0 {
+		if err := b.PublishNow(r.Context(), batch); err != nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return false
+		}
+	}
+	return true
 }
 
 // Authorized reports whether r carries the token (always true without one).
@@ -109,13 +149,8 @@ func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.pool.Put(dec)
 	var batch model.Batch
 	dec.Decode(&batch, body, time.Now().UnixNano())
-	f.Intake.Account(&batch)
-	if batch.Len() > 0 {
-		if err := h.Batcher.PublishNow(r.Context(), &batch); err != nil {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "stream unavailable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
+	if !h.Accept.accept(w, r, f.Intake, h.Batcher, &batch) {
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	status := h.Status
@@ -123,24 +158,23 @@ func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	w.WriteHeader(status)
-	writeSummary(w, &batch)
+	WriteSummary(w, &batch)
 }
 
-// writeSummary answers {"accepted":N,"rejected":M,"reasons":{...}}.
-func writeSummary(w io.Writer, b *model.Batch) {
+// WriteSummary writes the answer of an intake request,
+// {"accepted":N,"rejected":M,"reasons":{...}}, the reasons sorted.
+func WriteSummary(w io.Writer, b *model.Batch) {
 	reasons := map[string]int{}
 	for _, rj := range b.Rejects {
 		reasons[rj.Reason]++
 	}
 	var sb strings.Builder
 	sb.WriteString(`{"accepted":` + strconv.Itoa(b.Len()) + `,"rejected":` + strconv.Itoa(len(b.Rejects)) + `,"reasons":{`)
-	first := true
-	for k, v := range reasons {
-		if !first {
+	for i, k := range slices.Sorted(maps.Keys(reasons)) {
+		if i > 0 {
 			sb.WriteByte(',')
 		}
-		first = false
-		sb.WriteString(strconv.Quote(k) + ":" + strconv.Itoa(v))
+		sb.WriteString(strconv.Quote(k) + ":" + strconv.Itoa(reasons[k]))
 	}
 	sb.WriteString("}}\n")
 	_, _ = io.WriteString(w, sb.String())

@@ -1,6 +1,7 @@
 package wavefront
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -145,6 +146,20 @@ type apiEvent struct {
 	Annotations map[string]string `json:"annotations"`
 	Tags        []string          `json:"tags"`
 	Hosts       []string          `json:"hosts"`
+}
+
+// DecodeEvent appends what a client posts to /api/v2/event: the JSON
+// event of a REST API client (DecodeEventJSON; its error, wrapping
+// ErrInvalidEvent, is for a body unusable as a whole), or Wavefront lines,
+// which wavefront-sdk-go in proxy mode posts there ("@Event" lines, as the
+// proxy's port takes lines on any path), decoded as d decodes lines (with
+// ModeMetrics, the zero Mode, for events) with their rejects in dst.
+func (d *Decoder) DecodeEvent(dst *model.Batch, body []byte, now int64) error {
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '@' {
+		d.Decode(dst, body, now)
+		return nil
+	}
+	return d.DecodeEventJSON(dst, body, now)
 }
 
 // DecodeEventJSON appends the event of body, the JSON a Wavefront REST API

@@ -62,6 +62,26 @@ func TestSDKEventJSON(t *testing.T) {
 	}
 }
 
+// TestDecodeEvent: the body of POST /api/v2/event is either the SDK's
+// JSON event (direct mode) or its "@Event" line (proxy mode, leading
+// blank lines allowed); both give the same log record. JSON that is no
+// event is an error and appends nothing.
+func TestDecodeEvent(t *testing.T) {
+	for _, body := range []string{sdkEventJSON, sdkEventLine, "\n  " + sdkEventLine} {
+		var b model.Batch
+		if err := NewDecoder(Options{}).DecodeEvent(&b, []byte(body), now); err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		if diff := cmp.Diff([]model.Log{sdkEvent}, b.Logs, cmpopts.EquateEmpty()); diff != "" || len(b.Rejects) != 0 {
+			t.Errorf("%q (-want +got):\n%s\nrejects %v", body, diff, b.Rejects)
+		}
+	}
+	var b model.Batch
+	if err := NewDecoder(Options{}).DecodeEvent(&b, []byte("{not json"), now); !errors.Is(err, ErrInvalidEvent) || len(b.Logs) != 0 {
+		t.Errorf("DecodeEvent({not json) = %v, %d logs; want ErrInvalidEvent", err, len(b.Logs))
+	}
+}
+
 func TestEventDefaults(t *testing.T) {
 	// No end, no host, no severity: end is start+1ms, the default source,
 	// INFO, the name as message; repeated hosts beyond the first are attrs.

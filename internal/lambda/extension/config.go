@@ -28,6 +28,8 @@ type Config struct {
 	Batch     ingest.BatchConfig
 	Spool     ingest.SpoolConfig
 	Flush     FlushConfig
+	// HTTP bounds the HTTP requests of the unified Wavefront line ports.
+	HTTP HTTPConfig
 	// Source is the default source of every item: the function name.
 	Source string
 	// TelemetryPort is the port of the Telemetry API listener (default
@@ -59,6 +61,28 @@ type StreamConfig struct {
 	Embedded yaml.Node `yaml:"embedded"`
 	// kafkaURL carries LES_STREAM=kafka://… to the kafka backend.
 	kafkaURL *url.URL
+}
+
+// HTTPConfig is what the unified Wavefront line ports (the tcp listeners
+// of formats wavefront and trace, which also answer HTTP as les up's do:
+// ADR 0012) apply to HTTP requests: the keys of agent.http in les.yaml
+// that les up applies to its line ports. The other keys of agent.http
+// (listen, protect_metrics) are les up's API port, which the extension
+// does not have, and are ignored.
+type HTTPConfig struct {
+	// Token, when set, is required as les up requires it (Bearer,
+	// X-AUTH-TOKEN, ?t=); by default none: the listeners are on the
+	// sandbox's loopback.
+	Token string `yaml:"token"`
+	// MaxBody bounds a body, decompressed (default 4 MiB: a sandbox's
+	// memory is small; wavefront-sdk-go's default batch of 10,000 lines
+	// is about 1–2 MB). Larger bodies are answered 413.
+	MaxBody int64 `yaml:"max_body"`
+	// ReadTimeout bounds reading one request (default 1m).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MaxConcurrent bounds requests served at once (default 4); all
+	// bodies being read hold at most max_concurrent × max_body bytes.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // FlushConfig is the end-of-invocation flush policy (ADR 0005).
@@ -187,6 +211,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.TelemetryPort = p
 	}
+	if err := c.HTTP.defaults(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Batch.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -204,6 +231,23 @@ func Load(getenv func(string) string) (*Config, error) {
 	return c, nil
 }
 
+// defaults fills the unset limits and rejects negative ones.
+func (h *HTTPConfig) defaults() error {
+	if h.MaxBody < 0 || h.ReadTimeout < 0 || h.MaxConcurrent < 0 {
+		return fmt.Errorf("agent.http: max_body %d, read_timeout %s, max_concurrent %d: none may be negative", h.MaxBody, h.ReadTimeout, h.MaxConcurrent)
+	}
+	if h.MaxBody == 0 {
+		h.MaxBody = 4 << 20
+	}
+	if h.ReadTimeout == 0 {
+		h.ReadTimeout = time.Minute
+	}
+	if h.MaxConcurrent == 0 {
+		h.MaxConcurrent = 4
+	}
+	return nil
+}
+
 // loadFile reads the agent and stream sections of a les.yaml (strict
 // YAML with ${ENV}, as les reads it).
 func (c *Config) loadFile(path string) error {
@@ -217,6 +261,12 @@ func (c *Config) loadFile(path string) error {
 	}
 	c.Stream = f.Stream
 	c.Listeners = f.Agent.Listeners
+	if !f.Agent.HTTP.IsZero() {
+		// Not strict: les up's other agent.http keys are accepted.
+		if err := f.Agent.HTTP.Decode(&c.HTTP); err != nil {
+			return fmt.Errorf("LES_CONFIG: agent.http: %w", err)
+		}
+	}
 	b, s := f.Agent.Batch, f.Agent.Spool
 	if b.FlushInterval != 0 {
 		c.Batch.FlushInterval = b.FlushInterval

@@ -281,8 +281,9 @@ func (x *ext) start(ctx context.Context) error {
 	x.unsettled = x.reg.Counter("les_lambda_unsettled_at_freeze_total")
 	x.synthesized = x.reg.Counter("les_lambda_synthesized_endings_total")
 
+	newHTTP := lineHTTP(cfg, x.batcher, x.reg, x.log)
 	for _, l := range cfg.Listeners {
-		r, addr, err := bind(l, cfg.Source, x.batcher, x.reg, x.log)
+		r, addr, err := bind(l, cfg.Source, x.batcher, x.reg, x.log, newHTTP)
 		if err != nil {
 			return fmt.Errorf("listen %s %s %s: %w", l.Format, l.Transport, l.Address, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 
 	"github.com/les-streams/les/internal/format/emf"
@@ -11,6 +12,7 @@ import (
 	"github.com/les-streams/les/internal/format/statsd"
 	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
+	"github.com/les-streams/les/internal/ingest/wfhttp"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
 )
@@ -128,13 +130,18 @@ type runner interface {
 // udpReadBatch is the recvmmsg batch of the extension's UDP readers.
 const udpReadBatch = 4
 
-// bind opens one listener socket feeding b.
-func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger) (runner, string, error) {
+// bind opens one listener socket feeding b. lineHTTP, when not nil, makes
+// the HTTP server of each unified tcp listener (wfhttp.Unified).
+func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger, lineHTTP func() *http.Server) (runner, string, error) {
 	spec := formats()[l.Format]
 	newDec := func() ingest.Decoder { return spec.newDecoder(l, source) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, reg)
 	if l.Transport == "tcp" {
-		t, err := ingest.ListenTCP(ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}, in, newDec, log)
+		tc := ingest.TCPConfig{Address: l.Address, MaxLine: l.MaxLine, MaxConnections: l.MaxConnections}
+		if lineHTTP != nil && wfhttp.Unified(l.Format) {
+			tc.HTTP = lineHTTP()
+		}
+		t, err := ingest.ListenTCP(tc, in, newDec, log)
 		if err != nil {
 			return nil, "", err
 		}
@@ -155,6 +162,27 @@ func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Re
 		return nil, "", err
 	}
 	return u, u.Addr().String(), nil
+}
+
+// lineHTTP returns what makes the HTTP servers of the unified Wavefront
+// line ports, as les up's (internal/app/lineport.go, ADR 0012): /report
+// and /api/v2/event of wfhttp, with the function name as the default
+// source, agent.http's token and limits (ingest.LimitIntake: body size,
+// slow bodies, concurrency) and timeouts; other paths are 404. A 2xx
+// answer means the items are in the batcher, as raw lines are once read
+// (ingest.AcceptQueued): the function never waits for the stream, and
+// the end-of-invocation flush publishes or spools them (ADR 0005). It
+// returns nil when no listener is unified.
+func lineHTTP(cfg *Config, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger) func() *http.Server {
+	if !slices.ContainsFunc(cfg.Listeners, func(l ListenerConfig) bool { return l.Transport == "tcp" && wfhttp.Unified(l.Format) }) {
+		return nil
+	}
+	mux := http.NewServeMux()
+	wfhttp.Handle(mux, wfhttp.Config{Token: cfg.HTTP.Token, MaxBody: cfg.HTTP.MaxBody, DefaultSource: cfg.Source,
+		Accept: ingest.AcceptQueued}, b, reg)
+	h := ingest.LinePortHandler(ingest.LimitIntake(mux, ingest.IntakeLimits{MaxBody: cfg.HTTP.MaxBody,
+		MaxConcurrent: cfg.HTTP.MaxConcurrent, ReadTimeout: cfg.HTTP.ReadTimeout, Metrics: reg}), nil, reg)
+	return func() *http.Server { return ingest.LinePortServer(h, cfg.HTTP.ReadTimeout, log) }
 }
 
 // emfLineDecoder: every line (TCP) or datagram (UDP) is one EMF document.
