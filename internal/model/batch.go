@@ -29,6 +29,9 @@ type Batch struct {
 	// EventArena and LinkArena hold the Events and Links of Spans.
 	EventArena []SpanEvent
 	LinkArena  []SpanLink
+	// SeriesN is how many series numbers (Metric.Series) decoders have
+	// given out in this batch.
+	SeriesN uint32
 }
 
 // Reset empties the batch and keeps its capacity.
@@ -50,6 +53,7 @@ func (b *Batch) Reset() {
 	b.EventArena = b.EventArena[:0]
 	clear(b.LinkArena)
 	b.LinkArena = b.LinkArena[:0]
+	b.SeriesN = 0
 }
 
 // Len is the number of accepted items in the batch.

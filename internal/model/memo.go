@@ -18,11 +18,17 @@ import "unsafe"
 type SeriesMemo[V any] struct {
 	gen   uint32
 	slots *[memoSlots]memoSlot[V]
+	// numbered are the slots of series the decoder numbered
+	// (Metric.Series): one per number, so they never take turns.
+	numbered []memoSlot[V]
 }
 
 const (
 	memoBits  = 10
 	memoSlots = 1 << memoBits
+	// memoNumbered bounds the numbered slots (a batch of more series
+	// uses the shared slots for the rest).
+	memoNumbered = 1 << 16
 )
 
 type memoSlot[V any] struct {
@@ -43,18 +49,27 @@ func (m *SeriesMemo[V]) Next() {
 }
 
 // Slot returns the value of the series (name, source, tags) and extra (a
-// kind, say), and whether it was remembered in this batch. When it was
-// not, the slot now belongs to this series and the caller fills *v (its
-// previous content is a stale value of another series, kept so that its
-// buffers can be reused).
-func (m *SeriesMemo[V]) Slot(name, source string, tags Tags, extra uint8) (v *V, hit bool) {
+// kind, say), and whether it was remembered in this batch. number is the
+// point's Metric.Series (0: none). When it was not remembered, the slot
+// now belongs to this series and the caller fills *v (its previous
+// content is a stale value of another series, kept so that its buffers
+// can be reused).
+func (m *SeriesMemo[V]) Slot(number uint32, name, source string, tags Tags, extra uint8) (v *V, hit bool) {
 	if m.slots == nil {
 		m.Next()
 	}
 	np, sp, tp := unsafe.StringData(name), unsafe.StringData(source), unsafe.SliceData(tags)
-	// The slot is chosen by the name's memory alone: the series encoding
-	// gives every table entry its own name, so names spread the slots.
-	s := &m.slots[uint64(uintptr(unsafe.Pointer(np)))*0x9e3779b97f4a7c15>>(64-memoBits)]
+	var s *memoSlot[V]
+	if i := int(number) - 1; i >= 0 && i < memoNumbered {
+		if i >= len(m.numbered) {
+			m.numbered = append(m.numbered, make([]memoSlot[V], i+1-len(m.numbered))...)
+		}
+		s = &m.numbered[i]
+	} else {
+		// Chosen by the name's memory alone: the series encoding gives
+		// every table entry its own name, so names spread the slots.
+		s = &m.slots[uint64(uintptr(unsafe.Pointer(np)))*0x9e3779b97f4a7c15>>(64-memoBits)]
+	}
 	if s.gen == m.gen && s.name == np && s.source == sp && s.tags == tp && s.extra == extra &&
 		s.nlen == len(name) && s.slen == len(source) && s.ntags == len(tags) {
 		return &s.v, true

@@ -143,6 +143,12 @@ type Metric struct {
 	// Window is the roll-up granularity requested for a Sample (e.g. by the
 	// histogram port it arrived on); WindowNone leaves it to the rollup rules.
 	Window Window
+	// Series, when not 0, numbers the point's series within its batch:
+	// the wire decoder sets it for the series encoding (1 + the batch's
+	// count of series before the record + the index in the record's
+	// table). It is a hint for SeriesMemo, never identity: points copied
+	// between batches keep a number that means nothing there.
+	Series uint32
 }
 
 // Aggregated reports whether m is raw input to be aggregated by the rollup

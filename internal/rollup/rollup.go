@@ -240,7 +240,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			if w.Nanos() == 0 {
 				w = r.cfg.DefaultWindow
 			}
-			h := r.seriesKey(aggDist, m.Name, m.Source, m.Tags)
+			h := r.seriesKey(m.Series, aggDist, m.Name, m.Source, m.Tags)
 			if e := r.entry(h, w, m.Timestamp, now, 1); e != nil {
 				e.sketch.Add(m.Value)
 				r.stats.SamplesIn++
@@ -253,7 +253,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			case model.Set:
 				kind = aggSet
 			}
-			h := r.seriesKey(kind, m.Name, m.Source, m.Tags)
+			h := r.seriesKey(m.Series, kind, m.Name, m.Source, m.Tags)
 			for _, w := range r.cfg.Windows {
 				e := r.entry(h, w, m.Timestamp, now, 1)
 				if e == nil {
@@ -298,7 +298,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			r.stats.Invalid++
 			continue
 		}
-		h := r.seriesKey(aggDist, d.Name, d.Source, d.Tags)
+		h := r.seriesKey(0, aggDist, d.Name, d.Source, d.Tags)
 		if e := r.entry(h, w, d.Timestamp, now, n); e != nil {
 			mn, mx := d.Min, d.Max
 			if d.Count == 0 { // no summary: derive from centroids
@@ -369,8 +369,8 @@ var hashMask = ^uint64(0)
 
 // seriesKey puts the identity of a series into r.key and returns its hash;
 // once per item, however many windows the item is aggregated at.
-func (r *Rollup) seriesKey(kind aggKind, name, source string, tags model.Tags) uint64 {
-	m, hit := r.memo.Slot(name, source, tags, uint8(kind))
+func (r *Rollup) seriesKey(number uint32, kind aggKind, name, source string, tags model.Tags) uint64 {
+	m, hit := r.memo.Slot(number, name, source, tags, uint8(kind))
 	r.keyTags = len(tags)
 	if hit {
 		r.key = append(r.key[:0], m.key...)

@@ -171,6 +171,8 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 		return fmt.Errorf("%w: %d items cannot fit in %d bytes", ErrCorrupt, count, len(r.b)-r.off)
 	}
 	dst.Metrics = growMetrics(dst.Metrics, int(count))
+	base := dst.SeriesN + 1
+	dst.SeriesN += uint32(len(tab))
 	var ts int64
 	for i := uint32(0); i < count; i++ {
 		idx := r.uvarint()
@@ -181,7 +183,7 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 		}
 		e := &tab[idx]
 		dst.Metrics = append(dst.Metrics, model.Metric{Name: e.name, Value: v, Timestamp: ts,
-			Source: e.source, Tags: e.tags, Kind: e.kind, Window: e.window})
+			Source: e.source, Tags: e.tags, Kind: e.kind, Window: e.window, Series: base + uint32(idx)})
 	}
 	if r.off != len(r.b) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)

@@ -16,6 +16,10 @@ import (
 	"github.com/les-streams/les/internal/model"
 )
 
+// ignoreSeries leaves out the decoder's series numbers (TestSeriesNumbers
+// checks them): the points encoded have none.
+var ignoreSeries = cmpopts.IgnoreFields(model.Metric{}, "Series")
+
 // randomMetrics is n points over series series, with every kind and
 // window, timestamps that go back as well as forward, and values of every
 // class (NaN, infinities, negative zero).
@@ -75,7 +79,7 @@ func TestSeriesRoundTrip(t *testing.T) {
 			if h.Encoding != EncodingSeries || h.Count != uint32(len(want)) {
 				t.Fatalf("header %+v", h)
 			}
-			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries); diff != "" {
 				t.Fatalf("round trip (-want +got):\n%s", diff)
 			}
 		})
@@ -101,7 +105,7 @@ func TestSeriesEncoderReuse(t *testing.T) {
 		if _, err := d.Decode(&got, rec); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+		if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries); diff != "" {
 			t.Fatalf("round %d (-want +got):\n%s", round, diff)
 		}
 	}
@@ -218,7 +222,7 @@ func TestSeriesUndo(t *testing.T) {
 	if _, err := d.Decode(&got, rec); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 	// Unique entries: the undone series are not in the table, so it
@@ -282,7 +286,7 @@ func FuzzSeriesRoundTrip(f *testing.F) {
 			if _, err := d.Decode(&got, encodeSeries(t, want, c)); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs()); diff != "" {
+			if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries); diff != "" {
 				t.Fatalf("round trip (-want +got):\n%s", diff)
 			}
 		}
@@ -297,4 +301,40 @@ func FuzzSeriesDecode(f *testing.F) {
 		var b model.Batch
 		_, _ = d.Decode(&b, rec) // must not panic or hang
 	})
+}
+
+// TestSeriesNumbers: the decoder numbers the series of a batch: points of
+// one series share a number, other series have other numbers, and a
+// second record decoded into the same batch continues the numbering.
+func TestSeriesNumbers(t *testing.T) {
+	var d Decoder
+	var b model.Batch
+	recs := [][]byte{encodeSeries(t, randomMetrics(9, 500, 40), CompressionNone), encodeSeries(t, randomMetrics(10, 500, 30), CompressionS2)}
+	for _, rec := range recs {
+		if _, err := d.Decode(&b, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byNumber := map[uint32]string{}
+	numbers := map[string]uint32{}
+	for i, m := range b.Metrics {
+		key := fmt.Sprint(i >= 500, m.Kind, m.Window, m.Name, m.Source, m.Tags) // the record, then the series
+		if m.Series == 0 || m.Series > b.SeriesN {
+			t.Fatalf("point %d: number %d of %d", i, m.Series, b.SeriesN)
+		}
+		if k, ok := byNumber[m.Series]; ok && k != key {
+			t.Fatalf("number %d for %s and %s", m.Series, k, key)
+		}
+		if n, ok := numbers[key]; ok && n != m.Series {
+			t.Fatalf("series %s numbered %d and %d", key, n, m.Series)
+		}
+		byNumber[m.Series], numbers[key] = key, m.Series
+	}
+	if int(b.SeriesN) != len(numbers) {
+		t.Fatalf("SeriesN %d, %d series", b.SeriesN, len(numbers))
+	}
+	b.Reset()
+	if b.SeriesN != 0 {
+		t.Fatal("Reset kept SeriesN")
+	}
 }

@@ -240,7 +240,7 @@ func (e *encoder) metric(m *model.Metric, item int32) {
 	}
 	// The labels of a series are sanitised, sorted and encoded once per
 	// batch when its points share the series' memory (model.SeriesMemo).
-	sl, hit := e.memo.Slot(m.Name, m.Source, m.Tags, 0)
+	sl, hit := e.memo.Slot(m.Series, m.Name, m.Source, m.Tags, 0)
 	if !hit {
 		e.ar.reset()
 		var name string
