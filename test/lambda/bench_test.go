@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // TestEmulatorMeasure prints (it asserts nothing about speed) what the
@@ -20,7 +23,8 @@ import (
 // extension, with test/lambda/minext (an extension that only calls next:
 // the emulator's share of any extension) and with les, for a function
 // that emits over TCP, over UDP, only two StatsD datagrams (quiet) or
-// nothing (silent); les also with a dead stream endpoint. Post-runtime
+// nothing (silent); les also with a dead stream endpoint, and with
+// LES_STREAM=kafka:// (kfake; healthy and dead endpoint). Post-runtime
 // time is REPORT Duration − RTDONE duration in the emulator's log; les'
 // rows add its init time and idle RSS. LES_LAMBDA_BENCH_ROUNDS=R (default
 // 1) runs all cases R times, interleaved, and prints each p50 and p99 of
@@ -29,6 +33,10 @@ import (
 // docs/performance.md quotes its output. Run:
 //
 //	LES_LAMBDA_BENCH=1000 LES_LAMBDA_BENCH_ROUNDS=3 go test -count=1 -run TestEmulatorMeasure -v ./test/lambda/
+//
+// and for the TCP rows only (Kafka, Kinesis and no extension):
+//
+//	LES_LAMBDA_BENCH=1000 LES_LAMBDA_BENCH_ROUNDS=3 LES_LAMBDA_BENCH_CASES='TCP$' go test -count=1 -run TestEmulatorMeasure -v ./test/lambda/
 func TestEmulatorMeasure(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("LES_LAMBDA_BENCH"))
 	if n <= 0 {
@@ -40,6 +48,14 @@ func TestEmulatorMeasure(t *testing.T) {
 	dead := fmt.Sprintf("http://%s", closedAddr(t))
 	healthy := map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2", "AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}
 	fwd := []string{hostPort(endpoint)}
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kafkaAddr := kc.ListenAddrs()[0]
+	kafkaHealthy := map[string]string{"LES_STREAM": "kafka://" + kafkaAddr + "/rie?partitions=2", "LES_LOG_LEVEL": "info"}
+	kafkaDead := map[string]string{"LES_STREAM": "kafka://" + closedAddr(t) + "/rie?partitions=2", "LES_LOG_LEVEL": "info"}
 	const tcp, udp, quiet, silent = `{"n":1}`, `{"n":1,"udp":true}`, `{"quiet":true}`, `{"silent":true}`
 	type benchCase struct {
 		name, ext string
@@ -51,6 +67,10 @@ func TestEmulatorMeasure(t *testing.T) {
 		{"no extension, TCP", extNone, nil, nil, tcp},
 		{"les, healthy, TCP", extLes, healthy, fwd, tcp},
 		{"les, dead endpoint, TCP", extLes, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2", "AWS_ENDPOINT_URL_KINESIS": dead, "LES_LOG_LEVEL": "info"}, nil, tcp},
+		// LES_STREAM=kafka:// (kafkalite), kfake forwarded into the
+		// sandbox; dead: nothing listens at the address in the sandbox.
+		{"les, kafka, TCP", extLes, kafkaHealthy, []string{kafkaAddr}, tcp},
+		{"les, kafka, dead endpoint, TCP", extLes, kafkaDead, nil, tcp},
 		// The same function emitting over UDP only: its emission costs the
 		// same whether les listens or not.
 		{"no extension, UDP", extNone, nil, nil, udp},
@@ -90,7 +110,7 @@ func TestEmulatorMeasure(t *testing.T) {
 			r := &results[i]
 			r.p50, r.p99 = append(r.p50, pct(lat, 50)), append(r.p99, pct(lat, 99))
 			r.post50, r.post99 = append(r.post50, pct(post, 50)), append(r.post99, pct(post, 99))
-			line := fmt.Sprintf("round %d %-24s latency p50 %s p99 %s | post-runtime p50 %s p99 %s (%d samples) | load %s",
+			line := fmt.Sprintf("round %d %-31s latency p50 %s p99 %s | post-runtime p50 %s p99 %s (%d samples) | load %s",
 				round+1, c.name, pct(lat, 50), pct(lat, 99), pct(post, 50), pct(post, 99), len(post), loadavg())
 			if c.ext == extLes {
 				if m := regexp.MustCompile(`les extension ready.*init_ms=([0-9.]+)`).FindStringSubmatch(out); m != nil {
@@ -98,13 +118,19 @@ func TestEmulatorMeasure(t *testing.T) {
 				}
 				line += " | RSS " + e.extensionRSS()
 			}
-			t.Log(line)
 			e.stop()
+			if c.ext == extLes {
+				// What the stream had not taken by the end of SHUTDOWN:
+				// none when healthy; a dead endpoint's batches.
+				spooled, _ := filepath.Glob(filepath.Join(e.tmp, "les", "spool", "*.rec"))
+				line += fmt.Sprintf(" | spooled at exit %d", len(spooled))
+			}
+			t.Log(line)
 		}
 	}
 	for i, c := range cases {
 		r := results[i]
-		t.Logf("%-24s latency p50 %s | p99 %s | post-runtime p50 %s | p99 %s", c.name,
+		t.Logf("%-31s latency p50 %s | p99 %s | post-runtime p50 %s | p99 %s", c.name,
 			strings.Join(r.p50, " "), strings.Join(r.p99, " "), strings.Join(r.post50, " "), strings.Join(r.post99, " "))
 	}
 }

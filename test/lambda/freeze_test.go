@@ -46,6 +46,25 @@ import (
 // 20 cycles by default; LES_LAMBDA_FREEZE_CYCLES=100 for the figure in
 // docs/performance.md.
 func TestEmulatorFreezeThaw(t *testing.T) {
+	cycles := freezeCycles(t)
+	endpoint, name := kinesisStream(t)
+	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
+		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
+	out := freezeThaw(t, e, e.fwds[0], cycles, freezeHooks{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := kinesis.Open(ctx, kinesis.Config{Stream: name, Endpoint: endpoint, PollInterval: kinesis.MinPollInterval}, 2, kinesis.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	checkFreezeThaw(t, readValues(t, st, stream.ConsumeOptions{FromStart: true}, cycles), cycles, out)
+}
+
+// freezeCycles is the number of freeze/thaw cycles: 20, or
+// LES_LAMBDA_FREEZE_CYCLES.
+func freezeCycles(t *testing.T) int {
+	t.Helper()
 	cycles := 20
 	if v := os.Getenv("LES_LAMBDA_FREEZE_CYCLES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -54,10 +73,26 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 		}
 		cycles = n
 	}
-	endpoint, name := kinesisStream(t)
-	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
-		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
-	px := e.fwds[0]
+	return cycles
+}
+
+// freezeHooks let a freeze/thaw test act at two points of every cycle
+// n; nil ones do nothing.
+type freezeHooks struct {
+	// invoked runs when invocation n has ended (its REPORT line), before
+	// the freeze; up: the endpoint was up during the invocation.
+	invoked func(n int, up bool)
+	// frozen runs while the sandbox is frozen, just after the endpoint
+	// went down (listener and connections closed).
+	frozen func(n int)
+}
+
+// freezeThaw runs the cycles of the freeze/thaw tests on e, whose stream
+// endpoint is behind px (see TestEmulatorFreezeThaw), calling h's hooks,
+// then stops the emulator (SHUTDOWN: the final flush) and returns its
+// output.
+func freezeThaw(t *testing.T, e *emulator, px *proxy, cycles int, h freezeHooks) string {
+	t.Helper()
 	downFor := 0 // invocations the endpoint has been down for
 	for n := 1; n <= cycles; n++ {
 		if ans, _ := e.call(fmt.Sprintf(`{"n":%d}`, n)); ans != `"ok"` {
@@ -65,6 +100,9 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 		}
 		if !e.out.waitFor(10*time.Second, e.done, func(s string) bool { return strings.Count(s, "REPORT RequestId") >= n }) {
 			t.Fatalf("invocation %d: no REPORT line", n)
+		}
+		if h.invoked != nil {
+			h.invoked(n, downFor == 0)
 		}
 		procs := e.sandboxProcs()
 		if len(procs) != 2 {
@@ -81,6 +119,9 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 		// Frozen: restart the endpoint, or take it down for the next
 		// invocation, or bring it back.
 		px.Stop()
+		if h.frozen != nil {
+			h.frozen(n)
+		}
 		switch {
 		case downFor > 0:
 			downFor = 0
@@ -97,13 +138,21 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 		}
 	}
 	px.Start()
+	before := px.Accepted()
 	e.stop() // SHUTDOWN: the final flush
+	t.Logf("the extension connected to the endpoint %d times during the cycles, %d at SHUTDOWN", before, px.Accepted()-before)
 	out := e.out.String()
 	if !strings.Contains(out, "les extension ready") {
 		t.Fatalf("the extension never got ready:\n%s", out)
 	}
+	return out
+}
 
-	c := readValues(t, endpoint, name, 2, cycles)
+// checkFreezeThaw reports what the stream holds after cycles cycles (c)
+// and fails the test for every item lost or duplicated under a new batch
+// id; out is the emulator's output.
+func checkFreezeThaw(t *testing.T, c *valueCounts, cycles int, out string) {
+	t.Helper()
 	lost, dups := c.check(cycles)
 	t.Logf("%d cycles (%d with the endpoint down for an invocation): %d items emitted, %d lost; duplicates: %d items in %d re-published records (same batch id: consumers drop them), %d items under new batch ids",
 		cycles, (cycles-1)/5, 4*cycles, len(lost), c.repeatedItems, c.repeatedRecords, dups)
@@ -155,21 +204,16 @@ func (c *valueCounts) check(cycles int) (lost []string, dups int) {
 	return lost, dups
 }
 
-// readValues reads the stream until every item of cycles invocations is
+// readValues reads st with o until every item of cycles invocations is
 // there (or 30 s pass).
-func readValues(t *testing.T, endpoint, name string, partitions, cycles int) *valueCounts {
+func readValues(t *testing.T, st stream.Stream, o stream.ConsumeOptions, cycles int) *valueCounts {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := kinesis.Open(ctx, kinesis.Config{Stream: name, Endpoint: endpoint, PollInterval: kinesis.MinPollInterval}, partitions, kinesis.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	c := &valueCounts{seen: map[string]int{}}
 	ids := map[string]bool{}
 	var dec wire.Decoder
-	err = st.Consume(ctx, stream.ConsumeOptions{FromStart: true}, func(_ context.Context, ds []stream.Delivery) error {
+	err := st.Consume(ctx, o, func(_ context.Context, ds []stream.Delivery) error {
 		for _, d := range ds {
 			var b model.Batch
 			h, err := dec.Decode(&b, d.Data)

@@ -144,6 +144,7 @@ type emulator struct {
 	out    *lockedBuffer
 	done   chan struct{}
 	fwds   []*proxy
+	tmp    string // the directory bound over the sandbox's /tmp
 }
 
 // lockedBuffer collects the emulator's output; waitFor waits on it.
@@ -330,7 +331,7 @@ func startEmulatorExt(t *testing.T, ext string, env map[string]string, forward .
 	// The emulator and the bridge must be reachable once /tmp is covered.
 	copyFile(t, rie, filepath.Join(opt, ".rie", "aws-lambda-rie"))
 	copyFile(t, bridge, filepath.Join(opt, ".rie", "netbridge"))
-	e := &emulator{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
+	e := &emulator{t: t, out: &lockedBuffer{}, done: make(chan struct{}), tmp: tmp}
 	args := []string{}
 	for i, addr := range forward {
 		sock := filepath.Join(opt, ".rie", fmt.Sprintf("fwd%d.sock", i))
