@@ -3,10 +3,14 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -149,6 +153,87 @@ func TestClaimRunnerHandoffAndCrash(t *testing.T) {
 			t.Fatalf("partitions still running after both members stopped: %v", maps.Collect(maps.All(o)))
 		}
 	})
+}
+
+// TestClaimRunnerFinalCheckpointRefused: a released partition whose
+// final checkpoint fails says so at WARN (the Claimer drops a released
+// run's error; the next owner replays from the checkpoint before), and
+// Run still returns nil.
+func TestClaimRunnerFinalCheckpointRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := mem.NewStore()
+		pub := mem.New(store, mem.Config{Partitions: claimParts})
+		logs := &warnings{}
+		r, err := NewClaimRunner(ProcConfig{Name: "count", Origins: []string{stream.OriginIngest}, Origin: stream.OriginRollup,
+			Tick: time.Second}, refusingFinal{mem.New(store, mem.Config{Partitions: claimParts})},
+			func(int) Processor { return &countProc{} }, selfmetric.New(), slog.New(logs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		synctest.Wait()
+		publishParts(t, pub, 0, claimParts, 5, claimParts)
+		synctest.Wait() // folded in; the next checkpoint is a tick away
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		if len(logs.released) != claimParts {
+			t.Fatalf("WARN for released partitions %v (all warnings: %q), want each of the %d", logs.released, logs.msgs, claimParts)
+		}
+	})
+}
+
+// refusingFinal is a mem Stream whose claimed partitions' saves fail once
+// their run's ctx is done: every final checkpoint is refused.
+type refusingFinal struct{ *mem.Stream }
+
+func (s refusingFinal) Claim(ctx context.Context, group string, run func(context.Context, int, stream.StateStore) error) error {
+	return s.Stream.Claim(ctx, group, func(ctx context.Context, part int, st stream.StateStore) error {
+		return run(ctx, part, refusingStore{st, ctx})
+	})
+}
+
+type refusingStore struct {
+	stream.StateStore
+	run context.Context
+}
+
+func (s refusingStore) Save(ctx context.Context, b []byte) error {
+	if s.run.Err() != nil {
+		return errors.New("refused")
+	}
+	return s.StateStore.Save(ctx, b)
+}
+
+// warnings is a slog.Handler keeping the messages at WARN and above, and
+// the partitions of "partition released" ones.
+type warnings struct {
+	mu       sync.Mutex
+	msgs     []string
+	released []int64
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	if strings.HasPrefix(r.Message, "partition released") {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "partition" {
+				w.released = append(w.released, a.Value.Int64())
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // recordsFolded reads les_consumer_records_total{consumer="count"}.

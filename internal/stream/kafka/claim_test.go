@@ -3,6 +3,8 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -150,6 +152,71 @@ func TestClaimStore(t *testing.T) {
 	}
 }
 
+// TestClaimStoreSaveAfterAbandoned: a Save that ends on its ctx leaves its
+// chunks in the shared producer client, and franz-go fails every record
+// buffered for a partition once the first one's context is done: the
+// chunks of the next Save of that partition with them, though its ctx is
+// live. That next Save is the final checkpoint of a revoked partition
+// whose run was cancelled in the middle of a periodic one: it failed
+// ("context canceled") and the next owner started from the periodic
+// checkpoint before it (TestClaimMembers, under load). It sends its
+// chunks again and succeeds.
+func TestClaimStoreSaveAfterAbandoned(t *testing.T) {
+	c := newCluster(t)
+	reg := selfmetric.New()
+	s, err := Open(context.Background(), Config{Brokers: c.ListenAddrs(), MaxRecordBytes: 4096}, 2, Deps{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// The live Save below is 3 chunks; when the client is handed its
+	// last, the first two are buffered.
+	lastChunk := make(chan struct{})
+	var once sync.Once
+	hookProducer(t, s, func(r *kgo.Record) {
+		if len(r.Value) < chunkHeader || r.Partition != 0 {
+			return
+		}
+		if h := r.Value[len(chunkMagic):]; binary.LittleEndian.Uint32(h[28:]) == 3 && binary.LittleEndian.Uint32(h[24:]) == 2 {
+			once.Do(func() { close(lastChunk) })
+		}
+	})
+	st0, st1 := claimStore(t, s, "g", 0), claimStore(t, s, "g", 1)
+	mustLoad(t, st0)
+	mustLoad(t, st1)
+
+	// The client's first produce request, held: what follows for
+	// partition 0 stays buffered.
+	held, release := holdProduce(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	heldErr := make(chan error, 1)
+	go func() { heldErr <- st1.Save(ctx, ckptBytes("held", 100)) }()
+	<-held // and the topic's partitions known
+
+	// A Save whose ctx ends while its chunk is buffered (a run cancelled
+	// mid-save), then one whose ctx is live (the final checkpoint).
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	if err := st0.Save(gone, ckptBytes("abandoned", 100)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("save with a cancelled ctx: %v", err)
+	}
+	liveErr := make(chan error, 1)
+	go func() { liveErr <- st0.Save(ctx, ckptBytes("live", 10000)) }()
+	<-lastChunk
+	release()
+	if err := <-liveErr; err != nil {
+		t.Fatalf("a save whose ctx is live, after one abandoned: %v", err)
+	}
+	if err := <-heldErr; err != nil {
+		t.Fatal(err)
+	}
+	n, _ := mustLoad(t, claimStore(t, s, "g", 0))
+	if !bytes.Equal(n, ckptBytes("live", 10000)) {
+		t.Fatalf("next owner loaded %q (%d bytes), want the live save's checkpoint", tagOf(n), len(n))
+	}
+}
+
 func putHeader(v []byte, epoch, writer, seq uint64, idx, count uint32) {
 	h := v[len(chunkMagic):]
 	le := func(b []byte, x uint64, n int) {
@@ -169,6 +236,10 @@ type claimLog struct {
 	mu     sync.Mutex
 	owner  map[int]string    // partition → member running it now
 	loaded map[string]string // "member/partition" → tag of the checkpoint its run loaded last
+	saved  map[string]string // "member/partition" → tag of the checkpoint its run saved last
+	// finalErr is "member/partition" → the error of its run's final
+	// save, when it failed.
+	finalErr map[string]error
 	// overlaps are loads of a partition whose run by another member had
 	// not ended yet: two owners at once.
 	overlaps []string
@@ -176,7 +247,7 @@ type claimLog struct {
 }
 
 func newClaimLog() *claimLog {
-	return &claimLog{owner: map[int]string{}, loaded: map[string]string{}, change: make(chan struct{})}
+	return &claimLog{owner: map[int]string{}, loaded: map[string]string{}, saved: map[string]string{}, finalErr: map[string]error{}, change: make(chan struct{})}
 }
 
 func (l *claimLog) changed() {
@@ -207,10 +278,11 @@ func (l *claimLog) run(t *testing.T, name string) func(ctx context.Context, part
 			case <-ctx.Done():
 				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
-				if err := st.Save(fctx, []byte(fmt.Sprintf("%s-%d-final.", name, part))); err != nil {
-					t.Logf("%s: final save of partition %d: %v", name, part, err)
-				}
+				err := st.Save(fctx, []byte(fmt.Sprintf("%s-%d-final.", name, part)))
 				l.mu.Lock()
+				if err != nil {
+					l.finalErr[fmt.Sprintf("%s/%d", name, part)] = err
+				}
 				if l.owner[part] == name {
 					delete(l.owner, part)
 				}
@@ -218,9 +290,17 @@ func (l *claimLog) run(t *testing.T, name string) func(ctx context.Context, part
 				l.mu.Unlock()
 				return nil
 			case <-tick.C:
-				if err := st.Save(ctx, []byte(fmt.Sprintf("%s-%d-%d.", name, part, n))); err != nil && ctx.Err() == nil {
-					t.Logf("%s: save %d: %v", name, part, err)
+				tag := fmt.Sprintf("%s-%d-%d", name, part, n)
+				if err := st.Save(ctx, []byte(tag+".")); err != nil {
+					if ctx.Err() == nil {
+						t.Logf("%s: save %d: %v", name, part, err)
+					}
+					continue
 				}
+				l.mu.Lock()
+				l.saved[fmt.Sprintf("%s/%d", name, part)] = tag
+				l.changed()
+				l.mu.Unlock()
 			}
 		}
 	}
@@ -255,11 +335,12 @@ func (l *claimLog) waitFor(ctx context.Context, t *testing.T, what string, cond 
 func TestClaimMembers(t *testing.T) {
 	const parts = 4
 	g := newGroupCluster(t)
-	// A clean handoff must not depend on the machine's speed: the final
-	// checkpoint is written inside the revocation, and a member that has
-	// not rejoined within the rebalance timeout is dropped (its
-	// partitions then move without it). 1s was too short on a loaded CI
-	// machine (b loaded a's last regular checkpoint, not its final one).
+	// A clean handoff must not depend on the machine's speed: should a
+	// rebalance begin while a revocation (its final checkpoints) runs, a
+	// member that has not rejoined within the rebalance timeout is
+	// dropped and its partitions move without it. (The final checkpoints
+	// CI saw missed under load were not that but a save failed with an
+	// abandoned one: TestClaimStoreSaveAfterAbandoned.)
 	g.rebalance = 15 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -305,17 +386,13 @@ func TestClaimMembers(t *testing.T) {
 		if o != "b" {
 			continue
 		}
-		// b must start from a checkpoint a completed, and a's run of it
-		// had ended (no overlap, above). Normally that is a's final
-		// checkpoint; under heavy load CI once saw a's last periodic one
-		// (a replay of ≤ one tick, still exact), so that is accepted and
-		// logged.
-		switch got := l.loaded[fmt.Sprintf("b/%d", p)]; {
-		case got == fmt.Sprintf("a-%d-final", p):
-		case strings.HasPrefix(got, fmt.Sprintf("a-%d-", p)):
-			t.Logf("b's run of partition %d loaded %q, a periodic checkpoint of a, not its final one", p, got)
-		default:
-			t.Errorf("b's run of partition %d loaded %q, want a checkpoint of a's", p, got)
+		// b starts from a's final checkpoint: a's run of it had ended
+		// (no overlap, above) and its final save succeeded.
+		if err := l.finalErr[fmt.Sprintf("a/%d", p)]; err != nil {
+			t.Errorf("a's final save of partition %d in a clean handoff: %v", p, err)
+		}
+		if got, want := l.loaded[fmt.Sprintf("b/%d", p)], fmt.Sprintf("a-%d-final", p); got != want {
+			t.Errorf("b's run of partition %d loaded %q, want a's final checkpoint %q", p, got, want)
 		}
 	}
 	l.mu.Unlock()
@@ -330,6 +407,16 @@ func TestClaimMembers(t *testing.T) {
 		}
 	}
 	l.mu.Unlock()
+	// b has saved a checkpoint of each of them (else a resumes from its
+	// own final ones, rightly, and the check below cannot tell).
+	l.waitFor(ctx, t, "b saved each of its partitions", func() bool {
+		for _, p := range bParts {
+			if l.saved[fmt.Sprintf("b/%d", p)] == "" {
+				return false
+			}
+		}
+		return true
+	})
 	killed := time.Now()
 	bPlug.pull()
 	l.waitFor(ctx, t, "a owns all again", func() bool { return count("a") == parts })

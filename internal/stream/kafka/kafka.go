@@ -99,20 +99,7 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 		consumeErrors:  reg.Counter("les_stream_consume_errors_total", "backend", "kafka"),
 		ckptMetrics:    newCkptMetrics(reg),
 	}
-	s.cl, err = kgo.NewClient(s.clientOpts(
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		// Publish retries definite failures itself (and counts them);
-		// the client still retries, uncounted, where it cannot know
-		// whether a batch was written, which keeps idempotence.
-		kgo.RecordRetries(0),
-		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes+batchSlack)),
-		kgo.ProduceRequestTimeout(cfg.ProduceTimeout),
-		kgo.ProducerLinger(0),
-		// Records are compressed by the wire format (stream.compression);
-		// compressing them again costs CPU for nothing.
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
-	)...)
+	s.cl, err = kgo.NewClient(s.clientOpts(s.producerOpts()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
@@ -127,6 +114,25 @@ func Open(ctx context.Context, cfg Config, partitions int, deps Deps) (*Stream, 
 	s.admCl, s.adm = admCl, kadm.NewClient(admCl)
 	s.closeCtx, s.closeFn = context.WithCancel(context.WithoutCancel(ctx))
 	return s, nil
+}
+
+// producerOpts are the options of the shared producer client (after
+// clientOpts).
+func (s *Stream) producerOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Publish retries definite failures itself (and counts them);
+		// the client still retries, uncounted, where it cannot know
+		// whether a batch was written, which keeps idempotence.
+		kgo.RecordRetries(0),
+		kgo.ProducerBatchMaxBytes(int32(s.cfg.MaxRecordBytes + batchSlack)),
+		kgo.ProduceRequestTimeout(s.cfg.ProduceTimeout),
+		kgo.ProducerLinger(0),
+		// Records are compressed by the wire format (stream.compression);
+		// compressing them again costs CPU for nothing.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	}
 }
 
 // clientOpts returns the shared options followed by extra (a logger in

@@ -202,6 +202,98 @@ func TestBrokerOutage(t *testing.T) {
 	}
 }
 
+// TestPublishAfterAbandoned: a Publish that ends on its ctx leaves its
+// record in the shared producer client, and franz-go fails every record
+// buffered for a partition once the first one's context is done: the
+// next Publish's records of that partition with it, though its ctx is
+// live. They were never written; Publish sends them again (counted as
+// retries) and stores each once.
+func TestPublishAfterAbandoned(t *testing.T) {
+	c := newCluster(t)
+	reg := selfmetric.New()
+	s := open(t, c.ListenAddrs(), Deps{Metrics: reg})
+	on := func(part, i int) stream.Record {
+		r := streamtest.Rec(stream.OriginIngest, wire.SignalMetrics, i)
+		r.Partition = part
+		return r
+	}
+	last := on(0, 6)
+	lastTaken := make(chan struct{})
+	var once sync.Once
+	hookProducer(t, s, func(r *kgo.Record) {
+		for _, h := range r.Headers {
+			if h.Key == headerID && string(h.Value) == last.ID {
+				once.Do(func() { close(lastTaken) })
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	held, release := holdProduce(c)
+	heldErr := make(chan error, 1)
+	go func() { heldErr <- s.Publish(ctx, on(1, 2), on(1, 1)) }()
+	<-held // and the topic's partitions known
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	if err := s.Publish(gone, on(0, 3)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("publish with a cancelled ctx: %v", err)
+	}
+	liveErr := make(chan error, 1)
+	go func() { liveErr <- s.Publish(ctx, on(0, 4), on(0, 5), last) }()
+	<-lastTaken // 4 and 5 are buffered behind 3
+	release()
+	if err := <-liveErr; err != nil {
+		t.Fatalf("a publish whose ctx is live, after one abandoned: %v", err)
+	}
+	if err := <-heldErr; err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, reg, `les_stream_publish_retries_total{backend="kafka"}`); n < 2 {
+		t.Fatalf("publish retries = %v, want the records failed with the abandoned one (at least 2)", n)
+	}
+	if err := s.Publish(ctx, on(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	seen := readAll(t, s, 6) // 3 was never written
+	for _, i := range []int{0, 1, 2, 4, 5, 6} {
+		if seen[i] != 1 {
+			t.Fatalf("payload-%d stored %d times, want once (stored: %v)", i, seen[i], seen)
+		}
+	}
+}
+
+// hookProducer replaces s's producer client by one that calls buffered
+// for each record as the client takes it (before it is buffered).
+func hookProducer(t *testing.T, s *Stream, buffered func(*kgo.Record)) {
+	t.Helper()
+	s.cl.Close()
+	cl, err := kgo.NewClient(s.clientOpts(append(s.producerOpts(), kgo.WithHooks(bufferedHook(buffered)))...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cl = cl
+}
+
+type bufferedHook func(*kgo.Record)
+
+func (h bufferedHook) OnProduceRecordBuffered(r *kgo.Record) { h(r) }
+
+// holdProduce holds the next produce request c receives until release
+// is called; held is closed when it arrives. Until a client has its
+// first produce response, it sends one produce request at a time (later
+// up to 5 to a broker): if that is the held one, what it is given
+// meanwhile stays buffered.
+func holdProduce(c *kfake.Cluster) (held <-chan struct{}, release func()) {
+	h, r := make(chan struct{}), make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.DropControl()
+		close(h)
+		c.SleepControl(func() { <-r })
+		return nil, nil, false
+	})
+	return h, sync.OnceFunc(func() { close(r) })
+}
+
 // TestForeignRecord: a record not written by les (no les-id header, any
 // key, empty value) is delivered like any other; the consumer runner
 // dead-letters what it cannot decode.

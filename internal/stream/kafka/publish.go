@@ -135,6 +135,13 @@ func (s *Stream) publishTopics(ctx context.Context, names []string) (map[string]
 // produce sends rs and waits for all of them or ctx. It returns the
 // records to send again (retriable failures, in order) with the last such
 // error, or no records and nil or a final error.
+//
+// When it returns early on ctx, rs stay buffered in the shared client,
+// and franz-go fails every record buffered for a partition when the first
+// one's context is done (kgo.Client.Produce): records of later calls to
+// that partition, whose ctx is live, fail with the context error of this
+// one. Those were never written, so produce returns them to be sent again
+// (errFailedWithOthers), rather than as a final error.
 func (s *Stream) produce(ctx context.Context, rs []*kgo.Record) ([]*kgo.Record, error) {
 	errs := make([]error, len(rs))
 	done := make(chan struct{})
@@ -162,6 +169,11 @@ func (s *Stream) produce(ctx context.Context, rs []*kgo.Record) ([]*kgo.Record, 
 			return nil, fmt.Errorf("kafka: publish to %s: %w: %w", rs[i].Topic, stream.ErrTooLarge, err)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("kafka: publish to %s: %w", rs[i].Topic, err)
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			// Not our ctx (it is live, and was when the record failed):
+			// an earlier call's, whose records were buffered ahead.
+			failed = append(failed, rs[i])
+			last = fmt.Errorf("%w (%v)", errFailedWithOthers, err)
 		case !retriable(err):
 			return nil, fmt.Errorf("kafka: publish to %s: %w", rs[i].Topic, err)
 		default:
@@ -172,10 +184,18 @@ func (s *Stream) produce(ctx context.Context, rs []*kgo.Record) ([]*kgo.Record, 
 	return failed, last
 }
 
+// errFailedWithOthers is a record the client failed together with an
+// earlier call's record whose context ended (see produce); it was not
+// written, and sending it again succeeds.
+var errFailedWithOthers = errors.New("kafka: record failed with an earlier one buffered for its partition, whose caller gave up")
+
 // retriable reports whether sending again may succeed: Kafka's retriable
 // errors and connection errors, not context, closed-client or
 // non-retriable broker errors.
 func retriable(err error) bool {
+	if errors.Is(err, errFailedWithOthers) {
+		return true
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, kgo.ErrClientClosed) || errors.Is(err, kerr.MessageTooLarge) {
 		return false
