@@ -88,7 +88,7 @@ func (d *Decoder) decodeEvent(dst *model.Batch, line []byte, now int64) {
 			dst.AddTag("source_type_name", str(v))
 		}
 	}
-	l.Attrs = d.finishTags(dst, mark)
+	l.Attrs = finishTags(dst, mark, nil)
 	dst.Logs = append(dst.Logs, l)
 }
 
@@ -197,7 +197,7 @@ func (d *Decoder) decodeServiceCheck(dst *model.Batch, line []byte, now int64) {
 			}
 		}
 	}
-	l.Attrs = d.finishTags(dst, mark)
+	l.Attrs = finishTags(dst, mark, nil)
 	dst.Logs = append(dst.Logs, l)
 }
 

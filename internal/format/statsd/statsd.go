@@ -11,7 +11,9 @@ package statsd
 import (
 	"bytes"
 	"math"
+	"math/bits"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -99,6 +101,7 @@ type Decoder struct {
 	maxTags       int
 	defaultSource string
 	sourceTags    []string
+	sourcePre     []uint64 // keyPrefix of each of sourceTags
 }
 
 // NewDecoder returns a decoder with o's defaults filled in.
@@ -115,6 +118,13 @@ func NewDecoder(o Options) *Decoder {
 	} else {
 		d.sourceTags = append([]string(nil), o.SourceTags...)
 	}
+	for _, st := range d.sourceTags {
+		var pre uint64
+		if st != "" {
+			pre = keyPrefix([]byte(st), 0, len(st))
+		}
+		d.sourcePre = append(d.sourcePre, pre)
+	}
 	return d
 }
 
@@ -126,8 +136,11 @@ func NewDecoder(o Options) *Decoder {
 //
 // All strings and byte slices in the appended items alias payload (no copy);
 // they are valid only while payload is unchanged. Tags are sub-slices of
-// dst.Arena, sorted with model.SortTags.
+// dst.Arena, in model.SortTags order.
 func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
+	// Clients write ASCII: one check of the whole payload spares each of
+	// its lines a utf8.Valid.
+	ascii := isASCII(payload)
 	for len(payload) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(payload, '\n'); i >= 0 {
@@ -141,7 +154,7 @@ func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 		if len(line) == 0 {
 			continue
 		}
-		d.decodeLine(dst, line, now)
+		d.decodeLine(dst, line, now, ascii)
 	}
 }
 
@@ -152,12 +165,21 @@ func str(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
+// decodeLine decodes one line; ascii says the line is known to be ASCII
+// (and so valid UTF-8).
+//
+// A metric line is read in one pass from left to right: the name up to the
+// first ':' (a '|' before it makes the line invalid), the values up to the
+// next '|', the type, then each section. Every rejection is decided in the
+// same order as the grammar's checks in README.md (line length, UTF-8,
+// name, type, then the sections in order, then the values), which
+// TestDifferential holds against a straightforward reference decoder.
+func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64, ascii bool) {
 	if len(line) > d.maxLineLen {
 		dst.Reject(ReasonLineTooLong, line)
 		return
 	}
-	if !utf8.Valid(line) {
+	if !ascii && !utf8.Valid(line) {
 		dst.Reject(ReasonInvalidUTF8, line)
 		return
 	}
@@ -171,85 +193,87 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 			return
 		}
 	}
-	colon := bytes.IndexByte(line, ':')
-	bar := bytes.IndexByte(line, '|')
-	if colon < 0 || bar < 0 || bar < colon {
-		dst.Reject(ReasonInvalidLine, line)
-		return
+	// The name ends at the first ':' (a '|' before it makes the line
+	// invalid), a ',' before that starts Telegraf-style tags, and the
+	// values end at the next '|'.
+	colon, comma, bar := -1, -1, -1
+scan:
+	for base := 0; base < len(line); base += 8 {
+		for m := delims(word(line, base), ':'); m != 0; m &= m - 1 {
+			p := base + bits.TrailingZeros64(m)/8
+			switch c := line[p]; {
+			case c == '|':
+				bar = p
+				break scan
+			case colon >= 0: // ':' or ',' among the values
+			case c == ':':
+				colon = p
+			case comma < 0:
+				comma = p
+			}
+		}
 	}
-	if colon == 0 {
-		dst.Reject(ReasonEmptyName, line)
+	if colon < 0 || bar < 0 {
+		dst.Reject(ReasonInvalidLine, line)
 		return
 	}
 	nameb := line[:colon]
 	var telegrafTags []byte
-	if i := bytes.IndexByte(nameb, ','); i >= 0 {
+	if comma >= 0 {
 		// Telegraf-style tags in the name: "name,k1=v1,k2=v2:1|c".
-		nameb, telegrafTags = nameb[:i], nameb[i+1:]
-		if len(nameb) == 0 {
-			dst.Reject(ReasonEmptyName, line)
-			return
-		}
+		nameb, telegrafTags = line[:comma], line[comma+1:colon]
+	}
+	if len(nameb) == 0 {
+		dst.Reject(ReasonEmptyName, line)
+		return
 	}
 	name := str(nameb)
 	values := line[colon+1 : bar]
-	rest := line[bar+1:]
-	var typ []byte
-	if i := bytes.IndexByte(rest, '|'); i >= 0 {
-		typ, rest = rest[:i], rest[i+1:]
-	} else {
-		typ, rest = rest, nil
-	}
-	var kind model.Kind
-	switch str(typ) {
-	case "c":
-		kind = model.Counter
-	case "g":
-		kind = model.Gauge
-	case "ms", "h", "d":
-		kind = model.Sample
-	case "s":
-		kind = model.Set
-	default:
+	kind, rest, ok := parseType(line[bar+1:])
+	if !ok {
 		dst.Reject(ReasonUnknownType, line)
 		return
 	}
 
 	rate := 1.0
 	ts := now
-	source := d.defaultSource
-	srcPrio := len(d.sourceTags)
+	lt := lineTags{source: d.defaultSource, prio: len(d.sourceTags)}
 	mark := dst.TagMark()
-	ntags := 0
 	if len(telegrafTags) > 0 {
-		var reason string
-		ntags, source, srcPrio, reason = d.parseTagList(dst, telegrafTags, '=', ntags, source, srcPrio)
-		if reason != "" {
+		if _, reason := d.parseTagList(dst, telegrafTags, '=', &lt); reason != "" {
 			d.reject(dst, reason, line, mark)
 			return
 		}
 	}
-	for len(rest) > 0 {
-		var sec []byte
-		sec, rest = nextField(rest)
-		if len(sec) == 0 {
+	// rest is empty or "|<section>...".
+	for len(rest) > 1 {
+		sec := rest[1:]
+		switch sec[0] {
+		case '|': // empty section
+			rest = sec
+			continue
+		case '#':
+			n, reason := d.parseTagList(dst, sec[1:], ':', &lt)
+			if reason != "" {
+				d.reject(dst, reason, line, mark)
+				return
+			}
+			rest = sec[1+n:]
 			continue
 		}
+		end := bytes.IndexByte(sec, '|')
+		if end < 0 {
+			end = len(sec)
+		}
+		sec, rest = sec[:end], sec[end:]
 		switch sec[0] {
 		case '@':
-			r, err := strconv.ParseFloat(str(sec[1:]), 64)
+			r, err := parseFloat(sec[1:])
 			if err != nil || !(r > 0 && r <= 1) {
 				d.reject(dst, ReasonInvalidSampleRate, line, mark)
 				return
 			}
 			rate = r
-		case '#':
-			var reason string
-			ntags, source, srcPrio, reason = d.parseTags(dst, sec[1:], ntags, source, srcPrio)
-			if reason != "" {
-				d.reject(dst, reason, line, mark)
-				return
-			}
 		case 'T':
 			t, ok := parseSeconds(sec[1:])
 			if !ok {
@@ -262,7 +286,8 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 			// extensions ("e:", "card:") are accepted and ignored.
 		}
 	}
-	tags := d.finishTags(dst, mark)
+	tags := finishTags(dst, mark, lt.prefixes())
+	source := lt.source
 
 	if kind == model.Set {
 		if len(values) == 0 {
@@ -279,13 +304,12 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 	// contributes nothing.
 	start := len(dst.Metrics)
 	for v := values; ; {
-		var one []byte
-		i := bytes.IndexByte(v, ':')
-		if i >= 0 {
-			one, v = v[:i], v[i+1:]
-		} else {
-			one = v
+		// Values are a few bytes: a loop beats bytes.IndexByte's call.
+		i := 0
+		for i < len(v) && v[i] != ':' {
+			i++
 		}
+		one := v[:i]
 		k := kind
 		if kind == model.Gauge && d.flavor == FlavorEtsy && len(one) > 0 && (one[0] == '+' || one[0] == '-') {
 			k = model.GaugeDelta
@@ -315,10 +339,42 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64) {
 		default:
 			dst.Metrics = append(dst.Metrics, m)
 		}
-		if i < 0 {
+		if i == len(v) {
 			break
 		}
+		v = v[i+1:]
 	}
+}
+
+// parseType reads the metric type at the start of b ("c", "g", "ms", "h",
+// "d" or "s", ending at '|' or the end of b) and returns it with the rest
+// of b after it; ok is false for any other type.
+func parseType(b []byte) (kind model.Kind, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	n := 1
+	switch b[0] {
+	case 'c':
+		kind = model.Counter
+	case 'g':
+		kind = model.Gauge
+	case 'h', 'd':
+		kind = model.Sample
+	case 's':
+		kind = model.Set
+	case 'm':
+		if len(b) < 2 || b[1] != 's' {
+			return 0, nil, false
+		}
+		kind, n = model.Sample, 2
+	default:
+		return 0, nil, false
+	}
+	if n < len(b) && b[n] != '|' {
+		return 0, nil, false
+	}
+	return kind, b[n:], true
 }
 
 // sampleCopies is how many copies of a sampled value stand for the
@@ -341,7 +397,7 @@ func parseValue(b []byte) (float64, string) {
 	if len(b) == 0 {
 		return 0, ReasonInvalidValue
 	}
-	f, err := strconv.ParseFloat(str(b), 64)
+	f, err := parseFloat(b)
 	if err != nil {
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
 			return 0, ReasonNonFiniteValue
@@ -352,6 +408,60 @@ func parseValue(b []byte) (float64, string) {
 		return 0, ReasonNonFiniteValue
 	}
 	return f, ""
+}
+
+// parseFloat is strconv.ParseFloat(b, 64), with a fast path for the plain
+// decimals clients write ("3", "-12", "20.25").
+func parseFloat(b []byte) (float64, error) {
+	if f, ok := parseDecimal(b); ok {
+		return f, nil
+	}
+	return strconv.ParseFloat(str(b), 64)
+}
+
+// parseDecimal reads b = [+-]digits[.digits] with at most 15 digits in
+// all, and returns ok false for anything else. The digits are an integer
+// below 2^53 and the divisor a power of ten below 2^53, both exact in a
+// float64, so the one division is correctly rounded: the same float64 as
+// strconv.ParseFloat (TestParseDecimal, FuzzParseDecimal).
+func parseDecimal(b []byte) (float64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false // more than 15 digits and a point
+	}
+	var mant uint64
+	point := -1 // index of the '.'
+	for i, c := range b {
+		switch {
+		case c-'0' <= 9: // a digit (the byte subtraction wraps below '0')
+			mant = mant*10 + uint64(c-'0')
+		case c == '.' && point < 0:
+			point = i
+		default:
+			return 0, false
+		}
+	}
+	digits := len(b)
+	if point >= 0 {
+		digits--
+		if point == 0 || point == len(b)-1 {
+			return 0, false // ".5", "5.": left to strconv
+		}
+	}
+	if digits > 15 {
+		return 0, false
+	}
+	f := float64(mant)
+	if point >= 0 {
+		f /= math.Pow10(len(b) - 1 - point)
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
 }
 
 func parseSeconds(b []byte) (int64, bool) {
@@ -373,78 +483,196 @@ func (d *Decoder) reject(dst *model.Batch, reason string, line []byte, mark int)
 	dst.Reject(reason, line)
 }
 
+// lineTags is what the tags of one line have decided so far.
+type lineTags struct {
+	n      int    // tags counted against maxTags
+	source string // the Source so far
+	prio   int    // index in sourceTags of the tag that set source
+	// pre holds keyPrefix of the first len(pre) tags' keys, for
+	// sortUniquePrefixed.
+	pre [8]uint64
+}
+
+// prefixes returns the key prefixes of the tags of lt, or nil when some
+// have none.
+func (lt *lineTags) prefixes() []uint64 {
+	if lt.n > len(lt.pre) {
+		return nil
+	}
+	return lt.pre[:lt.n]
+}
+
 // parseTags appends the comma-separated DogStatsD tags ("k:v") of b to
 // dst's arena, diverting source tags into source. It returns the updated tag
 // count, source and source priority, and a rejection reason or "".
 func (d *Decoder) parseTags(dst *model.Batch, b []byte, ntags int, source string, prio int) (int, string, int, string) {
-	return d.parseTagList(dst, b, ':', ntags, source, prio)
+	lt := lineTags{n: ntags, source: source, prio: prio}
+	_, reason := d.parseTagList(dst, b, ':', &lt)
+	return lt.n, lt.source, lt.prio, reason
 }
 
-// parseTagList is parseTags with sep between key and value (':' for
-// DogStatsD "#k:v", '=' for Telegraf's "name,k=v").
-func (d *Decoder) parseTagList(dst *model.Batch, b []byte, sep byte, ntags int, source string, prio int) (int, string, int, string) {
-	for len(b) > 0 {
-		var t []byte
-		if i := bytes.IndexByte(b, ','); i >= 0 {
-			t, b = b[:i], b[i+1:]
-		} else {
-			t, b = b, nil
-		}
-		if len(t) == 0 {
-			continue
-		}
-		var k, v []byte
-		if i := bytes.IndexByte(t, sep); i >= 0 {
-			k, v = t[:i], t[i+1:]
-		} else {
-			k = t
-		}
-		if len(k) == 0 {
-			continue
-		}
-		ks := str(k)
-		isSource := false
-		for p, st := range d.sourceTags {
-			if st == ks {
-				isSource = true
-				if p < prio && len(v) > 0 {
-					source, prio = str(v), p
+// parseTagList appends the comma-separated tags of b up to its first '|'
+// (or its end) to dst's arena, sep between key and value (':' for
+// DogStatsD "#k:v", '=' for Telegraf's "name,k=v"), diverting source tags
+// into lt. It returns how many bytes of b it read and a rejection reason
+// or "". It reads b once, 8 bytes at a time, visiting only the delimiters.
+func (d *Decoder) parseTagList(dst *model.Batch, b []byte, sep byte, lt *lineTags) (int, string) {
+	start, kv := 0, -1 // the current tag's first byte and its first sep
+	for base := 0; base < len(b); base += 8 {
+		for m := delims(word(b, base), sep); m != 0; m &= m - 1 {
+			p := base + bits.TrailingZeros64(m)/8
+			switch b[p] {
+			case sep:
+				if kv < 0 {
+					kv = p
 				}
-				break
+			case ',':
+				if reason := d.addTag(dst, b, start, kv, p, lt); reason != "" {
+					return p, reason
+				}
+				start, kv = p+1, -1
+			default: // '|'
+				return p, d.addTag(dst, b, start, kv, p, lt)
 			}
 		}
-		if isSource {
-			continue
-		}
-		ntags++
-		if ntags > d.maxTags {
-			return ntags, source, prio, ReasonTooManyTags
-		}
-		dst.AddTag(ks, str(v))
 	}
-	return ntags, source, prio, ""
+	return len(b), d.addTag(dst, b, start, kv, len(b), lt)
+}
+
+// addTag adds the tag b[start:end], its key ending at kv (-1: no value):
+// nothing when the key is empty, a source tag to lt, any other to dst's
+// arena. It returns ReasonTooManyTags or "".
+func (d *Decoder) addTag(dst *model.Batch, b []byte, start, kv, end int, lt *lineTags) string {
+	k, v := b[start:end], []byte(nil)
+	if kv >= 0 {
+		k, v = b[start:kv], b[kv+1:end]
+	}
+	if len(k) == 0 {
+		return ""
+	}
+	ks := str(k)
+	pre := keyPrefix(b, start, len(k))
+	if p := d.sourceIndex(ks, pre); p >= 0 {
+		if p < lt.prio && len(v) > 0 {
+			lt.source, lt.prio = str(v), p
+		}
+		return ""
+	}
+	lt.n++
+	if lt.n > d.maxTags {
+		return ReasonTooManyTags
+	}
+	if lt.n <= len(lt.pre) {
+		lt.pre[lt.n-1] = pre
+	}
+	dst.AddTag(ks, str(v))
+	return ""
+}
+
+// sourceIndex is the index of key in d.sourceTags, or -1; pre is
+// keyPrefix of key, which decides for keys of up to 8 bytes.
+func (d *Decoder) sourceIndex(key string, pre uint64) int {
+	for p, st := range d.sourceTags {
+		if d.sourcePre[p] == pre && len(st) == len(key) && (len(key) <= 8 || st == key) {
+			return p
+		}
+	}
+	return -1
 }
 
 // finishTags sorts the tags added since mark and drops repeated keys (the
-// first value in sort order is kept).
-func (d *Decoder) finishTags(dst *model.Batch, mark int) model.Tags {
+// first value in sort order is kept): the order of model.SortTags. pre is
+// nil or the keyPrefix of each tag's key.
+func finishTags(dst *model.Batch, mark int, pre []uint64) model.Tags {
 	tags := dst.TagsSince(mark)
 	if len(tags) < 2 {
 		return tags
 	}
-	model.SortTags(tags)
-	n := 1
-	for i := 1; i < len(tags); i++ {
-		if tags[i].Key != tags[n-1].Key {
-			tags[n] = tags[i]
-			n++
-		}
+	var n int
+	if len(pre) == len(tags) {
+		n = sortUniquePrefixed(tags, pre)
+	} else {
+		n = sortUnique(tags)
 	}
 	if n < len(tags) {
 		dst.TruncateTags(mark + n)
 		tags = dst.TagsSince(mark)
 	}
 	return tags
+}
+
+// sortUnique sorts t by key then value, moves the first tag of each key to
+// the front and returns how many there are. Insertion sort: a line carries
+// a handful of tags, and tags that arrive sorted cost one comparison each.
+// TestSortUnique holds it to model.SortTags.
+func sortUnique(t model.Tags) int {
+	for i := 1; i < len(t); i++ {
+		x, j := t[i], i
+		for j > 0 && tagLess(x, t[j-1]) {
+			t[j] = t[j-1]
+			j--
+		}
+		if j != i {
+			t[j] = x
+		}
+	}
+	n := 1
+	for i := 1; i < len(t); i++ {
+		if t[i].Key != t[n-1].Key {
+			if n != i {
+				t[n] = t[i]
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// sortUniquePrefixed is sortUnique given pre[i] = keyPrefix of t[i].Key:
+// it compares the prefixes, numbers ordered as the keys are, and only
+// keys with equal prefixes as strings. It reorders pre with t.
+func sortUniquePrefixed(t model.Tags, pre []uint64) int {
+	pre = pre[:len(t)]
+	for i := 1; i < len(t); i++ {
+		x, px, j := t[i], pre[i], i
+		for j > 0 && (px < pre[j-1] || px == pre[j-1] && tagLess(x, t[j-1])) {
+			t[j], pre[j] = t[j-1], pre[j-1]
+			j--
+		}
+		if j != i {
+			t[j], pre[j] = x, px
+		}
+	}
+	n := 1
+	for i := 1; i < len(t); i++ {
+		if pre[i] != pre[n-1] || t[i].Key != t[n-1].Key {
+			if n != i {
+				t[n], pre[n] = t[i], pre[i]
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// tagLess orders by key, then value.
+func tagLess(a, b model.Tag) bool {
+	if c := compareKeys(a.Key, b.Key); c != 0 {
+		return c < 0
+	}
+	return a.Value < b.Value
+}
+
+// compareKeys is strings.Compare(a, b), deciding in line on the first 8
+// bytes where it can: tag keys mostly differ there, and the call costs
+// more than the bytes.
+func compareKeys(a, b string) int {
+	for i := range min(len(a), len(b), 8) {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return strings.Compare(a, b)
 }
 
 // SetValue maps a set member to model.Set's Value: the low 53 bits of the

@@ -309,6 +309,17 @@ func TestDecodeAllocs(t *testing.T) {
 	if len(b.Metrics) != 20 || len(b.Metrics[0].Tags) != 3 || allocs != 0 {
 		t.Fatalf("Telegraf-style datagram: %d metrics, tags %v, %v allocs; want 20 metrics, 3 tags, 0 allocs", len(b.Metrics), b.Metrics[0].Tags, allocs)
 	}
+	realistic := realisticDatagrams(16, 31)
+	decodeAll := func() {
+		for _, p := range realistic {
+			b.Reset()
+			d.Decode(&b, p, now)
+		}
+	}
+	decodeAll()
+	if allocs := testing.AllocsPerRun(20, decodeAll); allocs != 0 {
+		t.Fatalf("Decode allocates %v times per 16 realistic datagrams, want 0", allocs)
+	}
 }
 
 // telegrafDatagram is datagram with the tags after the name, as hot-shots'
@@ -353,12 +364,23 @@ func FuzzDecode(f *testing.F) {
 		"a:1|c", "a:1|c|@0.1|#k:v,host:h|T1700000000", "a:+1|g", "a:-1|g", "a:1:2|ms", "u:x|s",
 		"a,k=v,host=h:1|c|#x:y", "a,k=v,,=:1|c", ",x=y:1|g", `_e{4,6}:a\nb|x\ny\n|t:warning`,
 		"_e{1,1}:t|x|d:1|h:h|#a:b", "_sc|n|0|m:msg", string(datagram(3)), "a:1|c\r\n\nb:2|x",
+		string(realisticDatagrams(1, 4)[0]), "a:1,5|c", "a:2.50|ms|@0.25|#region:x,route:/,runtime:go,env:prod,version:1",
+		"a:12345678901234567|g", "a:-.5|g|#abcdefgh1:x,abcdefgh:y,abcdefgh1:w",
 	} {
 		f.Add([]byte(s))
 	}
-	d := NewDecoder(Options{MaxLineLen: 512, MaxTags: 8})
-	etsy := NewDecoder(Options{MaxLineLen: 512, MaxTags: 8, Flavor: FlavorEtsy})
+	opts := Options{MaxLineLen: 512, MaxTags: 8}
+	d := NewDecoder(opts)
+	etsyOpts := Options{MaxLineLen: 512, MaxTags: 8, Flavor: FlavorEtsy}
+	etsy := NewDecoder(etsyOpts)
 	f.Fuzz(func(t *testing.T, p []byte) {
+		// The same items and rejections as the reference decoder.
+		if diff := diffResults(refDecode(opts, string(p)), decode(d, string(p))); diff != "" {
+			t.Fatalf("Decode(%q) (-reference +got):\n%s", p, diff)
+		}
+		if diff := diffResults(refDecode(etsyOpts, string(p)), decode(etsy, string(p))); diff != "" {
+			t.Fatalf("etsy Decode(%q) (-reference +got):\n%s", p, diff)
+		}
 		var b model.Batch
 		d.Decode(&b, p, now)
 		etsy.Decode(&b, p, now)
