@@ -3,17 +3,25 @@
 package lambda_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/stream"
@@ -39,6 +47,21 @@ import (
 // must be on the stream (0 lost; duplicates are reported: the stream is
 // at-least-once and consumers drop repeated batch ids).
 //
+// The freezes are made to meet the extension's publishing, which runs in
+// the background (the classic emulator has no Telemetry API) and would
+// otherwise rarely be under way at a freeze. Before every freeze that
+// follows an invocation with the endpoint up, the test waits for the
+// PutRecords request that carries the invocation's items (the proxy
+// relays HTTP request by request and shows each to putGate): in odd
+// cycles the proxy holds that request until the sandbox is frozen and
+// the proxy down, then the test delivers it to kinesalite itself, so it
+// is stored but its answer is lost and the extension must re-send it
+// after the thaw (a duplicate under the same batch id); in even cycles
+// the request goes through and the freeze kills an idle pooled
+// connection. After an invocation with the endpoint down, the freeze
+// waits until the extension has spooled a record, which it must then
+// publish from the spool.
+//
 // The proxy is what "endpoint restarted" means for a client: kinesalite
 // itself keeps its data in memory, so restarting it would lose what it
 // had acknowledged, which is no fault of the extension.
@@ -46,11 +69,45 @@ import (
 // 20 cycles by default; LES_LAMBDA_FREEZE_CYCLES=100 for the figure in
 // docs/performance.md.
 func TestEmulatorFreezeThaw(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the RIE is gone
 	cycles := freezeCycles(t)
 	endpoint, name := kinesisStream(t)
 	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
 		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
-	out := freezeThaw(t, e, e.fwds[0], cycles, freezeHooks{})
+	px := e.fwds[0]
+	g := newPutGate()
+	px.SetInspect(g.inspect) // before the first invocation: the extension connects at its first publish
+	var heldReq []byte       // the held request of this cycle
+	held, passed := 0, 0
+	out := freezeThaw(t, e, px, cycles, freezeHooks{
+		invoked: func(n int, up bool) {
+			if !up {
+				if !e.spooled(10 * time.Second) {
+					t.Fatalf("cycle %d: nothing spooled in 10 s with the endpoint down\n%s", n, lines(e.out.String(), "level="))
+				}
+				return
+			}
+			raw, ok := g.await(n, n%2 == 1, 10*time.Second)
+			switch {
+			case !ok:
+				t.Fatalf("cycle %d: no PutRecords request with the invocation's items in 10 s\n%s", n, lines(e.out.String(), "level="))
+			case raw != nil:
+				heldReq = raw
+				held++
+			default:
+				passed++
+			}
+		},
+		frozen: func(n int) {
+			if heldReq != nil {
+				if err := deliverHTTP(hostPort(endpoint), heldReq); err != nil {
+					t.Fatalf("cycle %d: delivering the held PutRecords request: %v", n, err)
+				}
+				heldReq = nil
+			}
+		},
+	})
+	t.Logf("freezes with a PutRecords request held until the endpoint was down (stored, answer lost): %d; right after one went through: %d; PutRecords requests: %d", held, passed, g.requests())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := kinesis.Open(ctx, kinesis.Config{Stream: name, Endpoint: endpoint, PollInterval: kinesis.MinPollInterval}, 2, kinesis.Deps{})
@@ -59,6 +116,119 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 	}
 	defer st.Close()
 	checkFreezeThaw(t, readValues(t, st, stream.ConsumeOptions{FromStart: true}, cycles), cycles, out)
+}
+
+// putGate watches the PutRecords requests the proxy relays (its inspect
+// function) for the items of one invocation (rie.latency = n) and can
+// hold the request that carries them.
+type putGate struct {
+	mu    sync.Mutex
+	seen  map[int]bool // cycles whose items were in a request
+	want  int          // the cycle awaited; 0: none
+	hold  bool         // hold the awaited request
+	found chan []byte  // the held request, or nil: it went through
+	n     int          // PutRecords requests
+}
+
+func newPutGate() *putGate {
+	return &putGate{seen: map[int]bool{}, found: make(chan []byte, 1)}
+}
+
+// inspect is the proxy's inspect function (proxy.SetInspect).
+func (g *putGate) inspect(raw, body []byte) (hold bool) {
+	cycles := putCycles(body)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n++
+	for _, n := range cycles {
+		g.seen[n] = true
+		if n == g.want {
+			g.want = 0
+			var r []byte
+			if g.hold {
+				r, hold = bytes.Clone(raw), true
+			}
+			g.found <- r
+		}
+	}
+	return hold
+}
+
+// await waits up to timeout for a PutRecords request with cycle n's
+// items and returns (when hold) that request, held by the proxy: never
+// forwarded, never answered; nil when the request went through (or did
+// before await was called).
+func (g *putGate) await(n int, hold bool, timeout time.Duration) (raw []byte, ok bool) {
+	g.mu.Lock()
+	if g.seen[n] {
+		g.mu.Unlock()
+		return nil, true
+	}
+	g.want, g.hold = n, hold
+	g.mu.Unlock()
+	select {
+	case r := <-g.found:
+		return r, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+func (g *putGate) requests() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
+
+// putCycles are the values of rie.latency (the cycle numbers) in the les
+// records of a PutRecords request body; nil for other requests.
+func putCycles(body []byte) []int {
+	var req struct {
+		Records []struct {
+			Data []byte `json:"Data"`
+		} `json:"Records"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return nil
+	}
+	var out []int
+	var dec wire.Decoder
+	for _, r := range req.Records {
+		var b model.Batch
+		if _, err := dec.Decode(&b, r.Data); err != nil {
+			continue
+		}
+		for _, m := range b.Metrics {
+			if m.Name == "rie.latency" {
+				out = append(out, int(m.Value))
+			}
+		}
+	}
+	return out
+}
+
+// deliverHTTP sends one raw HTTP request to addr and requires a 2xx
+// answer, which it drops.
+func deliverHTTP(addr string, raw []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(raw); err != nil {
+		return err
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("HTTP %d: %s", res.StatusCode, b)
+	}
+	return nil
 }
 
 // freezeCycles is the number of freeze/thaw cycles: 20, or

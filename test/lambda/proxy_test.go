@@ -3,8 +3,11 @@
 package lambda_test
 
 import (
+	"bufio"
+	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sync"
@@ -30,6 +33,21 @@ type proxy struct {
 	wg    sync.WaitGroup
 	// accepted counts connections accepted since the start.
 	accepted int
+	// inspect, when set (SetInspect), makes the proxy relay HTTP/1.1
+	// request by request and see each one first.
+	inspect func(raw, body []byte) (hold bool)
+}
+
+// SetInspect makes connections accepted from now on relay HTTP/1.1
+// requests one at a time, calling f with each request (raw: as the
+// proxy would forward it; body: its body) before forwarding it. When f
+// returns true the request is held: never forwarded by the proxy and
+// never answered, its connection left open until the client or Stop
+// closes it (f keeps raw to deliver it itself, or drops it).
+func (p *proxy) SetInspect(f func(raw, body []byte) (hold bool)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inspect = f
 }
 
 func newProxy(t *testing.T, sock, target string) *proxy {
@@ -106,6 +124,7 @@ func (p *proxy) serve(ln net.Listener) {
 		}
 		p.mu.Lock()
 		p.accepted++
+		inspect := p.inspect
 		p.mu.Unlock()
 		if !p.track(c) {
 			continue
@@ -122,12 +141,54 @@ func (p *proxy) serve(ln net.Listener) {
 				return
 			}
 			defer p.untrack(d)
+			if inspect != nil {
+				relayHTTP(c, d, inspect)
+				return
+			}
 			done := make(chan struct{})
 			go func() { _, _ = io.Copy(d, c); d.Close(); close(done) }()
 			_, _ = io.Copy(c, d)
 			c.Close()
 			<-done
 		}()
+	}
+}
+
+// relayHTTP relays HTTP/1.1 requests from c to d and their answers back,
+// one at a time (what an HTTP/1.1 client without pipelining sends),
+// until either side closes or a request is held (see SetInspect).
+func relayHTTP(c, d net.Conn, inspect func(raw, body []byte) bool) {
+	cr, dr := bufio.NewReader(c), bufio.NewReader(d)
+	for {
+		req, err := http.ReadRequest(cr)
+		if err != nil {
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var raw bytes.Buffer
+		if err := req.Write(&raw); err != nil {
+			return
+		}
+		if inspect(raw.Bytes(), body) {
+			_, _ = io.Copy(io.Discard, c) // held: until the client or Stop closes c
+			return
+		}
+		if _, err := d.Write(raw.Bytes()); err != nil {
+			return
+		}
+		resp, err := http.ReadResponse(dr, req)
+		if err != nil {
+			return
+		}
+		err = resp.Write(c)
+		resp.Body.Close()
+		if err != nil {
+			return
+		}
 	}
 }
 

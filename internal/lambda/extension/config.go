@@ -30,8 +30,15 @@ type Config struct {
 	Flush     FlushConfig
 	// HTTP bounds the HTTP requests of the unified Wavefront line ports.
 	HTTP HTTPConfig
-	// Source is the default source of every item: the function name.
+	// Source is the default source of items that name none:
+	// LES_SOURCE, else agent.default_source of LES_CONFIG, else the
+	// function name. A listener's source overrides it for that listener.
 	Source string
+	// FunctionName ($AWS_LAMBDA_FUNCTION_NAME) is the source of what the
+	// extension itself says about the function — the Telemetry API's
+	// platform metrics and function logs, the records of timeouts and
+	// failures — whatever Source is: those are the function's.
+	FunctionName string
 	// TelemetryPort is the port of the Telemetry API listener (default
 	// 0: any free port).
 	TelemetryPort int
@@ -103,7 +110,8 @@ type FlushConfig struct {
 }
 
 // lesFile is the part of les.yaml the extension reads; the other
-// sections are accepted and ignored (one file may serve les consume too).
+// sections are accepted and ignored (one file may serve les up and les
+// consume too). The agent section has every key of les up's.
 type lesFile struct {
 	DataDir string `yaml:"data_dir"`
 	Agent   struct {
@@ -111,12 +119,16 @@ type lesFile struct {
 		HTTP      yaml.Node          `yaml:"http"`
 		Batch     ingest.BatchConfig `yaml:"batch"`
 		Spool     ingest.SpoolConfig `yaml:"spool"`
+		// DefaultSource replaces the function name as the default
+		// source (as in les up, where it replaces the host name).
+		DefaultSource string `yaml:"default_source"`
 	} `yaml:"agent"`
 	Stream    StreamConfig `yaml:"stream"`
 	Sinks     yaml.Node    `yaml:"sinks"`
 	Rollup    yaml.Node    `yaml:"rollup"`
 	Logmetric yaml.Node    `yaml:"logmetric"`
 	Inputs    yaml.Node    `yaml:"inputs"`
+	UI        yaml.Node    `yaml:"ui"`
 	Log       struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -128,6 +140,7 @@ type lesFile struct {
 func Load(getenv func(string) string) (*Config, error) {
 	c := &Config{
 		Source:        getenv("AWS_LAMBDA_FUNCTION_NAME"),
+		FunctionName:  getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		LogLevel:      "warn",
 		OnConfigError: "disable",
 		Batch: ingest.BatchConfig{
@@ -261,6 +274,9 @@ func (c *Config) loadFile(path string) error {
 	}
 	c.Stream = f.Stream
 	c.Listeners = f.Agent.Listeners
+	if f.Agent.DefaultSource != "" {
+		c.Source = f.Agent.DefaultSource
+	}
 	if !f.Agent.HTTP.IsZero() {
 		// Not strict: les up's other agent.http keys are accepted.
 		if err := f.Agent.HTTP.Decode(&c.HTTP); err != nil {

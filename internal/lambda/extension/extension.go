@@ -328,6 +328,16 @@ func (x *ext) logPhase(name string) {
 	}
 }
 
+// platformSource is the source of the records about the function (the
+// Telemetry API's, timeouts and failures): the function name, or the
+// default source where there is no function name (outside Lambda).
+func (x *ext) platformSource() string {
+	if x.cfg.FunctionName != "" {
+		return x.cfg.FunctionName
+	}
+	return x.cfg.Source
+}
+
 // serveTelemetry binds the Telemetry API listener and serves it
 // (x.telSrv, x.telAddr); subscribe then subscribes to it.
 func (x *ext) serveTelemetry() error {
@@ -335,7 +345,7 @@ func (x *ext) serveTelemetry() error {
 	if err != nil {
 		return err
 	}
-	h := &telemetryHandler{in: ingest.NewIntake("telemetry", "http", x.batcher, x.reg), source: x.cfg.Source, tr: x.tracker,
+	h := &telemetryHandler{in: ingest.NewIntake("telemetry", "http", x.batcher, x.reg), source: x.platformSource(), tr: x.tracker,
 		deliveries: x.reg.Counter("les_lambda_telemetry_deliveries_total")}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
 	x.telSrv = srv
@@ -593,12 +603,12 @@ func (x *ext) recordEnding(reason, requestID string) {
 	}
 	now := time.Now().UnixNano()
 	var b model.Batch
-	b.Metrics = append(b.Metrics, model.Metric{Name: metric, Value: 1, Timestamp: now, Source: x.cfg.Source, Kind: model.Counter})
+	b.Metrics = append(b.Metrics, model.Metric{Name: metric, Value: 1, Timestamp: now, Source: x.platformSource(), Kind: model.Counter})
 	mark := b.TagMark()
 	b.AddTag("type", "extension")
 	b.AddTag("shutdown_reason", reason)
 	msg := "invocation " + requestID + " ended: " + r + " (SHUTDOWN reason " + reason + ")"
-	b.Logs = append(b.Logs, model.Log{Timestamp: now, Source: x.cfg.Source, RequestID: requestID, Level: "ERROR",
+	b.Logs = append(b.Logs, model.Log{Timestamp: now, Source: x.platformSource(), RequestID: requestID, Level: "ERROR",
 		Message: []byte(msg), Attrs: b.TagsSince(mark)})
 	x.synthesized.Inc()
 	x.life.Deliver(&b)

@@ -27,6 +27,14 @@ type ListenerConfig struct {
 	MaxDatagram    int    `yaml:"max_datagram"`
 	Readers        int    `yaml:"readers"`
 	MaxConnections int    `yaml:"max_connections"`
+	// Flavor (statsd): dogstatsd (default) or etsy, as in les up.
+	Flavor string `yaml:"flavor"`
+	// Source is the source of this listener's items that name none
+	// (default: Config.Source), as in les up.
+	Source string `yaml:"source"`
+	// MaxBody is les up's bound on otlp request bodies; the extension
+	// has no otlp listener, so a listener that sets it is refused.
+	MaxBody int64 `yaml:"max_body"`
 }
 
 // formatSpec is one listener format: its transports and a decoder
@@ -63,7 +71,8 @@ func formats() map[string]formatSpec {
 			return &emfLineDecoder{d: emf.Decoder{DefaultSource: src}}
 		}},
 		"statsd": {[]string{"udp", "unixgram"}, func(l ListenerConfig, src string) ingest.Decoder {
-			return statsdGauges{statsd.NewDecoder(statsd.Options{MaxLineLen: l.MaxLine, DefaultSource: src})}
+			flavor, _ := statsd.ParseFlavor(l.Flavor) // validateListener checked it
+			return statsdGauges{statsd.NewDecoder(statsd.Options{Flavor: flavor, MaxLineLen: l.MaxLine, DefaultSource: src})}
 		}},
 	}
 }
@@ -110,6 +119,15 @@ func validateListener(l ListenerConfig) error {
 	if l.Address == "" {
 		return fmt.Errorf("listener %s/%s: address is required", l.Format, l.Transport)
 	}
+	if _, ok := statsd.ParseFlavor(l.Flavor); !ok {
+		return fmt.Errorf("listener %s/%s: flavor %q is not one of dogstatsd, etsy", l.Format, l.Transport, l.Flavor)
+	}
+	if l.Flavor != "" && l.Format != "statsd" {
+		return fmt.Errorf("listener %s/%s: flavor is a statsd setting; format %s has none", l.Format, l.Transport, l.Format)
+	}
+	if l.MaxBody != 0 {
+		return fmt.Errorf("listener %s/%s: max_body bounds les up's otlp listeners, which the extension does not support (agent.http.max_body bounds its HTTP bodies)", l.Format, l.Transport)
+	}
 	return nil
 }
 
@@ -134,6 +152,9 @@ const udpReadBatch = 4
 // the HTTP server of each unified tcp listener (wfhttp.Unified).
 func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Registry, log *slog.Logger, lineHTTP func() *http.Server) (runner, string, error) {
 	spec := formats()[l.Format]
+	if l.Source != "" {
+		source = l.Source
+	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l, source) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, reg)
 	if l.Transport == "tcp" {
