@@ -118,25 +118,27 @@ func TestEmulatorFreezeThaw(t *testing.T) {
 	checkFreezeThaw(t, readValues(t, st, stream.ConsumeOptions{FromStart: true}, cycles), cycles, out)
 }
 
-// putGate watches the PutRecords requests the proxy relays (its inspect
-// function) for the items of one invocation (rie.latency = n) and can
-// hold the request that carries them.
-type putGate struct {
+// cycleGate watches a stream endpoint's write requests for the items of
+// one invocation (rie.latency = n) and can hold the request that carries
+// them; T is what await hands back for a held request (nil-like: it went
+// through).
+type cycleGate[T any] struct {
 	mu    sync.Mutex
 	seen  map[int]bool // cycles whose items were in a request
 	want  int          // the cycle awaited; 0: none
 	hold  bool         // hold the awaited request
-	found chan []byte  // the held request, or nil: it went through
-	n     int          // PutRecords requests
+	found chan T       // the held request, or T's zero value: it went through
+	n     int          // requests
 }
 
-func newPutGate() *putGate {
-	return &putGate{seen: map[int]bool{}, found: make(chan []byte, 1)}
+func newCycleGate[T any]() *cycleGate[T] {
+	return &cycleGate[T]{seen: map[int]bool{}, found: make(chan T, 1)}
 }
 
-// inspect is the proxy's inspect function (proxy.SetInspect).
-func (g *putGate) inspect(raw, body []byte) (hold bool) {
-	cycles := putCycles(body)
+// saw records a request carrying cycles; when it carries the awaited one
+// and await asked to hold it, held (called with g.mu held) makes what
+// await returns, and saw reports true.
+func (g *cycleGate[T]) saw(cycles []int, held func() T) (hold bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.n++
@@ -144,9 +146,9 @@ func (g *putGate) inspect(raw, body []byte) (hold bool) {
 		g.seen[n] = true
 		if n == g.want {
 			g.want = 0
-			var r []byte
+			var r T
 			if g.hold {
-				r, hold = bytes.Clone(raw), true
+				r, hold = held(), true
 			}
 			g.found <- r
 		}
@@ -154,30 +156,41 @@ func (g *putGate) inspect(raw, body []byte) (hold bool) {
 	return hold
 }
 
-// await waits up to timeout for a PutRecords request with cycle n's
-// items and returns (when hold) that request, held by the proxy: never
-// forwarded, never answered; nil when the request went through (or did
-// before await was called).
-func (g *putGate) await(n int, hold bool, timeout time.Duration) (raw []byte, ok bool) {
+// await waits up to timeout for a request with cycle n's items and
+// returns (when hold) what held made of it; the zero value when the
+// request went through (or did before await was called).
+func (g *cycleGate[T]) await(n int, hold bool, timeout time.Duration) (r T, ok bool) {
 	g.mu.Lock()
 	if g.seen[n] {
 		g.mu.Unlock()
-		return nil, true
+		return r, true
 	}
 	g.want, g.hold = n, hold
 	g.mu.Unlock()
 	select {
-	case r := <-g.found:
+	case r = <-g.found:
 		return r, true
 	case <-time.After(timeout):
-		return nil, false
+		return r, false
 	}
 }
 
-func (g *putGate) requests() int {
+func (g *cycleGate[T]) requests() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.n
+}
+
+// putGate watches the PutRecords requests the proxy relays (its inspect
+// function); a held request is never forwarded, never answered, and
+// await hands back its bytes.
+type putGate struct{ *cycleGate[[]byte] }
+
+func newPutGate() *putGate { return &putGate{newCycleGate[[]byte]()} }
+
+// inspect is the proxy's inspect function (proxy.SetInspect).
+func (g *putGate) inspect(raw, body []byte) (hold bool) {
+	return g.saw(putCycles(body), func() []byte { return bytes.Clone(raw) })
 }
 
 // putCycles are the values of rie.latency (the cycle numbers) in the les

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -157,70 +156,30 @@ func (e *emulator) spooled(timeout time.Duration) bool {
 	}
 }
 
-// produceGate watches kfake's produce requests for the items of one
-// invocation (rie.latency = n) and can hold the request that carries them.
+// produceGate watches kfake's produce requests (cycleGate); a held
+// request waits in kfake until the channel await hands back is closed.
 type produceGate struct {
-	mu      sync.Mutex
-	seen    map[int]bool // cycles whose items were in a produce request
-	want    int          // the cycle awaited; 0: none
-	hold    bool         // hold the awaited request
-	found   chan chan struct{}
-	n       int           // produce requests
-	pending chan struct{} // the release of a held request, for releaseAll
+	*cycleGate[chan struct{}]
+	pending chan struct{} // the release of a held request, for releaseAll; g.mu
 }
 
 func newProduceGate(c *kfake.Cluster) *produceGate {
-	g := &produceGate{seen: map[int]bool{}, found: make(chan chan struct{}, 1)}
+	g := &produceGate{cycleGate: newCycleGate[chan struct{}]()}
 	// Runs on kfake's request loop; returning false lets kfake handle the
 	// request as usual.
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		var release chan struct{}
-		g.mu.Lock()
-		g.n++
-		for _, n := range produceCycles(req.(*kmsg.ProduceRequest)) {
-			g.seen[n] = true
-			if n == g.want {
-				g.want = 0
-				if g.hold {
-					release = make(chan struct{})
-					g.pending = release
-				}
-				g.found <- release
-			}
-		}
-		g.mu.Unlock()
+		g.saw(produceCycles(req.(*kmsg.ProduceRequest)), func() chan struct{} {
+			release = make(chan struct{})
+			g.pending = release
+			return release
+		})
 		if release != nil {
 			<-release
 		}
 		return nil, nil, false
 	})
 	return g
-}
-
-// await waits up to timeout for a produce request with cycle n's items
-// and returns (when hold) the channel that releases it, held by kfake
-// until it is closed; nil when the request went through (or did before
-// await was called).
-func (g *produceGate) await(n int, hold bool, timeout time.Duration) (release chan struct{}, ok bool) {
-	g.mu.Lock()
-	if g.seen[n] {
-		g.mu.Unlock()
-		return nil, true
-	}
-	g.want, g.hold = n, hold
-	g.mu.Unlock()
-	select {
-	case r := <-g.found:
-		return r, true
-	case <-time.After(timeout):
-		return nil, false
-	}
-}
-
-func (g *produceGate) requests() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
 }
 
 // releaseAll releases a request still held (a failed test), so that
