@@ -150,6 +150,28 @@ type encoder struct {
 	sk                     []byte
 	nbuf                   []byte
 	items                  int // items encoded (metrics, distributions, logs)
+	// memo holds each metric series' parts within one encode
+	// (model.SeriesMemo): the wire series encoding gives the points of a
+	// series one memory, so a name is checked and a host and tags are
+	// written once per batch instead of once per point.
+	memo model.SeriesMemo[seriesParts]
+	// useMemo says whether this batch was decoded from the series
+	// encoding with at least two points per series: other batches'
+	// points share no memory and skip the memo.
+	useMemo bool
+	// mp is a metric's parts when the memo is not used.
+	mp seriesParts
+	// dp is the parts of the distribution being written (its series
+	// share them).
+	dp seriesParts
+}
+
+// seriesParts is what a series' points share in a series request: its
+// Datadog name (or why it is dropped), its host member (`,"host":…` or
+// `,"resources":[…]`, or nothing) and the inside of its tags array.
+type seriesParts struct {
+	name, host, tags []byte
+	drop             string
 }
 
 func newEncoder(opt encOptions) *encoder {
@@ -168,6 +190,11 @@ func (e *encoder) encode(b *model.Batch) {
 	e.logs.reset()
 	clear(e.drops)
 	e.items = 0
+	// Batches of fewer than two points per series skip the memo too:
+	// their parts are mostly written once anyway (docs/performance.md).
+	if e.useMemo = b.SeriesN > 0 && len(b.Metrics) >= 2*int(b.SeriesN); e.useMemo {
+		e.memo.Next()
+	}
 	for i := range b.Metrics {
 		e.metric(&b.Metrics[i])
 	}
@@ -234,24 +261,49 @@ func (e *encoder) metric(m *model.Metric) {
 		e.drop(reasonNonFinite)
 		return
 	}
-	if r := e.metricName(m.Name, ""); r != "" {
-		e.drop(r)
+	sp, hit := &e.mp, false
+	if e.useMemo {
+		sp, hit = e.memo.Slot(m.Series, m.Name, m.Source, m.Tags, 0)
+	}
+	if !hit {
+		sp.drop = e.metricName(m.Name, "")
+		sp.name = append(sp.name[:0], e.name...)
+		e.parts(sp, m.Source, m.Tags)
+	}
+	if sp.drop != "" {
+		e.drop(sp.drop)
 		return
 	}
-	if !e.point(m.Source, m.Tags, typ, m.Timestamp/1e9, m.Value, m.Window.Nanos()/1e9) {
+	if !e.point(sp.name, sp, typ, m.Timestamp/1e9, m.Value, m.Window.Nanos()/1e9) {
 		e.drop(reasonItemTooLarge)
 		return
 	}
 	e.items++
 }
 
-// point writes one series of one point named e.name.
-func (e *encoder) point(source string, tags model.Tags, typ int, ts int64, v float64, interval int64) bool {
+// parts writes the host member and tags of a series with source and
+// tags into sp (its name is the caller's).
+func (e *encoder) parts(sp *seriesParts, source string, tags model.Tags) {
+	sp.host = sp.host[:0]
+	if source != "" && !e.opt.sourceAsTag {
+		if e.opt.seriesV1 {
+			sp.host = jsonl.AppendString(append(sp.host, `,"host":`...), source)
+		} else {
+			sp.host = jsonl.AppendString(append(sp.host, `,"resources":[{"name":`...), source)
+			sp.host = append(sp.host, `,"type":"host"}]`...)
+		}
+	}
+	sp.tags = e.appendTags(sp.tags[:0], source, tags)
+}
+
+// point writes one series of one point named name, with the host and
+// tags of sp.
+func (e *encoder) point(name []byte, sp *seriesParts, typ int, ts int64, v float64, interval int64) bool {
 	r := &e.series
 	buf := r.begin()
 	start := len(buf)
 	buf = append(buf, `{"metric":"`...)
-	buf = append(buf, e.name...)
+	buf = append(buf, name...)
 	if e.opt.seriesV1 {
 		buf = append(buf, `","type":"`...)
 		if typ == datadogTypeCount {
@@ -264,10 +316,6 @@ func (e *encoder) point(source string, tags model.Tags, typ int, ts int64, v flo
 		buf = append(buf, ',')
 		buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
 		buf = append(buf, "]]"...)
-		if source != "" && !e.opt.sourceAsTag {
-			buf = append(buf, `,"host":`...)
-			buf = jsonl.AppendString(buf, source)
-		}
 	} else {
 		buf = append(buf, `","type":`...)
 		buf = strconv.AppendInt(buf, int64(typ), 10)
@@ -276,17 +324,13 @@ func (e *encoder) point(source string, tags model.Tags, typ int, ts int64, v flo
 		buf = append(buf, `,"value":`...)
 		buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
 		buf = append(buf, "}]"...)
-		if source != "" && !e.opt.sourceAsTag {
-			buf = append(buf, `,"resources":[{"name":`...)
-			buf = jsonl.AppendString(buf, source)
-			buf = append(buf, `,"type":"host"}]`...)
-		}
 	}
+	buf = append(buf, sp.host...)
 	if interval > 0 && typ == datadogTypeCount {
 		buf = append(buf, `,"interval":`...)
 		buf = strconv.AppendInt(buf, interval, 10)
 	}
-	buf = e.appendTags(append(buf, `,"tags":[`...), source, tags)
+	buf = append(append(buf, `,"tags":[`...), sp.tags...)
 	buf = append(buf, "]}"...)
 	return r.end(buf, start)
 }
@@ -404,6 +448,7 @@ func (e *encoder) dist(d *model.Distribution) {
 	interval := d.Window.Nanos() / 1e9
 	e.base = append(e.base[:0], e.name...)
 	base := unsafeString(e.base) // metricName writes e.name, not e.base
+	e.parts(&e.dp, d.Source, d.Tags)
 	ok := true
 	emit := func(suffix string, typ int, v float64) {
 		if !model.IsFinite(v) {
@@ -412,7 +457,7 @@ func (e *encoder) dist(d *model.Distribution) {
 		if e.metricName(base, suffix) != "" {
 			return
 		}
-		ok = e.point(d.Source, d.Tags, typ, ts, v, interval) && ok
+		ok = e.point(e.name, &e.dp, typ, ts, v, interval) && ok
 	}
 	emit(".count", datadogTypeCount, d.Count)
 	emit(".sum", datadogTypeCount, d.Sum)

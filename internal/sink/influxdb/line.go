@@ -46,8 +46,9 @@ func (d Drops) Total() int { return d.EmptyName + d.NonFinite + d.LineBreak + d.
 // (source, window, correction; level for logs; name for spans) or that
 // servers reserve (time, _measurement, _field).
 //
-// The Append methods never allocate beyond growing dst and keep nothing
-// after returning. An Encoder is not safe for concurrent use.
+// The Append methods never allocate beyond growing dst (and, in
+// AppendBatch, the per-series heads it keeps for reuse) and keep nothing
+// of the item after returning. An Encoder is not safe for concurrent use.
 type Encoder struct {
 	// Version is 1 or 2 (see above).
 	Version int
@@ -63,7 +64,25 @@ type Encoder struct {
 	start int    // where the current line began in dst
 	bad   *int   // the Drops counter of the current line's first problem
 	prev  logKey // the previous log line, to spread equal timestamps
+	// memo holds each series' line head (measurement and tag set) within
+	// one AppendBatch (model.SeriesMemo): the wire series encoding gives
+	// the points of a series one memory, so a head is escaped once per
+	// batch instead of once per point.
+	memo model.SeriesMemo[lineHead]
 }
+
+// lineHead is a series' escaped `name,source=…[,window=…],tags` and the
+// first problem found in it (headOK, headBackslash, headLineBreak).
+type lineHead struct {
+	b   []byte
+	bad uint8
+}
+
+const (
+	headOK = iota
+	headBackslash
+	headLineBreak
+)
 
 type logKey struct {
 	source, level string
@@ -221,6 +240,12 @@ func appendWindow(dst []byte, w model.Window) []byte {
 // observation. The kind is not written. It reports whether the line was
 // kept (else the reason is counted in Drops).
 func (e *Encoder) AppendMetric(dst []byte, m *model.Metric) ([]byte, bool) {
+	return e.appendMetric(dst, m, false)
+}
+
+// appendMetric is AppendMetric; with memo the line head comes from e.memo
+// (only within AppendBatch, which starts its batch).
+func (e *Encoder) appendMetric(dst []byte, m *model.Metric, memo bool) ([]byte, bool) {
 	e.begin(dst)
 	if m.Name == "" {
 		e.fail(&e.Drops.EmptyName)
@@ -228,14 +253,54 @@ func (e *Encoder) AppendMetric(dst []byte, m *model.Metric) ([]byte, bool) {
 	if !model.IsFinite(m.Value) {
 		e.fail(&e.Drops.NonFinite)
 	}
-	dst = e.appendName(dst, m.Name, kMeasurement)
-	dst = e.appendTag(dst, "source", m.Source)
-	dst = appendWindow(dst, m.Window)
-	dst = e.appendTags(dst, m.Tags, "window")
+	if memo {
+		dst = e.memoHead(dst, m)
+	} else {
+		dst = e.appendHead(dst, m)
+	}
 	dst = append(dst, " value="...)
 	dst = strconv.AppendFloat(dst, m.Value, 'g', -1, 64)
 	dst = appendTime(dst, m.Timestamp)
 	return e.end(dst)
+}
+
+// appendHead appends m's `name,source=…[,window=…],tags`.
+func (e *Encoder) appendHead(dst []byte, m *model.Metric) []byte {
+	dst = e.appendName(dst, m.Name, kMeasurement)
+	dst = e.appendTag(dst, "source", m.Source)
+	dst = appendWindow(dst, m.Window)
+	return e.appendTags(dst, m.Tags, "window")
+}
+
+// memoHead is appendHead with the head of m's series remembered for the
+// batch: on a miss it is escaped into dst and copied into the memo with
+// the first problem found in it, on a hit copied from there and its
+// problem failed again. Either way e.bad ends as appendHead leaves it.
+func (e *Encoder) memoHead(dst []byte, m *model.Metric) []byte {
+	h, hit := e.memo.Slot(m.Series, m.Name, m.Source, m.Tags, uint8(m.Window))
+	if !hit {
+		before, start := e.bad, len(dst)
+		e.bad = nil
+		dst = e.appendHead(dst, m)
+		h.b, h.bad = append(h.b[:0], dst[start:]...), headOK
+		switch e.bad {
+		case &e.Drops.Backslash:
+			h.bad = headBackslash
+		case &e.Drops.LineBreak:
+			h.bad = headLineBreak
+		}
+		if before != nil {
+			e.bad = before
+		}
+		return dst
+	}
+	switch h.bad {
+	case headBackslash:
+		e.fail(&e.Drops.Backslash)
+	case headLineBreak:
+		e.fail(&e.Drops.LineBreak)
+	}
+	return append(dst, h.b...)
 }
 
 // AppendDistribution appends d as `name,source=…,window=…[,correction=N],tags
@@ -391,12 +456,22 @@ func (e *Encoder) AppendSpan(dst []byte, s *model.Span) ([]byte, bool) {
 
 // AppendBatch appends every item of b, metrics first, then distributions,
 // logs and spans, and returns dst and the number of lines appended. Items
-// left out are counted in e.Drops. It does not keep b.
+// left out are counted in e.Drops. It does not keep b. A metric series'
+// head is escaped once per call when its points share memory (as the wire
+// series encoding decodes them; model.SeriesMemo).
 func (e *Encoder) AppendBatch(dst []byte, b *model.Batch) ([]byte, int) {
 	n := 0
 	var ok bool
+	// Points of a series share memory only when the batch was decoded
+	// from the series encoding; other batches, and those of fewer than
+	// two points per series, where a head is mostly escaped once anyway,
+	// skip the memo (docs/performance.md).
+	memo := b.SeriesN > 0 && len(b.Metrics) >= 2*int(b.SeriesN)
+	if memo {
+		e.memo.Next()
+	}
 	for i := range b.Metrics {
-		if dst, ok = e.AppendMetric(dst, &b.Metrics[i]); ok {
+		if dst, ok = e.appendMetric(dst, &b.Metrics[i], memo); ok {
 			n++
 		}
 	}

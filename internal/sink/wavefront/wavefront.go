@@ -98,6 +98,11 @@ type Sink struct {
 	tlsCfg *tls.Config
 	buf    []byte
 	closed bool
+	// memo holds each metric series' line parts within one encode
+	// (model.SeriesMemo): the wire series encoding gives the points of a
+	// series one memory, so its name, source and tags are quoted once per
+	// batch instead of once per point.
+	memo   model.SeriesMemo[lineParts]
 	counts Counts
 }
 
@@ -194,13 +199,49 @@ func (s *Sink) Send(ctx context.Context, b *model.Batch, m sink.Meta) error {
 // lines.
 func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 	n := 0
+	// Points of a series share memory only when the batch was decoded
+	// from the series encoding; other batches, and those of fewer than
+	// three points per series, skip the memo: a miss costs about 1.5
+	// lines, a hit half of one (docs/performance.md).
+	memo := b.SeriesN > 0 && len(b.Metrics) >= 3*int(b.SeriesN)
+	if memo {
+		s.memo.Next()
+	}
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
-		if !model.IsFinite(m.Value) || !quotable(m.Name) || !quotable(m.Source) || !quotableTags(m.Tags) {
+		if !memo {
+			if !model.IsFinite(m.Value) || !quotable(m.Name) || !quotable(m.Source) || !quotableTags(m.Tags) {
+				s.counts.Invalid++
+				continue
+			}
+			dst = s.keep(wavefront.AppendMetric(dst, &b.Metrics[i]), len(dst), &n)
+			continue
+		}
+		if !model.IsFinite(m.Value) {
 			s.counts.Invalid++
 			continue
 		}
-		dst = s.keep(wavefront.AppendMetric(dst, &b.Metrics[i]), len(dst), &n)
+		lp, hit := s.memo.Slot(m.Series, m.Name, m.Source, m.Tags, 0)
+		if !hit {
+			dst = s.setParts(lp, dst, m)
+			if !lp.invalid {
+				n++
+			}
+			continue
+		}
+		if lp.invalid {
+			s.counts.Invalid++
+			continue
+		}
+		// wavefront.AppendMetric's line, its series' parts from the memo.
+		dst = append(dst, lp.name...)
+		dst = append(dst, ' ')
+		dst = strconv.AppendFloat(dst, m.Value, 'g', -1, 64)
+		dst = append(dst, ' ')
+		dst = strconv.AppendInt(dst, floorDiv(m.Timestamp, 1e9), 10)
+		dst = append(dst, lp.tail...)
+		dst = append(dst, '\n')
+		n++
 	}
 	for i := range b.Dists {
 		d := &b.Dists[i]
@@ -224,6 +265,50 @@ func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 	}
 	s.counts.SkippedLogs += uint64(len(b.Logs))
 	return dst, n
+}
+
+// lineParts is what the lines of a metric series share: its quoted name,
+// the source and tags after the timestamp, and whether its lines are
+// dropped (a string with a trailing backslash or a line break).
+type lineParts struct {
+	name, tail []byte
+	invalid    bool
+}
+
+// setParts appends m's line to dst as wavefront.AppendMetric writes it (or
+// nothing, counted, when it is invalid) and makes lp the parts of m's
+// series, cut from that line: `"name" value seconds` + tail + '\n', where
+// the quoted name is as long as m.Name plus its quotes and the escapes of
+// its '"', and the tail begins at the first ' ' after the seconds (the
+// numbers hold none). TestSeriesMemoSameLines checks the lines built from
+// the parts against AppendMetric's.
+func (s *Sink) setParts(lp *lineParts, dst []byte, m *model.Metric) []byte {
+	start := len(dst)
+	dst = wavefront.AppendMetric(dst, m)
+	line := dst[start:]
+	// A line break in a string would split the line (see keep).
+	lp.invalid = !quotable(m.Name) || !quotable(m.Source) || !quotableTags(m.Tags) ||
+		bytes.IndexByte(line[:len(line)-1], '\n') >= 0
+	nl := 2 + len(m.Name) + strings.Count(m.Name, `"`)
+	lp.name = append(lp.name[:0], line[:nl]...)
+	rest := line[nl+1:]                        // value seconds tail\n
+	rest = rest[bytes.IndexByte(rest, ' ')+1:] // seconds tail\n
+	t := bytes.IndexAny(rest, " \n")
+	lp.tail = append(lp.tail[:0], rest[t:len(rest)-1]...)
+	if lp.invalid {
+		s.counts.Invalid++
+		return dst[:start]
+	}
+	return dst
+}
+
+// floorDiv is a/b rounded down (the format's seconds of a timestamp).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
 }
 
 // keep keeps the line appended at out[start:] unless a string in it held a
