@@ -183,15 +183,24 @@ function decodeItem(r, type, version) {
   }
 }
 
-// decodeSeriesItems reads a series-encoded metrics body: the table of
-// series (kind, window, name, source, tags), then per item the series
-// index, the timestamp as a delta from the previous item's (the first
-// from 0) and the value.
+// decodeSeriesItems reads a series-encoded metrics body: the string
+// table, the series table (kind, window, then the numbers of the name,
+// source and tag strings), then per item the series index, the timestamp
+// as a delta from the previous item's (the first from 0) and the value.
 function decodeSeriesItems(r, count, items) {
+  const strs = [];
+  for (let n = r.len(); n > 0; n--) strs.push(r.str());
+  const str = () => {
+    const i = r.uvarint();
+    if (i >= BigInt(strs.length)) throw new CorruptError(`string ${i} of ${strs.length}`);
+    return strs[Number(i)];
+  };
   const table = [];
   for (let n = r.len(); n > 0; n--) {
-    const kind = r.u8(), window = r.u8(), name = r.str(), source = r.str(), tags = r.tags();
-    table.push({ kind, window, name, source, tags });
+    const kind = r.u8(), window = r.u8(), name = str(), source = str();
+    const pairs = [];
+    for (let t = r.len(); t > 0; t--) pairs.push([str(), str()]);
+    table.push({ kind, window, name, source, tags: Object.fromEntries(pairs) });
   }
   let ts = 0n;
   for (let i = 0; i < count; i++) {

@@ -27,7 +27,8 @@ type Decoder struct {
 	buf    []byte
 	zstd   *zstd.Decoder
 	gz     *gzip.Reader
-	series []seriesEntry // EncodingSeries table scratch
+	series []seriesEntry // EncodingSeries tables' scratch
+	strs   []string
 }
 
 // Decode appends the items of rec to dst and returns the record header.

@@ -12,74 +12,106 @@ import (
 // EncodingSeries (docs/wire-format.md, "Series encoding"): a metrics
 // record's body is
 //
-//	uvarint n, then n series entries: u8 kind, u8 window, str name,
-//	str source, tags
+//	uvarint ns, then ns strings (str): each distinct name, source, tag key
+//	and tag value of the record once, in first-use order
+//	uvarint n, then n series entries: u8 kind, u8 window, uvarint name,
+//	uvarint source, uvarint ntags, ntags × (uvarint key, uvarint value),
+//	the strings by their number in the string table
 //	count items: uvarint series index (< n), varint timestamp delta from
 //	the previous item's timestamp (the first from 0), f64 value
 //
-// A series is sent once per record instead of once per point: on the loads
-// les sees (a few thousand series, points every few ms) an item shrinks
-// from about 94 bytes to 11–14, which is smaller uncompressed than the
-// item encoding is with zstd, and each consumer resolves a series once per
-// record. Entries are in first-use order and unique: a writer MUST NOT
-// repeat an entry, and readers MAY rely on that.
+// A series is sent once per record instead of once per point, and a
+// string once however many series use it: on the loads les sees (a few
+// thousand series, points every few ms) an item shrinks from about 94
+// bytes to 11–14, which is smaller uncompressed than the item encoding is
+// with zstd, and each consumer resolves a series once per record. Strings
+// and entries are in first-use order and unique: a writer MUST NOT repeat
+// one, and readers MAY rely on that.
 
-// seriesTable is the encoder side: the table being built and the index of
-// its entries.
+// seriesTable is the encoder side: the tables being built and their
+// indexes.
 type seriesTable struct {
-	entries []byte // the encoded entries, in first-use order
-	n       uint32
-	// index maps an entry's bytes to its position. Its keys alias
-	// entries (unsafe.String): they are only appended to until reset,
-	// which clears the map before the bytes are reused, so a key never
-	// changes while the map holds it (a grown entries keeps the old array
-	// alive for the keys that point into it).
+	// keys are the identities of the record's series (kind, window, then
+	// name, source and tags as str, in encoding 1's layout), in
+	// first-use order. index maps an identity to its series number; its
+	// keys alias keys (unsafe.String), and strIndex's alias strs: both
+	// buffers are only appended to until reset, which clears the maps
+	// before the bytes are reused, so a key never changes while a map
+	// holds it (a grown buffer keeps the old array alive for the keys
+	// that point into it).
+	keys  []byte
 	index map[string]uint32
-	prevT int64
-	// joined is Finish's scratch: table and items in one buffer for the
+	n     uint32
+	// entries are the encoded series entries (string numbers).
+	entries []byte
+	// strs is the string table, nstr strings; strIndex their numbers.
+	strs     []byte
+	nstr     uint32
+	strIndex map[string]uint32
+	strAt    []string // string i, aliasing strs
+	// recent is the last string at each place of an entry (name, source,
+	// then each tag's key and value): Lambda-like series share most of
+	// them in order (the same tag keys, often the same source), and a
+	// comparison is cheaper than a map lookup.
+	recent [recentStrs]recentStr
+	prevT  int64
+	// joined is Finish's scratch: tables and items in one buffer for the
 	// compressors.
 	joined []byte
 }
 
+const recentStrs = 16
+
+type recentStr struct {
+	i   uint32
+	set bool
+}
+
 func newSeriesTable() *seriesTable {
-	return &seriesTable{index: make(map[string]uint32)}
+	return &seriesTable{index: make(map[string]uint32), strIndex: make(map[string]uint32)}
 }
 
 func (t *seriesTable) reset() {
 	clear(t.index)
-	t.entries = t.entries[:0]
-	t.n = 0
+	clear(t.strIndex)
+	t.recent = [recentStrs]recentStr{}
+	t.keys, t.entries, t.strs = t.keys[:0], t.entries[:0], t.strs[:0]
+	clear(t.strAt)
+	t.strAt = t.strAt[:0]
+	t.n, t.nstr = 0, 0
 	t.prevT = 0
 }
 
-// size is the table's share of the body: the entry count and the entries.
+// size is the tables' share of the body.
 func (t *seriesTable) size() int {
-	return uvarintLen(uint64(t.n)) + len(t.entries)
+	return uvarintLen(uint64(t.nstr)) + len(t.strs) + uvarintLen(uint64(t.n)) + len(t.entries)
 }
 
 func (t *seriesTable) appendTable(dst []byte) []byte {
+	dst = append(binary.AppendUvarint(dst, uint64(t.nstr)), t.strs...)
 	return append(binary.AppendUvarint(dst, uint64(t.n)), t.entries...)
 }
 
-// appendMetric appends m's item to items, adding its series to the table
-// when it is new. Once warm (entries and index grown) it allocates
-// nothing: the entry is encoded where it would go, and either kept (new)
-// or cut off again (known).
+// appendMetric appends m's item to items, adding its series to the tables
+// when it is new. Once warm (buffers and maps grown) it allocates
+// nothing: the identity is encoded where it would go, and either kept
+// (new) or cut off again (known).
 func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
-	start := len(t.entries)
-	b := append(t.entries, byte(m.Kind), byte(m.Window))
+	start := len(t.keys)
+	b := append(t.keys, byte(m.Kind), byte(m.Window))
 	b = appendString(b, m.Name)
 	b = appendString(b, m.Source)
 	b = appendTags(b, m.Tags)
 	key := unsafe.String(&b[start], len(b)-start)
 	idx, ok := t.index[key]
 	if ok {
-		t.entries = b[:start]
+		t.keys = b[:start]
 	} else {
 		idx = t.n
 		t.n++
-		t.entries = b
+		t.keys = b
 		t.index[key] = idx
+		t.addEntry(m)
 	}
 	items = binary.AppendUvarint(items, uint64(idx))
 	items = binary.AppendVarint(items, m.Timestamp-t.prevT)
@@ -87,23 +119,70 @@ func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
 	return binary.LittleEndian.AppendUint64(items, math.Float64bits(m.Value))
 }
 
+// addEntry appends the entry of m's series, adding its strings.
+func (t *seriesTable) addEntry(m *model.Metric) {
+	e := append(t.entries, byte(m.Kind), byte(m.Window))
+	e = binary.AppendUvarint(e, uint64(t.str(0, m.Name)))
+	e = binary.AppendUvarint(e, uint64(t.str(1, m.Source)))
+	e = binary.AppendUvarint(e, uint64(len(m.Tags)))
+	for j, tg := range m.Tags {
+		e = binary.AppendUvarint(e, uint64(t.str(2+2*j, tg.Key)))
+		e = binary.AppendUvarint(e, uint64(t.str(3+2*j, tg.Value)))
+	}
+	t.entries = e
+}
+
+// str returns the number of s in the string table, adding it; place is
+// where s is in the entry (for recent).
+func (t *seriesTable) str(place int, s string) uint32 {
+	var r *recentStr
+	if place < recentStrs {
+		r = &t.recent[place]
+		if r.set && t.strAt[r.i] == s {
+			return r.i
+		}
+	}
+	i, ok := t.strIndex[s]
+	if !ok {
+		i = t.nstr
+		t.nstr++
+		t.strs = appendString(t.strs, s)
+		k := t.lastStr(len(s))
+		t.strIndex[k] = i
+		t.strAt = append(t.strAt, k)
+	}
+	if r != nil {
+		*r = recentStr{i: i, set: true}
+	}
+	return i
+}
+
+// lastStr is the string of n bytes that ends strs, aliasing it.
+func (t *seriesTable) lastStr(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&t.strs[len(t.strs)-n], n)
+}
+
 // seriesMark is the state an append can be undone to (Split).
 type seriesMark struct {
-	entries int
-	n       uint32
-	prevT   int64
+	keys, entries, strs int
+	n, nstr             uint32
+	prevT               int64
 }
 
 func (t *seriesTable) mark() seriesMark {
-	return seriesMark{entries: len(t.entries), n: t.n, prevT: t.prevT}
+	return seriesMark{keys: len(t.keys), entries: len(t.entries), strs: len(t.strs), n: t.n, nstr: t.nstr, prevT: t.prevT}
 }
 
-// undo forgets what the appends since mk added. Only the entries added
-// since are removed from the index, before their bytes are given back.
+// undo forgets what the appends since mk added. Only the series and
+// strings added since are removed from the indexes, before their bytes
+// are given back.
 func (t *seriesTable) undo(mk seriesMark) {
 	if t.n > mk.n {
-		r := reader{b: t.entries, off: mk.entries}
-		for r.off < len(t.entries) && !r.bad {
+		r := reader{b: t.keys, off: mk.keys}
+		for r.off < len(t.keys) && !r.bad {
 			s := r.off
 			r.byte()
 			r.byte()
@@ -114,11 +193,19 @@ func (t *seriesTable) undo(mk seriesMark) {
 				r.bytes()
 				r.bytes()
 			}
-			delete(t.index, unsafe.String(&t.entries[s], r.off-s))
+			delete(t.index, unsafe.String(&t.keys[s], r.off-s))
 		}
 	}
-	t.entries = t.entries[:mk.entries]
-	t.n = mk.n
+	if t.nstr > mk.nstr {
+		r := reader{b: t.strs, off: mk.strs}
+		for r.off < len(t.strs) && !r.bad {
+			delete(t.strIndex, r.string())
+		}
+	}
+	t.keys, t.entries, t.strs = t.keys[:mk.keys], t.entries[:mk.entries], t.strs[:mk.strs]
+	t.strAt = t.strAt[:mk.nstr]
+	t.recent = [recentStrs]recentStr{} // may name a string given back
+	t.n, t.nstr = mk.n, mk.nstr
 	t.prevT = mk.prevT
 }
 
@@ -146,7 +233,27 @@ type seriesEntry struct {
 // treat decoded items as read-only (they do; Decode's contract).
 func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error {
 	r := reader{b: body}
-	n := r.count(5) // an entry is at least 5 bytes: kind, window, 3 lengths
+	ns := r.count(1) // a string is at least its length byte
+	if r.bad {
+		return fmt.Errorf("%w: string table length", ErrCorrupt)
+	}
+	strs := d.strs[:0]
+	for i := 0; i < ns && !r.bad; i++ {
+		strs = append(strs, r.string())
+	}
+	d.strs = strs
+	if r.bad {
+		return fmt.Errorf("%w: string table", ErrCorrupt)
+	}
+	str := func() string {
+		i := r.uvarint()
+		if i >= uint64(len(strs)) {
+			r.bad = true
+			return ""
+		}
+		return strs[i]
+	}
+	n := r.count(5) // an entry is at least 5 bytes: kind, window, name, source, tag count
 	if r.bad {
 		return fmt.Errorf("%w: series table length", ErrCorrupt)
 	}
@@ -155,9 +262,16 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 		var e seriesEntry
 		e.kind = model.Kind(r.byte())
 		e.window = model.Window(r.byte())
-		e.name = r.string()
-		e.source = r.string()
-		e.tags = r.tags(dst)
+		e.name = str()
+		e.source = str()
+		nt := r.count(2)
+		mark := dst.TagMark()
+		for j := 0; j < nt && !r.bad; j++ {
+			k := str()
+			v := str()
+			dst.AddTag(k, v)
+		}
+		e.tags = dst.TagsSince(mark)
 		if r.bad {
 			d.series = tab
 			return fmt.Errorf("%w: series %d of %d", ErrCorrupt, i, n)

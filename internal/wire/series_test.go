@@ -234,6 +234,34 @@ func TestSeriesUndo(t *testing.T) {
 	if e.tab.n != uint32(len(seen)) {
 		t.Fatalf("table has %d entries, %d distinct series kept", e.tab.n, len(seen))
 	}
+	// And the string table holds exactly their distinct strings.
+	strs := map[string]bool{}
+	for _, m := range want {
+		strs[m.Name], strs[m.Source] = true, true
+		for _, tg := range m.Tags {
+			strs[tg.Key], strs[tg.Value] = true, true
+		}
+	}
+	if e.tab.nstr != uint32(len(strs)) {
+		t.Fatalf("string table has %d strings, %d distinct kept", e.tab.nstr, len(strs))
+	}
+}
+
+// TestSeriesStringsOnce: a string is written once however many series use
+// it, so a record of many series of a small vocabulary (one point each,
+// the series table's worst case) stays small.
+func TestSeriesStringsOnce(t *testing.T) {
+	var ms []model.Metric
+	for s := range 5000 {
+		ms = append(ms, model.Metric{Name: fmt.Sprint("aws.lambda.metric_", s%16), Source: fmt.Sprint("function-", s%313),
+			Kind: model.Gauge, Value: 1, Timestamp: int64(s), Tags: model.Tags{{Key: "env", Value: "prod"},
+				{Key: "region", Value: fmt.Sprint("eu-west-", s%3)}, {Key: "version", Value: fmt.Sprint(s % 7)}}})
+	}
+	rec := encodeSeries(t, ms, CompressionNone)
+	// An entry is 2 + 1 + 2 + 1 + 3×2 bytes of numbers, a point 10–11.
+	if per := float64(len(rec)-HeaderSize) / float64(len(ms)); per > 26 {
+		t.Fatalf("%.1f bytes per point of a new series, want ≤ 26", per)
+	}
 }
 
 // TestSeriesAllocs: a warm encoder and decoder allocate nothing.
