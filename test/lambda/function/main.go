@@ -8,7 +8,12 @@
 // Wavefront point and the EMF document go as UDP datagrams to the same
 // ports instead (a function whose emission costs the same whether or not
 // anything listens: for the latency measurement); with quiet set it emits
-// only the two StatsD datagrams; with silent set, nothing at all.
+// only the two StatsD datagrams; with silent set, nothing at all. With
+// stamp set it answers "ok <start> <end>" instead of "ok": the wall clock
+// (Unix ns) when the handler started and when it returned, so that the
+// latency measurement can split the caller's time into before, in and
+// after the handler (the runtime posting the response and the emulator
+// answering the caller).
 package main
 
 import (
@@ -27,9 +32,19 @@ type Event struct {
 	UDP     bool `json:"udp"`
 	Quiet   bool `json:"quiet"`
 	Silent  bool `json:"silent"`
+	Stamp   bool `json:"stamp"`
 }
 
 func handle(ctx context.Context, ev Event) (string, error) {
+	if ev.Stamp {
+		start := time.Now().UnixNano()
+		ans, err := emit(ev)
+		return fmt.Sprintf("%s %d %d", ans, start, time.Now().UnixNano()), err
+	}
+	return emit(ev)
+}
+
+func emit(ev Event) (string, error) {
 	if ev.SleepMs > 0 {
 		time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
 	}
