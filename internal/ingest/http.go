@@ -100,15 +100,25 @@ func Authorized(r *http.Request, token string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
-func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// postAuthorized answers 405 to anything but a POST and 401 to a request
+// without token (none needed when token is empty), and reports whether r
+// may go on.
+func postAuthorized(w http.ResponseWriter, r *http.Request, token string) bool {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
+		return false
 	}
-	if !Authorized(r, h.Token) {
+	if !Authorized(r, token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
 		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+func (h *LineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !postAuthorized(w, r, h.Token) {
 		return
 	}
 	q := r.URL.Query()

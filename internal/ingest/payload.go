@@ -26,14 +26,7 @@ type PayloadHandler struct {
 }
 
 func (h *PayloadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	if !Authorized(r, h.Token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="les"`)
-		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+	if !postAuthorized(w, r, h.Token) {
 		return
 	}
 	maxBody := h.MaxBody

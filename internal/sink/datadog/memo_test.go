@@ -3,10 +3,8 @@ package datadog
 import (
 	"fmt"
 	"testing"
-	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/sink/sinktest"
 	"github.com/les-streams/les/internal/wire"
 )
@@ -74,15 +72,10 @@ func TestSeriesMemoSameRequests(t *testing.T) {
 // nothing is carried over from one encode to the next.
 func TestSeriesMemoForgetsBetweenBatches(t *testing.T) {
 	e := newEncoder(memoOptions(encOptions{seriesV1: true}))
-	name, src := []byte("aaaa"), []byte("fn-a")
-	tags := model.Tags{{Key: "k", Value: "v"}}
-	b := &model.Batch{Metrics: []model.Metric{{Name: unsafe.String(&name[0], len(name)), Source: unsafe.String(&src[0], len(src)),
-		Tags: tags, Value: 1, Timestamp: 1e18, Series: 1}}}
+	b, set := sinktest.ReusedSeries()
 	var got []string
 	for _, n := range []string{"aaaa", "bbbb"} {
-		copy(name, n)
-		copy(src, "fn-"+n[:1])
-		tags[0].Value = n
+		set(n)
 		e.encode(b)
 		for _, q := range e.series.all() {
 			got = append(got, string(q.raw))

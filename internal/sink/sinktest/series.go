@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/wire"
@@ -105,4 +106,22 @@ func RawPointsCases() []struct {
 		Points []model.Metric
 		Enc    wire.Encoding
 	}{{"les", ms, wire.EncodingLES}, {"series", ms, wire.EncodingSeries}, {"series-distinct", DistinctSeries(ms), wire.EncodingSeries}}
+}
+
+// ReusedSeries is a batch of one gauge point (value 1 at 1e18 ns, series
+// number 1) whose name, source and tag value live in memory that set
+// rewrites: after set("bbbb") the same memory holds the series bbbb with
+// source fn-b and tag k=bbbb, as a wire decoder's reused buffer holds
+// another record's series. A sink's memo must not carry anything from one
+// batch to the next over it.
+func ReusedSeries() (b *model.Batch, set func(name string)) {
+	name, src := []byte("aaaa"), []byte("fn-a")
+	tags := model.Tags{{Key: "k", Value: "aaaa"}}
+	b = &model.Batch{Metrics: []model.Metric{{Name: unsafe.String(&name[0], len(name)), Source: unsafe.String(&src[0], len(src)),
+		Tags: tags, Value: 1, Timestamp: 1e18, Series: 1}}}
+	return b, func(n string) {
+		copy(name, n)
+		copy(src, "fn-"+n[:1])
+		tags[0].Value = n
+	}
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/les-streams/les/internal/format/wavefront"
-	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/sink/sinktest"
 	"github.com/les-streams/les/internal/wire"
 )
@@ -77,15 +75,10 @@ func TestSeriesMemoForgetsBetweenBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name, src := []byte("aaaa"), []byte("fn-a")
-	tags := model.Tags{{Key: "k", Value: "v"}}
-	b := &model.Batch{Metrics: []model.Metric{{Name: unsafe.String(&name[0], len(name)), Source: unsafe.String(&src[0], len(src)),
-		Tags: tags, Value: 1, Timestamp: 1e18, Series: 1}}}
+	b, set := sinktest.ReusedSeries()
 	var got string
 	for _, n := range []string{"aaaa", "bbbb"} {
-		copy(name, n)
-		copy(src, "fn-"+n[:1])
-		tags[0].Value = n
+		set(n)
 		buf, _ := s.encode(nil, b)
 		got += string(buf)
 	}
