@@ -4,41 +4,16 @@ package extension
 
 import (
 	"context"
-	"errors"
-	"strings"
 
 	"github.com/les-streams/les/internal/stream"
 	"github.com/les-streams/les/internal/stream/kafka"
+	"github.com/les-streams/les/internal/stream/kafka/kafkaconf"
 )
 
-// addKafka offers stream kind kafka (build tag les_kafka; ADR 0005).
+// addKafka offers stream kind kafka through the full franz-go backend
+// (build tag les_kafka; kafka.go).
 func addKafka(m map[string]backend) {
-	cfgOf := func(s *StreamConfig) (kafka.Config, error) {
-		var c kafka.Config
-		if s.Kafka.Kind != 0 {
-			if err := s.Kafka.Decode(&c); err != nil {
-				return c, err
-			}
-		}
-		if u := s.kafkaURL; u != nil {
-			c.Brokers = strings.Split(u.Host, ",")
-			if p := strings.Trim(u.Path, "/"); p != "" {
-				c.TopicPrefix = p
-			}
-		}
-		if len(c.Brokers) == 0 {
-			return c, errors.New("stream.kafka.brokers is required")
-		}
-		return c, c.Validate()
-	}
-	m["kafka"] = backend{
-		validate: func(s *StreamConfig) error { _, err := cfgOf(s); return err },
-		open: func(ctx context.Context, s *StreamConfig, d streamDeps) (stream.Stream, error) {
-			c, err := cfgOf(s)
-			if err != nil {
-				return nil, err
-			}
-			return kafka.Open(ctx, c, s.Partitions, kafka.Deps{Log: d.Log, Metrics: d.Metrics})
-		},
-	}
+	m["kafka"] = kafkaBackend(func(ctx context.Context, c kafkaconf.Config, partitions int, d streamDeps) (stream.Stream, error) {
+		return kafka.Open(ctx, c, partitions, kafka.Deps{Log: d.Log, Metrics: d.Metrics})
+	})
 }
