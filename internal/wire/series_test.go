@@ -1,13 +1,10 @@
 package wire
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -137,21 +134,7 @@ func TestSeriesGolden(t *testing.T) {
 	ms = append(ms, ms[0])
 	ms[2].Timestamp += 1000
 	ms[2].Value = 43
-	got := hex.Dump(encodeSeries(t, ms, CompressionNone))
-	path := filepath.Join("testdata", "metrics-series.hex")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("golden bytes (-want +got):\n%s", diff)
-	}
+	checkGolden(t, "metrics-series.hex", encodeSeries(t, ms, CompressionNone))
 }
 
 func TestSeriesCorrupt(t *testing.T) {

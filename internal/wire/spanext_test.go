@@ -93,21 +93,7 @@ func TestSpanRecordsStayVersion1(t *testing.T) {
 }
 
 func TestSpanExtGolden(t *testing.T) {
-	got := hex.Dump(encodeSpans(t, extSpans(), CompressionNone))
-	path := filepath.Join("testdata", "spans-v2.hex")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("spans-v2 golden bytes (-want +got):\n%s", diff)
-	}
+	checkGolden(t, "spans-v2.hex", encodeSpans(t, extSpans(), CompressionNone))
 }
 
 func TestSpanExtCorrupt(t *testing.T) {

@@ -148,21 +148,28 @@ func TestHeader(t *testing.T) {
 func TestGolden(t *testing.T) {
 	recs := encodeAll(t, sampleBatch(), CompressionNone)
 	for _, sig := range Signals {
-		path := filepath.Join("testdata", sig.String()+".hex")
-		got := hex.Dump(recs[sig])
-		if *update {
-			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
+		checkGolden(t, sig.String()+".hex", recs[sig])
+	}
+}
+
+// checkGolden compares the hex dump of rec with testdata/name, or writes
+// it there with -update.
+func checkGolden(t *testing.T, name string, rec []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	got := hex.Dump(rec)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -update to create)", err)
-		}
-		if diff := cmp.Diff(string(want), got); diff != "" {
-			t.Errorf("%s golden bytes (-want +got):\n%s", sig, diff)
-		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s golden bytes (-want +got):\n%s", name, diff)
 	}
 }
 
