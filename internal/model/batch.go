@@ -56,6 +56,13 @@ func (b *Batch) Reset() {
 	b.SeriesN = 0
 }
 
+// SeriesRepeat reports whether a decoder numbered the batch's series
+// (Metric.Series) and its metrics hold at least k points per series on
+// average: where a SeriesMemo pays for its misses.
+func (b *Batch) SeriesRepeat(k int) bool {
+	return b.SeriesN > 0 && len(b.Metrics) >= k*int(b.SeriesN)
+}
+
 // Len is the number of accepted items in the batch.
 func (b *Batch) Len() int {
 	return len(b.Metrics) + len(b.Dists) + len(b.Logs) + len(b.Spans)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/les-streams/les/internal/model"
@@ -284,7 +285,7 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 	if uint64(count)*10 > uint64(len(r.b)-r.off) {
 		return fmt.Errorf("%w: %d items cannot fit in %d bytes", ErrCorrupt, count, len(r.b)-r.off)
 	}
-	dst.Metrics = growMetrics(dst.Metrics, int(count))
+	dst.Metrics = slices.Grow(dst.Metrics, int(count))
 	base := dst.SeriesN + 1
 	dst.SeriesN += uint32(len(tab))
 	var ts int64
@@ -303,14 +304,4 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
 	}
 	return nil
-}
-
-// growMetrics makes room for n more metrics in one step.
-func growMetrics(ms []model.Metric, n int) []model.Metric {
-	if cap(ms)-len(ms) >= n {
-		return ms
-	}
-	out := make([]model.Metric, len(ms), len(ms)+n)
-	copy(out, ms)
-	return out
 }

@@ -192,7 +192,7 @@ func (e *encoder) encode(b *model.Batch) {
 	e.items = 0
 	// Batches of fewer than two points per series skip the memo too:
 	// their parts are mostly written once anyway (docs/performance.md).
-	if e.useMemo = b.SeriesN > 0 && len(b.Metrics) >= 2*int(b.SeriesN); e.useMemo {
+	if e.useMemo = b.SeriesRepeat(2); e.useMemo {
 		e.memo.Next()
 	}
 	for i := range b.Metrics {

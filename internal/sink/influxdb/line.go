@@ -466,7 +466,7 @@ func (e *Encoder) AppendBatch(dst []byte, b *model.Batch) ([]byte, int) {
 	// from the series encoding; other batches, and those of fewer than
 	// two points per series, where a head is mostly escaped once anyway,
 	// skip the memo (docs/performance.md).
-	memo := b.SeriesN > 0 && len(b.Metrics) >= 2*int(b.SeriesN)
+	memo := b.SeriesRepeat(2)
 	if memo {
 		e.memo.Next()
 	}

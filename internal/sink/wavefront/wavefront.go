@@ -203,7 +203,7 @@ func (s *Sink) encode(dst []byte, b *model.Batch) ([]byte, int) {
 	// from the series encoding; other batches, and those of fewer than
 	// three points per series, skip the memo: a miss costs about 1.5
 	// lines, a hit half of one (docs/performance.md).
-	memo := b.SeriesN > 0 && len(b.Metrics) >= 3*int(b.SeriesN)
+	memo := b.SeriesRepeat(3)
 	if memo {
 		s.memo.Next()
 	}
