@@ -41,15 +41,14 @@ type seriesTable struct {
 	// holds it (a grown buffer keeps the old array alive for the keys
 	// that point into it).
 	keys  []byte
-	index map[string]uint32
-	n     uint32
+	index map[string]uint32 // as many as entries
 	// entries are the encoded series entries (string numbers).
 	entries []byte
-	// strs is the string table, nstr strings; strIndex their numbers.
+	// strs is the string table, strAt its strings (aliasing it) by
+	// number, strIndex their numbers.
 	strs     []byte
-	nstr     uint32
 	strIndex map[string]uint32
-	strAt    []string // string i, aliasing strs
+	strAt    []string
 	// recent is the last string at each place of an entry (name, source,
 	// then each tag's key and value): Lambda-like series share most of
 	// them in order (the same tag keys, often the same source), and a
@@ -79,18 +78,17 @@ func (t *seriesTable) reset() {
 	t.keys, t.entries, t.strs = t.keys[:0], t.entries[:0], t.strs[:0]
 	clear(t.strAt)
 	t.strAt = t.strAt[:0]
-	t.n, t.nstr = 0, 0
 	t.prevT = 0
 }
 
 // size is the tables' share of the body.
 func (t *seriesTable) size() int {
-	return uvarintLen(uint64(t.nstr)) + len(t.strs) + uvarintLen(uint64(t.n)) + len(t.entries)
+	return uvarintLen(uint64(len(t.strAt))) + len(t.strs) + uvarintLen(uint64(len(t.index))) + len(t.entries)
 }
 
 func (t *seriesTable) appendTable(dst []byte) []byte {
-	dst = append(binary.AppendUvarint(dst, uint64(t.nstr)), t.strs...)
-	return append(binary.AppendUvarint(dst, uint64(t.n)), t.entries...)
+	dst = append(binary.AppendUvarint(dst, uint64(len(t.strAt))), t.strs...)
+	return append(binary.AppendUvarint(dst, uint64(len(t.index))), t.entries...)
 }
 
 // appendMetric appends m's item to items, adding its series to the tables
@@ -108,8 +106,7 @@ func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
 	if ok {
 		t.keys = b[:start]
 	} else {
-		idx = t.n
-		t.n++
+		idx = uint32(len(t.index))
 		t.keys = b
 		t.index[key] = idx
 		t.addEntry(m)
@@ -145,8 +142,7 @@ func (t *seriesTable) str(place int, s string) uint32 {
 	}
 	i, ok := t.strIndex[s]
 	if !ok {
-		i = t.nstr
-		t.nstr++
+		i = uint32(len(t.strAt))
 		t.strs = appendString(t.strs, s)
 		k := t.lastStr(len(s))
 		t.strIndex[k] = i
@@ -169,19 +165,19 @@ func (t *seriesTable) lastStr(n int) string {
 // seriesMark is the state an append can be undone to (Split).
 type seriesMark struct {
 	keys, entries, strs int
-	n, nstr             uint32
+	n, nstr             int // series and strings
 	prevT               int64
 }
 
 func (t *seriesTable) mark() seriesMark {
-	return seriesMark{keys: len(t.keys), entries: len(t.entries), strs: len(t.strs), n: t.n, nstr: t.nstr, prevT: t.prevT}
+	return seriesMark{keys: len(t.keys), entries: len(t.entries), strs: len(t.strs), n: len(t.index), nstr: len(t.strAt), prevT: t.prevT}
 }
 
 // undo forgets what the appends since mk added. Only the series and
 // strings added since are removed from the indexes, before their bytes
 // are given back.
 func (t *seriesTable) undo(mk seriesMark) {
-	if t.n > mk.n {
+	if len(t.index) > mk.n {
 		r := reader{b: t.keys, off: mk.keys}
 		for r.off < len(t.keys) && !r.bad {
 			s := r.off
@@ -197,7 +193,7 @@ func (t *seriesTable) undo(mk seriesMark) {
 			delete(t.index, unsafe.String(&t.keys[s], r.off-s))
 		}
 	}
-	if t.nstr > mk.nstr {
+	if len(t.strAt) > mk.nstr {
 		r := reader{b: t.strs, off: mk.strs}
 		for r.off < len(t.strs) && !r.bad {
 			delete(t.strIndex, r.string())
@@ -206,7 +202,6 @@ func (t *seriesTable) undo(mk seriesMark) {
 	t.keys, t.entries, t.strs = t.keys[:mk.keys], t.entries[:mk.entries], t.strs[:mk.strs]
 	t.strAt = t.strAt[:mk.nstr]
 	t.recent = [recentStrs]recentStr{} // may name a string given back
-	t.n, t.nstr = mk.n, mk.nstr
 	t.prevT = mk.prevT
 }
 

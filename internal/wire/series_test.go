@@ -214,8 +214,8 @@ func TestSeriesUndo(t *testing.T) {
 	for _, m := range want {
 		seen[fmt.Sprint(m.Kind, m.Window, m.Name, m.Source, m.Tags)] = true
 	}
-	if e.tab.n != uint32(len(seen)) {
-		t.Fatalf("table has %d entries, %d distinct series kept", e.tab.n, len(seen))
+	if len(e.tab.index) != len(seen) {
+		t.Fatalf("table has %d entries, %d distinct series kept", len(e.tab.index), len(seen))
 	}
 	// And the string table holds exactly their distinct strings.
 	strs := map[string]bool{}
@@ -225,8 +225,8 @@ func TestSeriesUndo(t *testing.T) {
 			strs[tg.Key], strs[tg.Value] = true, true
 		}
 	}
-	if e.tab.nstr != uint32(len(strs)) {
-		t.Fatalf("string table has %d strings, %d distinct kept", e.tab.nstr, len(strs))
+	if len(e.tab.strAt) != len(strs) {
+		t.Fatalf("string table has %d strings, %d distinct kept", len(e.tab.strAt), len(strs))
 	}
 }
 
