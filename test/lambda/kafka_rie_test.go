@@ -35,26 +35,7 @@ func TestEmulatorKafka(t *testing.T) {
 	defer c.Close()
 	addr := c.ListenAddrs()[0]
 	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kafka://" + addr + "/rie?partitions=2", "LES_LOG_LEVEL": "info"}, addr)
-	const n = 20
-	sum := 0
-	for i := 1; i <= n; i++ {
-		if ans, _ := e.call(fmt.Sprintf(`{"n":%d}`, i)); ans != `"ok"` {
-			t.Fatalf("invocation %d answered %s", i, ans)
-		}
-		sum += i
-	}
-	want := map[string]float64{
-		"rie.count@fn": n, "#rie.latency@fn": n, "rie.latency@fn": float64(sum),
-		"rie.wf@rie-fn": float64(sum), "RieEmf@fn": float64(2 * sum),
-	}
-	has := func(got map[string]float64) bool {
-		for k, v := range want {
-			if got[k] != v {
-				return false
-			}
-		}
-		return true
-	}
+	want, has := invokeN(t, e, 20)
 	got := readKafka(t, addr, "rie", 2, has)
 	if !has(got) {
 		t.Fatalf("kafka holds %v, want %v\n%s", got, want, e.out.String())

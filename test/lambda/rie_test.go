@@ -462,6 +462,32 @@ func kinesisStream(t *testing.T) (endpoint, name string) {
 	return endpoint, name
 }
 
+// invokeN invokes the test function n times (invocation i emits StatsD
+// timer i, Wavefront i and EMF 2i) and returns the totals the stream must
+// then hold and a check of them.
+func invokeN(t *testing.T, e *emulator, n int) (want map[string]float64, has func(map[string]float64) bool) {
+	t.Helper()
+	sum := 0
+	for i := 1; i <= n; i++ {
+		if ans, _ := e.call(fmt.Sprintf(`{"n":%d}`, i)); ans != `"ok"` {
+			t.Fatalf("invocation %d answered %s", i, ans)
+		}
+		sum += i
+	}
+	want = map[string]float64{
+		"rie.count@fn": float64(n), "#rie.latency@fn": float64(n), "rie.latency@fn": float64(sum),
+		"rie.wf@rie-fn": float64(sum), "RieEmf@fn": float64(2 * sum),
+	}
+	return want, func(got map[string]float64) bool {
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // TestEmulatorClassic: the classic emulator (INVOKE and SHUTDOWN; the
 // Telemetry API answers Telemetry.NotSupported). 20 invocations emit over
 // StatsD, Wavefront and EMF; the stream holds exactly what they emitted.
@@ -472,26 +498,7 @@ func TestEmulatorClassic(t *testing.T) {
 	endpoint, name := kinesisStream(t)
 	e := startEmulator(t, true, map[string]string{"LES_STREAM": "kinesis://" + name + "?partitions=2",
 		"AWS_ENDPOINT_URL_KINESIS": endpoint, "LES_LOG_LEVEL": "info"}, hostPort(endpoint))
-	const n = 20
-	sum := 0
-	for i := 1; i <= n; i++ {
-		if ans, _ := e.call(fmt.Sprintf(`{"n":%d}`, i)); ans != `"ok"` {
-			t.Fatalf("invocation %d answered %s", i, ans)
-		}
-		sum += i
-	}
-	want := map[string]float64{
-		"rie.count@fn": n, "#rie.latency@fn": n, "rie.latency@fn": float64(sum),
-		"rie.wf@rie-fn": float64(sum), "RieEmf@fn": float64(2 * sum),
-	}
-	has := func(got map[string]float64) bool {
-		for k, v := range want {
-			if got[k] != v {
-				return false
-			}
-		}
-		return true
-	}
+	want, has := invokeN(t, e, 20)
 	got, _ := readStream(t, endpoint, name, 2, func(got map[string]float64, _ []model.Log) bool { return has(got) })
 	if !has(got) {
 		t.Fatalf("stream holds %v, want %v", got, want)
