@@ -3,7 +3,6 @@
 package lambda_test
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net"
@@ -394,37 +393,12 @@ func pctD(ds []time.Duration, p int) time.Duration {
 // its executable: aws-lambda-rie, bootstrap (the function), les, minext
 // (netbridge, the test's socket bridge, too).
 func (e *emulator) sandboxCPU() map[string]int64 {
-	root := e.cmd.Process.Pid
-	parent := map[int]int{}
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, s := range stats {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
-		i := bytes.LastIndexByte(b, ')')
-		if f := strings.Fields(string(b[i+1:])); len(f) >= 2 {
-			parent[pid], _ = strconv.Atoi(f[1])
-		}
-	}
 	out := map[string]int64{}
-	for pid := range parent {
-		below := false
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == root {
-				below = true
-				break
-			}
+	for pid, cl := range e.descendants() {
+		if cl == "" {
+			continue // gone since, or a kernel thread
 		}
-		if !below {
-			continue
-		}
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		name := filepath.Base(string(bytes.SplitN(cl, []byte{0}, 2)[0]))
+		name := filepath.Base(strings.SplitN(cl, "\x00", 2)[0])
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/schedstat", pid))
 		for _, ts := range tasks {
 			b, err := os.ReadFile(ts)

@@ -432,9 +432,21 @@ func readValues(t *testing.T, st stream.Stream, o stream.ConsumeOptions, cycles 
 // sandboxProcs are the pids of the function (/var/task/…) and the
 // extensions (/opt/extensions/…) below this emulator.
 func (e *emulator) sandboxProcs() []int {
+	var out []int
+	for pid, cl := range e.descendants() {
+		if strings.HasPrefix(cl, "/var/task/") || strings.HasPrefix(cl, "/opt/extensions/") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// descendants are the processes below this emulator, with their command
+// lines (NUL-separated, as /proc/PID/cmdline has them).
+func (e *emulator) descendants() map[int]string {
 	root := e.cmd.Process.Pid
 	parent := map[int]int{}
-	cmdline := map[int][]byte{}
+	cmdline := map[int]string{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, s := range stats {
 		b, err := os.ReadFile(s)
@@ -449,20 +461,16 @@ func (e *emulator) sandboxProcs() []int {
 			continue
 		}
 		parent[pid], _ = strconv.Atoi(f[1])
-		cmdline[pid], _ = os.ReadFile(filepath.Join(filepath.Dir(s), "cmdline"))
+		cl, _ := os.ReadFile(filepath.Join(filepath.Dir(s), "cmdline"))
+		cmdline[pid] = string(cl)
 	}
-	var out []int
+	out := map[int]string{}
 	for pid := range parent {
-		below := false
 		for p := parent[pid]; p > 1; p = parent[p] {
 			if p == root {
-				below = true
+				out[pid] = cmdline[pid]
 				break
 			}
-		}
-		cl := string(cmdline[pid])
-		if below && (strings.HasPrefix(cl, "/var/task/") || strings.HasPrefix(cl, "/opt/extensions/")) {
-			out = append(out, pid)
 		}
 	}
 	return out

@@ -151,24 +151,7 @@ var rieClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}
 type rieProc struct {
 	url  string // invocations endpoint
 	cmd  *exec.Cmd
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *lockedBuffer
 }
 
 func freeAddr(t *testing.T) string {
@@ -207,7 +190,7 @@ func startConsumerRIE(t *testing.T, bootstrap string, env ...string) *rieProc {
 	cmd.Dir = filepath.Dir(bootstrap)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"AWS_LAMBDA_FUNCTION_NAME=les-consumer", "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_REGION=eu-west-1"}, env...)
-	logs := &syncBuffer{}
+	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
