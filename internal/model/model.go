@@ -143,6 +143,13 @@ type Metric struct {
 	// Window is the roll-up granularity requested for a Sample (e.g. by the
 	// histogram port it arrived on); WindowNone leaves it to the rollup rules.
 	Window Window
+	// Interned says Name, Source and Tags (the slice and its strings) are
+	// a decoder's interned copy of the series (its series cache): memory
+	// that is never written again, shared by every point of the series
+	// that decoder hands out. An encoder may then know the series by
+	// those addresses without reading the bytes. Whoever points any of
+	// the three at other memory must clear it.
+	Interned bool
 	// Series, when not 0, numbers the point's series within its batch:
 	// the wire decoder sets it for the series encoding (1 + the batch's
 	// count of series before the record + the index in the record's

@@ -54,7 +54,12 @@ type seriesTable struct {
 	// them in order (the same tag keys, often the same source), and a
 	// comparison is cheaper than a map lookup.
 	recent [recentStrs]recentStr
-	prevT  int64
+	// memo finds the series of interned points by the memory of their
+	// strings (see memoSlot); gen empties all of its slots at once.
+	memo  []memoSlot
+	gen   uint32
+	used  int // slots of memo in use
+	prevT int64
 	// joined is Finish's scratch: tables and items in one buffer for the
 	// compressors.
 	joined []byte
@@ -72,6 +77,8 @@ func newSeriesTable() *seriesTable {
 }
 
 func (t *seriesTable) reset() {
+	clear(t.memo) // also lets go of the memory its slots point to
+	t.used = 0
 	clear(t.index)
 	clear(t.strIndex)
 	t.recent = [recentStrs]recentStr{}
@@ -96,6 +103,23 @@ func (t *seriesTable) appendTable(dst []byte) []byte {
 // nothing: the identity is encoded where it would go, and either kept
 // (new) or cut off again (known).
 func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
+	var idx uint32
+	if !m.Interned {
+		idx = t.lookup(m)
+	} else if slot, found := t.find(m); found {
+		idx = slot.idx
+	} else {
+		idx = t.lookup(m)
+		t.remember(slot, idx, m)
+	}
+	items = binary.AppendUvarint(items, uint64(idx))
+	items = binary.AppendVarint(items, m.Timestamp-t.prevT)
+	t.prevT = m.Timestamp
+	return binary.LittleEndian.AppendUint64(items, math.Float64bits(m.Value))
+}
+
+// lookup returns the number of m's series, adding it when it is new.
+func (t *seriesTable) lookup(m *model.Metric) uint32 {
 	start := len(t.keys)
 	b := append(t.keys, byte(m.Kind), byte(m.Window))
 	b = appendString(b, m.Name)
@@ -105,16 +129,92 @@ func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
 	idx, ok := t.index[key]
 	if ok {
 		t.keys = b[:start]
-	} else {
-		idx = uint32(len(t.index))
-		t.keys = b
-		t.index[key] = idx
-		t.addEntry(m)
+		return idx
 	}
-	items = binary.AppendUvarint(items, uint64(idx))
-	items = binary.AppendVarint(items, m.Timestamp-t.prevT)
-	t.prevT = m.Timestamp
-	return binary.LittleEndian.AppendUint64(items, math.Float64bits(m.Value))
+	idx = uint32(len(t.index))
+	t.keys = b
+	t.index[key] = idx
+	t.addEntry(m)
+	return idx
+}
+
+// memoSlot remembers the series of an interned point (model.Metric's
+// Interned) by the addresses and lengths of its strings and tags, with
+// its kind and window: interned memory is never written again, so the
+// same addresses are the same bytes, and the series is found without
+// encoding and hashing its identity. Its pointers keep that memory
+// alive (and so not reused) while the slot holds them.
+type memoSlot struct {
+	gen               uint32 // the slot is empty unless gen is the table's
+	idx               uint32
+	nlen, slen, ntags uint32
+	kind              model.Kind
+	window            model.Window
+	name, source      *byte
+	tags              *model.Tag
+}
+
+func (s *memoSlot) holds(m *model.Metric) bool {
+	return s.name == unsafe.StringData(m.Name) && s.tags == unsafe.SliceData(m.Tags) &&
+		s.source == unsafe.StringData(m.Source) && s.nlen == uint32(len(m.Name)) &&
+		s.slen == uint32(len(m.Source)) && s.ntags == uint32(len(m.Tags)) &&
+		s.kind == m.Kind && s.window == m.Window
+}
+
+// The memo is an open-addressed table of at least memoMin slots, kept at
+// most half full; it grows up to memoMax, after which a full memo is
+// emptied.
+const (
+	memoMin = 1 << 10
+	memoMax = 1 << 15
+)
+
+// find returns the slot holding m's addresses (found), or the empty slot
+// where they would go.
+func (t *seriesTable) find(m *model.Metric) (*memoSlot, bool) {
+	if len(t.memo) == 0 {
+		t.memo, t.gen = make([]memoSlot, memoMin), 1
+	}
+	h := uint64(uintptr(unsafe.Pointer(unsafe.StringData(m.Name))))*0x9e3779b97f4a7c15 ^
+		uint64(uintptr(unsafe.Pointer(unsafe.SliceData(m.Tags))))*0xc2b2ae3d27d4eb4f
+	mask := uint64(len(t.memo) - 1)
+	for i := h >> 32 & mask; ; i = (i + 1) & mask {
+		s := &t.memo[i]
+		if s.gen != t.gen {
+			return s, false
+		}
+		if s.holds(m) {
+			return s, true
+		}
+	}
+}
+
+// remember puts m's addresses and series number idx into slot, the
+// empty slot find returned for m.
+func (t *seriesTable) remember(slot *memoSlot, idx uint32, m *model.Metric) {
+	if t.used >= len(t.memo)/2 {
+		if len(t.memo) < memoMax {
+			t.memo = make([]memoSlot, 2*len(t.memo))
+			t.gen = 1
+		} else {
+			t.forget()
+		}
+		slot, _ = t.find(m)
+	}
+	t.used++
+	*slot = memoSlot{gen: t.gen, idx: idx, name: unsafe.StringData(m.Name), source: unsafe.StringData(m.Source),
+		tags: unsafe.SliceData(m.Tags), nlen: uint32(len(m.Name)), slen: uint32(len(m.Source)), ntags: uint32(len(m.Tags)),
+		kind: m.Kind, window: m.Window}
+}
+
+// forget empties the memo.
+func (t *seriesTable) forget() {
+	t.used = 0
+	t.gen++
+	if t.gen == 0 { // wrapped: old slots could look current
+		clear(t.memo)
+		t.gen = 1
+	}
 }
 
 // addEntry appends the entry of m's series, adding its strings.
@@ -199,6 +299,7 @@ func (t *seriesTable) undo(mk seriesMark) {
 			delete(t.strIndex, r.string())
 		}
 	}
+	t.forget()
 	t.keys, t.entries, t.strs = t.keys[:mk.keys], t.entries[:mk.entries], t.strs[:mk.strs]
 	t.strAt = t.strAt[:mk.nstr]
 	t.recent = [recentStrs]recentStr{} // may name a string given back

@@ -1,11 +1,14 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -15,7 +18,10 @@ import (
 
 // ignoreSeries leaves out the decoder's series numbers (TestSeriesNumbers
 // checks them): the points encoded have none.
-var ignoreSeries = cmpopts.IgnoreFields(model.Metric{}, "Series")
+var (
+	ignoreSeries   = cmpopts.IgnoreFields(model.Metric{}, "Series")
+	ignoreInterned = cmpopts.IgnoreFields(model.Metric{}, "Interned")
+)
 
 // randomMetrics is n points over series series, with every kind and
 // window, timestamps that go back as well as forward, and values of every
@@ -196,7 +202,7 @@ func TestSeriesUndo(t *testing.T) {
 	extra := model.Metric{Name: "after", Value: 1, Timestamp: 5}
 	e.AppendMetric(&extra)
 	want = append(want, extra)
-	rec, err := e.Finish(nil, 1, 1, CompressionNone)
+	rec, err := e.Finish(nil, 0xfeedface, 9, CompressionNone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,4 +376,202 @@ func BenchmarkSeriesAppend(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/point")
+}
+
+// sharedMetrics is ms with the points of each series sharing one copy of
+// its strings and tags, interned, as a decoder's series cache hands them
+// out. Series that differ only by kind or window share it too.
+func sharedMetrics(ms []model.Metric) []model.Metric {
+	type shared struct {
+		name, source string
+		tags         model.Tags
+	}
+	bySeries := map[string]shared{}
+	out := make([]model.Metric, len(ms))
+	for i, m := range ms {
+		key := fmt.Sprint(m.Name, "\x00", m.Source, "\x00", m.Tags)
+		s, ok := bySeries[key]
+		if !ok {
+			s = shared{name: strings.Clone(m.Name), source: strings.Clone(m.Source)}
+			for _, tg := range m.Tags {
+				s.tags = append(s.tags, model.Tag{Key: strings.Clone(tg.Key), Value: strings.Clone(tg.Value)})
+			}
+			bySeries[key] = s
+		}
+		m.Name, m.Source, m.Tags, m.Interned = s.name, s.source, s.tags, true
+		out[i] = m
+	}
+	return out
+}
+
+// TestSeriesMemoSameRecord: points whose series share memory (found by
+// the memo) give the same record, byte for byte, as the same points with
+// every string its own copy (found by encoding and hashing the identity).
+func TestSeriesMemoSameRecord(t *testing.T) {
+	ms := randomMetrics(11, 6000, 700)
+	distinct := encodeSeries(t, ms, CompressionNone)
+	shared := sharedMetrics(ms)
+	if got := encodeSeries(t, shared, CompressionNone); !bytes.Equal(got, distinct) {
+		t.Fatal("a record of points sharing their series' memory differs from one of distinct copies")
+	}
+	// A reused encoder: the memo of the first record must not leak into
+	// the second, whose series have other numbers.
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	for _, part := range [][]model.Metric{shared[3000:], shared[:3000]} {
+		e.Reset()
+		for i := range part {
+			e.AppendMetric(&part[i])
+		}
+		got, err := e.Finish(nil, 0xfeedface, 9, CompressionNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d Decoder
+		var b model.Batch
+		if _, err := d.Decode(&b, got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(part, b.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreInterned); diff != "" {
+			t.Fatalf("reused encoder (-want +got):\n%s", diff)
+		}
+	}
+}
+
+// TestSeriesMemoReusedMemory: a decoder may write other bytes where the
+// strings of an earlier point were (a reused datagram buffer). Points at
+// the same addresses with other contents are other series unless they
+// say they are interned.
+func TestSeriesMemoReusedMemory(t *testing.T) {
+	buf := make([]byte, 8)
+	tags := make(model.Tags, 1)
+	tagBuf := make([]byte, 2)
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	var want []model.Metric
+	for i := range 40 {
+		copy(buf, fmt.Sprintf("metric%02d", i%5)) // same length, same address
+		copy(tagBuf, fmt.Sprintf("v%d", i%3))
+		tags[0] = model.Tag{Key: "k", Value: unsafe.String(&tagBuf[0], len(tagBuf))}
+		m := model.Metric{Name: unsafe.String(&buf[0], len(buf)), Source: "src", Tags: tags, Kind: model.Gauge, Value: float64(i), Timestamp: int64(i)}
+		e.AppendMetric(&m)
+		want = append(want, model.Metric{Name: strings.Clone(m.Name), Source: "src", Tags: model.Tags{{Key: "k", Value: strings.Clone(tags[0].Value)}},
+			Kind: model.Gauge, Value: float64(i), Timestamp: int64(i)})
+	}
+	rec, err := e.Finish(nil, 1, 1, CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var b model.Batch
+	if _, err := d.Decode(&b, rec); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, b.Metrics, cmpopts.EquateEmpty(), ignoreSeries); diff != "" {
+		t.Fatalf("points at reused addresses (-want +got):\n%s", diff)
+	}
+}
+
+// TestSeriesMemoUndo: series given back by an undo (Split) are not found
+// again through the memo under their old numbers, which the next series
+// take.
+func TestSeriesMemoUndo(t *testing.T) {
+	a := sharedMetrics(randomMetrics(12, 100, 30))
+	undone := sharedMetrics(randomMetrics(13, 100, 3000)) // mostly series a does not have
+	b := sharedMetrics(randomMetrics(14, 200, 3000))
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	for i := range a {
+		e.AppendMetric(&a[i])
+	}
+	mk := e.mark()
+	for i := range undone {
+		e.AppendMetric(&undone[i])
+	}
+	e.undo(mk)
+	want := append([]model.Metric(nil), a...)
+	for _, part := range [][]model.Metric{b, undone} { // b takes the numbers given back
+		for i := range part {
+			e.AppendMetric(&part[i])
+			want = append(want, part[i])
+		}
+	}
+	rec, err := e.Finish(nil, 0xfeedface, 9, CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var got model.Batch
+	if _, err := d.Decode(&got, rec); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreInterned); diff != "" {
+		t.Fatalf("after undo (-want +got):\n%s", diff)
+	}
+	if !bytes.Equal(rec, encodeSeries(t, want, CompressionNone)) {
+		t.Fatal("record after undo differs from one encoded without it")
+	}
+}
+
+// TestSeriesMemoAllocs: finding series through the memo allocates
+// nothing once warm.
+func TestSeriesMemoAllocs(t *testing.T) {
+	ms := sharedMetrics(randomMetrics(14, 5000, 3000))
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	var out []byte
+	run := func() {
+		e.Reset()
+		for i := range ms {
+			e.AppendMetric(&ms[i])
+		}
+		out, _ = e.Finish(out[:0], 1, 1, CompressionNone)
+	}
+	run()
+	if a := testing.AllocsPerRun(10, run); a != 0 {
+		t.Fatalf("encode allocated %v times", a)
+	}
+}
+
+// BenchmarkSeriesAppendShared is BenchmarkSeriesAppend with the points of
+// a series sharing its strings (a decoder's series cache, or points
+// re-encoded from a series-encoded record).
+func BenchmarkSeriesAppendShared(b *testing.B) {
+	ms := make([]model.Metric, 13000)
+	for i := range ms {
+		s := i % 1000
+		ms[i] = model.Metric{Name: fmt.Sprintf("app.metric_%d", s%40), Source: "bench-host", Kind: model.Sample,
+			Value: float64(i % 997), Timestamp: 1700000000000000000 + int64(i)*5000,
+			Tags: model.Tags{{Key: "env", Value: "prod"}, {Key: "region", Value: fmt.Sprintf("eu-west-%d", s%3)},
+				{Key: "service", Value: fmt.Sprintf("svc-%d", s%25)}, {Key: "version", Value: fmt.Sprintf("v%d", s%4)}}}
+	}
+	ms = sharedMetrics(ms)
+	e := NewEncoding(SignalMetrics, EncodingSeries)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Reset()
+		for i := range ms {
+			e.AppendMetric(&ms[i])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/point")
+}
+
+// TestSeriesMemoKinds: interned memory can serve series that differ only
+// by kind or window (a StatsD name sent as a counter and as a gauge);
+// they stay apart.
+func TestSeriesMemoKinds(t *testing.T) {
+	name, tags := strings.Clone("requests"), model.Tags{{Key: "env", Value: "prod"}}
+	var want []model.Metric
+	for i := range 60 {
+		want = append(want, model.Metric{Name: name, Source: "src", Tags: tags, Interned: true,
+			Kind: model.Kind(i % 3), Window: model.Window(i / 3 % 2), Value: float64(i), Timestamp: int64(i)})
+	}
+	var d Decoder
+	var got model.Batch
+	if _, err := d.Decode(&got, encodeSeries(t, want, CompressionNone)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), ignoreSeries, ignoreInterned); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if got.SeriesN != 6 {
+		t.Fatalf("%d series, want 6", got.SeriesN)
+	}
 }
