@@ -120,6 +120,10 @@ type Batcher struct {
 
 	mu   sync.Mutex
 	open map[openKey]*openBatch // the lanes; b.mu
+	// metricLanes are the metrics lanes of open by partition, ingest
+	// then agg origin, so that a point finds its lane without hashing a
+	// key (lanes are never removed from open); b.mu.
+	metricLanes [2][]*openBatch
 	pool sync.Pool
 	// ready are the lanes with queued batches and no publish in flight, in
 	// the order they became ready; b.mu.
@@ -215,7 +219,7 @@ func (b *Batcher) Add(batch *model.Batch) {
 	}
 	for i := range batch.Metrics {
 		m := &batch.Metrics[i]
-		ob := b.get(metricOrigin(m), wire.SignalMetrics, wire.MetricPartition(m, b.partitions))
+		ob := b.metricLane(m)
 		ob.enc.AppendMetric(m)
 		cut = b.cutIfFull(ob) || cut
 	}
@@ -243,13 +247,28 @@ func (b *Batcher) Add(batch *model.Batch) {
 	b.mu.Unlock()
 }
 
-// metricOrigin: raw input of the rollup goes to its own subjects, so the
-// rollup reads only what it aggregates and sinks only what they deliver.
-func metricOrigin(m *model.Metric) string {
+// metricLane is get for m's lane. Raw input of the rollup goes to its
+// own subjects, so the rollup reads only what it aggregates and sinks
+// only what they deliver. b.mu held.
+func (b *Batcher) metricLane(m *model.Metric) *openBatch {
+	o, origin := 0, stream.OriginIngest
 	if m.Aggregated() {
-		return stream.OriginAgg
+		o, origin = 1, stream.OriginAgg
 	}
-	return stream.OriginIngest
+	p := wire.MetricPartition(m, b.partitions)
+	lanes := b.metricLanes[o]
+	if p < len(lanes) {
+		if ob := lanes[p]; ob != nil && ob.enc != nil {
+			return ob
+		}
+	}
+	ob := b.get(origin, wire.SignalMetrics, p)
+	if p >= len(lanes) {
+		lanes = append(lanes, make([]*openBatch, p+1-len(lanes))...)
+		b.metricLanes[o] = lanes
+	}
+	lanes[p] = ob
+	return ob
 }
 
 // get returns the open batch for (origin, sig, partition), creating it.
