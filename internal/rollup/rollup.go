@@ -175,10 +175,23 @@ type Rollup struct {
 	closed   int64              // windows with end+grace <= closed are closed
 	recent   map[queryKey]map[string]*recentSeries
 	stats    Stats
-	key      []byte                    // reused series-key buffer
-	keyTags  int                       // tags in key
+	key      []byte                    // reused buffer: the key of a series' first point in an Add
+	distKey  []byte                    // reused buffer: a rule's (aggDist) key of a new entry
 	memo     model.SeriesMemo[keyMemo] // series keys of the current Add
-	seed     maphash.Seed
+	// cur is the key of the current point's series: key on the
+	// series' first point in the Add (a buffer hot in cache, where
+	// building it is cheap), its memo's copy on later points (no copy).
+	cur []byte
+	// found are the entries found so far in this Add, per series (a run
+	// of slots starting at keyMemo.found) and window it is aggregated
+	// at; cleared at the end of every Add, so no bucket or entry is kept
+	// alive by it.
+	found []foundEntry
+	// ruleSlot is the slot of each rule window in a series' run, after
+	// those of cfg.Windows; ruleSlots is their number.
+	ruleSlot  [4]uint8
+	ruleSlots int
+	seed      maphash.Seed
 	// hot caches the bucket last used per window, open ([0]) or
 	// correction ([1]): a batch's items mostly fall into one window, and
 	// hashing the winKey per item cost as much as the series lookup.
@@ -199,7 +212,7 @@ func New(cfg Config) (*Rollup, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Rollup{
+	r := &Rollup{
 		cfg:      cfg,
 		grace:    int64(cfg.Grace),
 		open:     make(map[winKey]*bucket),
@@ -208,7 +221,16 @@ func New(cfg Config) (*Rollup, error) {
 		closed:   math.MinInt64,
 		recent:   make(map[queryKey]map[string]*recentSeries),
 		seed:     maphash.MakeSeed(),
-	}, nil
+	}
+	var seen [4]bool
+	for _, rule := range cfg.Rules {
+		if !seen[rule.Window] {
+			seen[rule.Window] = true
+			r.ruleSlot[rule.Window] = uint8(len(cfg.Windows) + r.ruleSlots)
+			r.ruleSlots++
+		}
+	}
+	return r, nil
 }
 
 // Stats returns the counters so far.
@@ -228,6 +250,7 @@ func windowStart(ts int64, w model.Window) int64 {
 // series are found without allocating. Logs and Spans are ignored.
 func (r *Rollup) Add(b *model.Batch, now int64) {
 	r.memo.Next()
+	defer r.forgetFound()
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
 		if !model.IsFinite(m.Value) {
@@ -240,8 +263,8 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			if w.Nanos() == 0 {
 				w = r.cfg.DefaultWindow
 			}
-			h := r.seriesKey(m.Series, aggDist, m.Name, m.Source, m.Tags)
-			if e := r.entry(h, w, m.Timestamp, now, 1); e != nil {
+			km := r.seriesKey(m.Series, aggDist, m.Name, m.Source, m.Tags)
+			if e := r.entry(km, 0, aggDist, km.hash, w, m.Timestamp, now, 1); e != nil {
 				e.sketch.Add(m.Value)
 				r.stats.SamplesIn++
 			}
@@ -253,9 +276,9 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			case model.Set:
 				kind = aggSet
 			}
-			h := r.seriesKey(m.Series, kind, m.Name, m.Source, m.Tags)
-			for _, w := range r.cfg.Windows {
-				e := r.entry(h, w, m.Timestamp, now, 1)
+			km := r.seriesKey(m.Series, kind, m.Name, m.Source, m.Tags)
+			for i, w := range r.cfg.Windows {
+				e := r.entry(km, i, kind, km.hash, w, m.Timestamp, now, 1)
 				if e == nil {
 					continue
 				}
@@ -277,7 +300,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			if m.Kind == model.Set {
 				continue
 			}
-			r.applyRules(m, now)
+			r.applyRules(m, km, now)
 		default:
 			r.stats.Invalid++
 		}
@@ -298,8 +321,8 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			r.stats.Invalid++
 			continue
 		}
-		h := r.seriesKey(0, aggDist, d.Name, d.Source, d.Tags)
-		if e := r.entry(h, w, d.Timestamp, now, n); e != nil {
+		km := r.seriesKey(0, aggDist, d.Name, d.Source, d.Tags)
+		if e := r.entry(km, 0, aggDist, km.hash, w, d.Timestamp, now, n); e != nil {
 			mn, mx := d.Min, d.Max
 			if d.Count == 0 { // no summary: derive from centroids
 				mn, mx = math.NaN(), math.NaN()
@@ -310,26 +333,34 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 	}
 }
 
-// applyRules folds m into the distributions its rules ask for; r.key holds
-// m's identity under its own kind.
-func (r *Rollup) applyRules(m *model.Metric, now int64) {
-	var done [4]bool
-	keyed := false
-	var h uint64
-	for _, rule := range r.cfg.Rules {
-		if done[rule.Window] {
+// applyRules folds m into the distributions its rules ask for; km is m's
+// series (its own kind). Which rule windows match m's name, and the hash of
+// its identity as a distribution, are worked out once per series per Add
+// and kept in km.
+func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
+	if len(r.cfg.Rules) == 0 {
+		return
+	}
+	if !km.rulesKnown {
+		km.ruleWins = 0
+		for _, rule := range r.cfg.Rules {
+			if km.ruleWins&(1<<rule.Window) != 0 {
+				continue
+			}
+			if ok, _ := path.Match(rule.Match, m.Name); ok {
+				km.ruleWins |= 1 << rule.Window
+			}
+		}
+		if km.ruleWins != 0 { // same identity, kind aggDist
+			km.distHash = identityHash(r.seed, aggDist, r.cur[1:])
+		}
+		km.rulesKnown = true
+	}
+	for w := model.WindowMinute; w <= model.WindowDay; w++ {
+		if km.ruleWins&(1<<w) == 0 {
 			continue
 		}
-		if ok, _ := path.Match(rule.Match, m.Name); !ok {
-			continue
-		}
-		done[rule.Window] = true
-		if !keyed { // same identity, kind aggDist
-			r.key[0] = byte(aggDist)
-			h = seriesHash(r.seed, r.key)
-			keyed = true
-		}
-		if e := r.entry(h, rule.Window, m.Timestamp, now, 1); e != nil {
+		if e := r.entry(km, int(r.ruleSlot[w]), aggDist, km.distHash, w, m.Timestamp, now, 1); e != nil {
 			e.sketch.Add(m.Value)
 			r.stats.SamplesIn++
 		}
@@ -360,44 +391,132 @@ func kindMix(k aggKind) uint64 { return uint64(k) * 0x9e3779b97f4a7c15 }
 // the identity after the kind byte, mixed with the kind. It is never
 // stored: the seed is per Rollup.
 func seriesHash(seed maphash.Seed, key []byte) uint64 {
-	return (maphash.Bytes(seed, key[1:]) ^ kindMix(aggKind(key[0]))) & hashMask
+	return identityHash(seed, aggKind(key[0]), key[1:])
+}
+
+// identityHash is seriesHash of the key of kind kind and identity ident
+// (the key after its kind byte).
+func identityHash(seed maphash.Seed, kind aggKind, ident []byte) uint64 {
+	return (maphash.Bytes(seed, ident) ^ kindMix(kind)) & hashMask
 }
 
 // hashMask is all ones; tests clear bits to make series collide (such
 // tests must not run in parallel with others of this package).
 var hashMask = ^uint64(0)
 
-// seriesKey puts the identity of a series into r.key and returns its hash;
-// once per item, however many windows the item is aggregated at.
-func (r *Rollup) seriesKey(number uint32, kind aggKind, name, source string, tags model.Tags) uint64 {
+// seriesKey returns the memo of the series (its key and hash, and where
+// the entries it was found in are remembered), building the key and
+// hashing it only for the first point of the series in this Add; once
+// per item, however many windows the item is aggregated at. The pointer
+// is valid until the next seriesKey call.
+func (r *Rollup) seriesKey(number uint32, kind aggKind, name, source string, tags model.Tags) *keyMemo {
 	m, hit := r.memo.Slot(number, name, source, tags, uint8(kind))
-	r.keyTags = len(tags)
 	if hit {
-		r.key = append(r.key[:0], m.key...)
-		return m.hash
+		r.cur = m.key
+		if m.found < 0 { // its second point: remember its entries from now on
+			n := 1 // Samples and Distributions: one window per point
+			if kind != aggDist {
+				n = len(r.cfg.Windows) + r.ruleSlots
+			}
+			m.found = int32(len(r.found))
+			r.found = append(r.found, make([]foundEntry, n)...)
+		}
+		return m
 	}
 	r.key = appendKey(r.key[:0], kind, name, source, tags)
+	r.cur = r.key
 	m.hash = seriesHash(r.seed, r.key)
 	m.key = append(m.key[:0], r.key...)
-	return m.hash
+	m.ntags = int32(len(tags))
+	m.rulesKnown = false
+	// Nothing to remember for a series' first point: with items that
+	// do not share memory, every point is a first point.
+	m.found = -1
+	return m
 }
 
 // keyMemo is a series' key (appendKey) and hash, remembered for the
 // points of one Add that share the series' memory (model.SeriesMemo): the
 // wire series encoding decodes a record that way, so the key is built and
-// hashed once per series per record instead of once per point.
+// hashed once per series per record instead of once per point, and each
+// window's entry is looked up once (see entry).
 type keyMemo struct {
-	hash uint64
-	key  []byte
+	hash  uint64
+	key   []byte
+	ntags int32 // tags in key
+	// found is the series' first slot in Rollup.found (-1: none yet,
+	// until its second point): slot i of the run is cfg.Windows[i] for
+	// counters, gauges and sets, 0 for Samples and Distributions, then
+	// Rollup.ruleSlot for rule windows.
+	found int32
+	// rulesKnown: ruleWins (a bit per rule window matching the name)
+	// and distHash (the hash of the series as a distribution, when
+	// ruleWins != 0) are set for this Add.
+	rulesKnown bool
+	ruleWins   uint8
+	distHash   uint64
 }
 
-// entry finds or creates the aggregate of the series in r.key (hash h) in
-// the window holding ts, or in that window's correction if it is closed.
-// weight is the number of samples the caller is about to add (for
-// LateSamples). It returns nil if the series cap refused a new series.
-func (r *Rollup) entry(h uint64, w model.Window, ts, now int64, weight float64) *entry {
+// foundEntry is the entry a series was last found (or created) in, and
+// the bucket it belongs to.
+type foundEntry struct {
+	bk *bucket
+	e  *entry
+}
+
+// forgetFound clears the entries found in this Add (r.found keeps its
+// capacity, not the buckets and entries).
+func (r *Rollup) forgetFound() {
+	clear(r.found)
+	r.found = r.found[:0]
+}
+
+// entry finds or creates the aggregate of series km, as kind kind (its own,
+// or aggDist for a rule; h is that key's hash), in the window w holding ts,
+// or in that window's correction if it is closed. slot is the window's
+// slot in the series' run of r.found: a series found in the same bucket
+// before, in this Add (from its second point on), gets the entry from
+// there without a lookup. weight
+// is the number of samples the caller is about to add (for LateSamples).
+// It returns nil if the series cap refused a new series.
+//
+// A remembered entry stays right for the whole Add: buckets are only
+// removed (Advance, Flush, UnmarshalState) between Adds, entries only
+// when their bucket is, and a bucket created in the middle of the Add is
+// another pointer; a refusal is never remembered, so every refused point
+// is looked up (and counted) again.
+func (r *Rollup) entry(km *keyMemo, slot int, kind aggKind, h uint64, w model.Window, ts, now int64, weight float64) *entry {
+	bk, late := r.bucket(w, ts, now)
+	if late {
+		r.stats.LateSamples += uint64(weight)
+	}
+	var f *foundEntry
+	if km.found >= 0 {
+		f = &r.found[int(km.found)+slot]
+		if f.bk == bk {
+			return f.e
+		}
+	}
+	e := r.lookup(bk, km, kind, h)
+	if e == nil {
+		if late {
+			r.stats.LateSamples -= uint64(weight)
+		}
+		r.stats.SeriesRejected++
+		return nil
+	}
+	if f != nil {
+		*f = foundEntry{bk: bk, e: e}
+	}
+	return e
+}
+
+// bucket returns the bucket of the window w holding ts: the open window,
+// or, if it is closed (late), its open correction; either is created if
+// missing.
+func (r *Rollup) bucket(w model.Window, ts, now int64) (bk *bucket, late bool) {
 	start := windowStart(ts, w)
-	late := start+w.Nanos()+r.grace <= r.closed
+	late = start+w.Nanos()+r.grace <= r.closed
 	var hot *hotBucket
 	if int(w) < len(r.hot[0]) {
 		if late {
@@ -406,47 +525,50 @@ func (r *Rollup) entry(h uint64, w model.Window, ts, now int64, weight float64) 
 			hot = &r.hot[0][w]
 		}
 	}
-	var bk *bucket
 	if hot != nil && hot.bk != nil && hot.start == start {
-		bk = hot.bk
-	} else {
-		wk := winKey{w: w, start: start}
-		if late {
-			bk = r.corr[wk]
-			if bk == nil {
-				c := r.lastCorr[wk] + 1
-				r.lastCorr[wk] = c
-				bk = &bucket{winKey: wk, corr: c, deadline: now + r.grace, series: make(map[uint64]*entry)}
-				r.corr[wk] = bk
-			}
-		} else {
-			bk = r.open[wk]
-			if bk == nil {
-				bk = &bucket{winKey: wk, deadline: wk.start + w.Nanos() + r.grace, series: make(map[uint64]*entry)}
-				r.open[wk] = bk
-			}
-		}
-		if hot != nil {
-			*hot = hotBucket{start: start, bk: bk}
-		}
+		return hot.bk, late
 	}
+	wk := winKey{w: w, start: start}
 	if late {
-		r.stats.LateSamples += uint64(weight)
+		bk = r.corr[wk]
+		if bk == nil {
+			c := r.lastCorr[wk] + 1
+			r.lastCorr[wk] = c
+			bk = &bucket{winKey: wk, corr: c, deadline: now + r.grace, series: make(map[uint64]*entry)}
+			r.corr[wk] = bk
+		}
+	} else {
+		bk = r.open[wk]
+		if bk == nil {
+			bk = &bucket{winKey: wk, deadline: wk.start + w.Nanos() + r.grace, series: make(map[uint64]*entry)}
+			r.open[wk] = bk
+		}
 	}
+	if hot != nil {
+		*hot = hotBucket{start: start, bk: bk}
+	}
+	return bk, late
+}
+
+// lookup finds the entry of the series in r.cur as kind kind (hash h) in
+// bk, or creates it unless the series cap refuses it (nil). Entries whose
+// hashes collide are told apart by their full key.
+func (r *Rollup) lookup(bk *bucket, km *keyMemo, kind aggKind, h uint64) *entry {
 	first := bk.series[h]
 	for e := first; e != nil; e = e.next {
-		if e.key == string(r.key) {
+		if e.kind == kind && e.key[1:] == string(r.cur[1:]) {
 			return e
 		}
 	}
 	if bk.n >= r.cfg.MaxSeriesPerWindow {
-		if bk.corr > 0 {
-			r.stats.LateSamples -= uint64(weight)
-		}
-		r.stats.SeriesRejected++
 		return nil
 	}
-	e := newEntry(string(r.key), r.keyTags)
+	key := r.cur
+	if aggKind(key[0]) != kind { // a rule's distribution of a counter or gauge
+		r.distKey = append(append(r.distKey[:0], byte(kind)), key[1:]...)
+		key = r.distKey
+	}
+	e := newEntry(string(key), int(km.ntags))
 	e.next = first
 	bk.series[h] = e
 	bk.n++
