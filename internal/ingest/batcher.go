@@ -124,7 +124,7 @@ type Batcher struct {
 	// then agg origin, so that a point finds its lane without hashing a
 	// key (lanes are never removed from open); b.mu.
 	metricLanes [2][]*openBatch
-	pool sync.Pool
+	pool        sync.Pool
 	// ready are the lanes with queued batches and no publish in flight, in
 	// the order they became ready; b.mu.
 	ready []*openBatch

@@ -9,6 +9,7 @@ package model
 import (
 	"math"
 	"strings"
+	"sync/atomic"
 )
 
 // Kind says how a metric point combines with others of the same series.
@@ -143,19 +144,33 @@ type Metric struct {
 	// Window is the roll-up granularity requested for a Sample (e.g. by the
 	// histogram port it arrived on); WindowNone leaves it to the rollup rules.
 	Window Window
-	// Interned says Name, Source and Tags (the slice and its strings) are
-	// a decoder's interned copy of the series (its series cache): memory
-	// that is never written again, shared by every point of the series
-	// that decoder hands out. An encoder may then know the series by
-	// those addresses without reading the bytes. Whoever points any of
-	// the three at other memory must clear it.
-	Interned bool
+	// Ref, when not 0, says Name, Source and Tags (the slice and its
+	// strings) are a decoder's interned copy of the series (its series
+	// cache): memory never written again, shared by every point of the
+	// series the cache hands out. The high 32 bits number the cache (a
+	// NewInternID, unique in the process), the low 32 the series' entry in
+	// it, from 1 up, so an encoder can find the series by an index instead
+	// of reading its bytes. The kind and window are not part of it.
+	// Whoever points any of the three at other memory must clear it.
+	Ref uint64
 	// Series, when not 0, numbers the point's series within its batch:
 	// the wire decoder sets it for the series encoding (1 + the batch's
 	// count of series before the record + the index in the record's
 	// table). It is a hint for SeriesMemo, never identity: points copied
 	// between batches keep a number that means nothing there.
 	Series uint32
+}
+
+var internIDs atomic.Uint32
+
+// NewInternID returns a number for a decoder's series cache, for the high
+// half of Metric.Ref: unique in the process (it wraps after 2^32 caches).
+func NewInternID() uint32 {
+	for {
+		if id := internIDs.Add(1); id != 0 {
+			return id
+		}
+	}
 }
 
 // Aggregated reports whether m is raw input to be aggregated by the rollup

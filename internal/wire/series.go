@@ -54,11 +54,11 @@ type seriesTable struct {
 	// them in order (the same tag keys, often the same source), and a
 	// comparison is cheaper than a map lookup.
 	recent [recentStrs]recentStr
-	// memo finds the series of interned points by the memory of their
-	// strings (see memoSlot); gen empties all of its slots at once.
-	memo  []memoSlot
-	gen   uint32
-	used  int // slots of memo in use
+	// refs find the series of interned points by their decoder's
+	// reference (model.Metric.Ref), one table per series cache seen in
+	// the record.
+	refs  [refCaches]refTable
+	nextR int // the table to give to the next cache
 	prevT int64
 	// joined is Finish's scratch: tables and items in one buffer for the
 	// compressors.
@@ -77,8 +77,7 @@ func newSeriesTable() *seriesTable {
 }
 
 func (t *seriesTable) reset() {
-	clear(t.memo) // also lets go of the memory its slots point to
-	t.used = 0
+	t.forget()
 	clear(t.index)
 	clear(t.strIndex)
 	t.recent = [recentStrs]recentStr{}
@@ -104,13 +103,10 @@ func (t *seriesTable) appendTable(dst []byte) []byte {
 // (new) or cut off again (known).
 func (t *seriesTable) appendMetric(items []byte, m *model.Metric) []byte {
 	var idx uint32
-	if !m.Interned {
+	if m.Ref == 0 {
 		idx = t.lookup(m)
-	} else if slot, found := t.find(m); found {
-		idx = slot.idx
 	} else {
-		idx = t.lookup(m)
-		t.remember(slot, idx, m)
+		idx = t.byRef(m)
 	}
 	items = binary.AppendUvarint(items, uint64(idx))
 	items = binary.AppendVarint(items, m.Timestamp-t.prevT)
@@ -138,83 +134,79 @@ func (t *seriesTable) lookup(m *model.Metric) uint32 {
 	return idx
 }
 
-// memoSlot remembers the series of an interned point (model.Metric's
-// Interned) by the addresses and lengths of its strings and tags, with
-// its kind and window: interned memory is never written again, so the
-// same addresses are the same bytes, and the series is found without
-// encoding and hashing its identity. Its pointers keep that memory
-// alive (and so not reused) while the slot holds them.
-type memoSlot struct {
-	gen               uint32 // the slot is empty unless gen is the table's
-	idx               uint32
-	nlen, slen, ntags uint32
-	kind              model.Kind
-	window            model.Window
-	name, source      *byte
-	tags              *model.Tag
+// refTable maps the entries of one decoder series cache (the high half
+// of model.Metric.Ref) to the record's series numbers: slot e-1 is entry
+// e's series number + 1 (0: not seen in this record), with the point's
+// kind and window, which an entry does not fix (a StatsD name sent as a
+// counter and as a gauge). An index instead of a hash: the slots are 4
+// bytes and dense, so they stay in the core's cache.
+type refTable struct {
+	cache uint32 // 0: free
+	hi    int    // slots[:hi] may be set
+	slots []uint32
 }
 
-func (s *memoSlot) holds(m *model.Metric) bool {
-	return s.name == unsafe.StringData(m.Name) && s.tags == unsafe.SliceData(m.Tags) &&
-		s.source == unsafe.StringData(m.Source) && s.nlen == uint32(len(m.Name)) &&
-		s.slen == uint32(len(m.Source)) && s.ntags == uint32(len(m.Tags)) &&
-		s.kind == m.Kind && s.window == m.Window
-}
-
-// The memo is an open-addressed table of at least memoMin slots, kept at
-// most half full; it grows up to memoMax, after which a full memo is
-// emptied.
 const (
-	memoMin = 1 << 10
-	memoMax = 1 << 15
+	// refCaches is how many caches a record tells apart by reference
+	// (one per UDP reader or TCP connection feeding it); points of
+	// further caches take turns.
+	refCaches = 4
+	// refMaxEntry bounds the entry numbers found by reference (larger
+	// ones are looked up by identity).
+	refMaxEntry = 1 << 20
 )
 
-// find returns the slot holding m's addresses (found), or the empty slot
-// where they would go.
-func (t *seriesTable) find(m *model.Metric) (*memoSlot, bool) {
-	if len(t.memo) == 0 {
-		t.memo, t.gen = make([]memoSlot, memoMin), 1
-	}
-	h := uint64(uintptr(unsafe.Pointer(unsafe.StringData(m.Name))))*0x9e3779b97f4a7c15 ^
-		uint64(uintptr(unsafe.Pointer(unsafe.SliceData(m.Tags))))*0xc2b2ae3d27d4eb4f
-	mask := uint64(len(t.memo) - 1)
-	for i := h >> 32 & mask; ; i = (i + 1) & mask {
-		s := &t.memo[i]
-		if s.gen != t.gen {
-			return s, false
-		}
-		if s.holds(m) {
-			return s, true
-		}
-	}
+func refSlot(idx uint32, m *model.Metric) uint32 {
+	return (idx+1)<<8 | uint32(m.Kind&0xf)<<4 | uint32(m.Window&0xf)
 }
 
-// remember puts m's addresses and series number idx into slot, the
-// empty slot find returned for m.
-func (t *seriesTable) remember(slot *memoSlot, idx uint32, m *model.Metric) {
-	if t.used >= len(t.memo)/2 {
-		if len(t.memo) < memoMax {
-			t.memo = make([]memoSlot, 2*len(t.memo))
-			t.gen = 1
-		} else {
-			t.forget()
-		}
-		slot, _ = t.find(m)
+// byRef returns the number of m's series (m.Ref != 0), adding it when it
+// is new.
+func (t *seriesTable) byRef(m *model.Metric) uint32 {
+	e := int(uint32(m.Ref)) - 1
+	if e < 0 || e >= refMaxEntry || m.Kind > 0xf || m.Window > 0xf || len(t.index) >= 1<<24-1 {
+		return t.lookup(m)
 	}
-	t.used++
-	*slot = memoSlot{gen: t.gen, idx: idx, name: unsafe.StringData(m.Name), source: unsafe.StringData(m.Source),
-		tags: unsafe.SliceData(m.Tags), nlen: uint32(len(m.Name)), slen: uint32(len(m.Source)), ntags: uint32(len(m.Tags)),
-		kind: m.Kind, window: m.Window}
+	rt := t.refTable(uint32(m.Ref >> 32))
+	if e < len(rt.slots) {
+		if v := rt.slots[e]; v != 0 && v&0xff == refSlot(0, m)&0xff {
+			return v>>8 - 1
+		}
+	}
+	idx := t.lookup(m)
+	if e >= len(rt.slots) {
+		rt.slots = slices.Grow(rt.slots[:cap(rt.slots)], e+1-cap(rt.slots))
+		rt.slots = rt.slots[:cap(rt.slots)]
+	}
+	rt.slots[e] = refSlot(idx, m)
+	rt.hi = max(rt.hi, e+1)
+	return idx
 }
 
-// forget empties the memo.
+// refTable is the table of the series cache numbered cache, taking one
+// (the oldest) when the record has not seen it.
+func (t *seriesTable) refTable(cache uint32) *refTable {
+	for i := range t.refs {
+		if rt := &t.refs[i]; rt.cache == cache {
+			return rt
+		}
+	}
+	rt := &t.refs[t.nextR]
+	t.nextR = (t.nextR + 1) % refCaches
+	clear(rt.slots[:rt.hi])
+	rt.cache, rt.hi = cache, 0
+	return rt
+}
+
+// forget empties the reference tables (the series numbers they hold are
+// given back).
 func (t *seriesTable) forget() {
-	t.used = 0
-	t.gen++
-	if t.gen == 0 { // wrapped: old slots could look current
-		clear(t.memo)
-		t.gen = 1
+	for i := range t.refs {
+		rt := &t.refs[i]
+		clear(rt.slots[:rt.hi])
+		rt.cache, rt.hi = 0, 0
 	}
+	t.nextR = 0
 }
 
 // addEntry appends the entry of m's series, adding its strings.

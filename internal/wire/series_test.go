@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -19,8 +20,8 @@ import (
 // ignoreSeries leaves out the decoder's series numbers (TestSeriesNumbers
 // checks them): the points encoded have none.
 var (
-	ignoreSeries   = cmpopts.IgnoreFields(model.Metric{}, "Series")
-	ignoreInterned = cmpopts.IgnoreFields(model.Metric{}, "Interned")
+	ignoreSeries = cmpopts.IgnoreFields(model.Metric{}, "Series")
+	ignoreRef    = cmpopts.IgnoreFields(model.Metric{}, "Ref")
 )
 
 // randomMetrics is n points over series series, with every kind and
@@ -379,26 +380,29 @@ func BenchmarkSeriesAppend(b *testing.B) {
 }
 
 // sharedMetrics is ms with the points of each series sharing one copy of
-// its strings and tags, interned, as a decoder's series cache hands them
-// out. Series that differ only by kind or window share it too.
+// its strings and tags, interned in a series cache of its own (Ref), as a
+// decoder's series cache hands them out. Series that differ only by kind
+// or window share an entry.
 func sharedMetrics(ms []model.Metric) []model.Metric {
 	type shared struct {
 		name, source string
 		tags         model.Tags
+		ref          uint64
 	}
+	cache := uint64(model.NewInternID()) << 32
 	bySeries := map[string]shared{}
 	out := make([]model.Metric, len(ms))
 	for i, m := range ms {
 		key := fmt.Sprint(m.Name, "\x00", m.Source, "\x00", m.Tags)
 		s, ok := bySeries[key]
 		if !ok {
-			s = shared{name: strings.Clone(m.Name), source: strings.Clone(m.Source)}
+			s = shared{name: strings.Clone(m.Name), source: strings.Clone(m.Source), ref: cache | uint64(len(bySeries)+1)}
 			for _, tg := range m.Tags {
 				s.tags = append(s.tags, model.Tag{Key: strings.Clone(tg.Key), Value: strings.Clone(tg.Value)})
 			}
 			bySeries[key] = s
 		}
-		m.Name, m.Source, m.Tags, m.Interned = s.name, s.source, s.tags, true
+		m.Name, m.Source, m.Tags, m.Ref = s.name, s.source, s.tags, s.ref
 		out[i] = m
 	}
 	return out
@@ -431,7 +435,7 @@ func TestSeriesMemoSameRecord(t *testing.T) {
 		if _, err := d.Decode(&b, got); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(part, b.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreInterned); diff != "" {
+		if diff := cmp.Diff(part, b.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreRef); diff != "" {
 			t.Fatalf("reused encoder (-want +got):\n%s", diff)
 		}
 	}
@@ -439,8 +443,7 @@ func TestSeriesMemoSameRecord(t *testing.T) {
 
 // TestSeriesMemoReusedMemory: a decoder may write other bytes where the
 // strings of an earlier point were (a reused datagram buffer). Points at
-// the same addresses with other contents are other series unless they
-// say they are interned.
+// the same addresses with other contents are other series.
 func TestSeriesMemoReusedMemory(t *testing.T) {
 	buf := make([]byte, 8)
 	tags := make(model.Tags, 1)
@@ -502,7 +505,7 @@ func TestSeriesMemoUndo(t *testing.T) {
 	if _, err := d.Decode(&got, rec); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreInterned); diff != "" {
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreRef); diff != "" {
 		t.Fatalf("after undo (-want +got):\n%s", diff)
 	}
 	if !bytes.Equal(rec, encodeSeries(t, want, CompressionNone)) {
@@ -553,14 +556,15 @@ func BenchmarkSeriesAppendShared(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/point")
 }
 
-// TestSeriesMemoKinds: interned memory can serve series that differ only
-// by kind or window (a StatsD name sent as a counter and as a gauge);
-// they stay apart.
+// TestSeriesMemoKinds: one interned entry can serve series that differ
+// only by kind or window (a StatsD name sent as a counter and as a
+// gauge); they stay apart.
 func TestSeriesMemoKinds(t *testing.T) {
 	name, tags := strings.Clone("requests"), model.Tags{{Key: "env", Value: "prod"}}
+	ref := uint64(model.NewInternID())<<32 | 1
 	var want []model.Metric
 	for i := range 60 {
-		want = append(want, model.Metric{Name: name, Source: "src", Tags: tags, Interned: true,
+		want = append(want, model.Metric{Name: name, Source: "src", Tags: tags, Ref: ref,
 			Kind: model.Kind(i % 3), Window: model.Window(i / 3 % 2), Value: float64(i), Timestamp: int64(i)})
 	}
 	var d Decoder
@@ -568,10 +572,42 @@ func TestSeriesMemoKinds(t *testing.T) {
 	if _, err := d.Decode(&got, encodeSeries(t, want, CompressionNone)); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), ignoreSeries, ignoreInterned); diff != "" {
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), ignoreSeries, ignoreRef); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 	if got.SeriesN != 6 {
 		t.Fatalf("%d series, want 6", got.SeriesN)
+	}
+}
+
+// TestSeriesMemoCaches: entries of different caches with the same entry
+// numbers are different series, with more caches in one record than it
+// tells apart by reference.
+func TestSeriesMemoCaches(t *testing.T) {
+	var parts [][]model.Metric
+	for c := range refCaches + 2 {
+		parts = append(parts, sharedMetrics(randomMetrics(uint64(20+c), 3000, 200)))
+	}
+	var want []model.Metric
+	for i := range 3000 { // interleaved, as readers' batches are
+		for _, p := range parts {
+			want = append(want, p[i])
+		}
+	}
+	rec := encodeSeries(t, want, CompressionNone)
+	var d Decoder
+	var got model.Batch
+	if _, err := d.Decode(&got, rec); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got.Metrics, cmpopts.EquateEmpty(), cmpopts.EquateNaNs(), ignoreSeries, ignoreRef); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	plain := slices.Clone(want)
+	for i := range plain {
+		plain[i].Ref = 0
+	}
+	if !bytes.Equal(rec, encodeSeries(t, plain, CompressionNone)) {
+		t.Fatal("a record of interned points differs from the same points found by identity")
 	}
 }
