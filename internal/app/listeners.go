@@ -26,7 +26,9 @@ var binders = map[string]func(a *App, l ListenerConfig, b *ingest.Batcher) (runn
 
 func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) ingest.Decoder {
 	return func(l ListenerConfig) ingest.Decoder {
-		o := wavefront.Options{Mode: mode, Window: w, DefaultSource: l.Source}
+		// One decoder per UDP reader or TCP connection, each used by one
+		// goroutine: it keeps a series cache.
+		o := wavefront.Options{Mode: mode, Window: w, DefaultSource: l.Source, SeriesCache: wavefront.DefaultSeriesCache}
 		if l.MaxLine > 0 {
 			o.MaxLineLen = l.MaxLine
 		}
@@ -53,7 +55,9 @@ var formats = map[string]formatSpec{
 // its flavor parses.
 func statsdDecoder(l ListenerConfig) ingest.Decoder {
 	flavor, _ := statsd.ParseFlavor(l.Flavor)
-	o := statsd.Options{Flavor: flavor, DefaultSource: l.Source}
+	// One decoder per UDP or unixgram reader goroutine (ingest.UDP.read):
+	// it keeps a series cache.
+	o := statsd.Options{Flavor: flavor, DefaultSource: l.Source, SeriesCache: statsd.DefaultSeriesCache}
 	if l.MaxLine > 0 {
 		o.MaxLineLen = l.MaxLine
 	}

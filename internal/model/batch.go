@@ -16,7 +16,12 @@ type Reject struct {
 // items are sub-slices of Arena (centroids of CentroidArena, span events and
 // links of EventArena and LinkArena): growing an arena never invalidates
 // slices already handed out, because the old backing array stays reachable
-// through them.
+// through them. A decoder may instead give items strings and tags it owns
+// and shares between items and batches (the wavefront series cache,
+// wavefront.Options.SeriesCache: every point of a series then has the same
+// Name, Source and Tags memory). So an item's Tags are read-only: never
+// modify their elements in place or assume they lie in Arena; to change
+// them, build a new slice (TagsSince after AddTag, or a copy).
 type Batch struct {
 	Metrics []Metric
 	Dists   []Distribution

@@ -311,10 +311,11 @@ func refServiceCheck(r *result, tags *refTags, line string) string {
 // longSource is a source tag key longer than 63 bytes.
 const longSource = "a.source.tag.key.longer.than.sixty.three.bytes.which.no.client.writes.x"
 
-// diffResults is cmp.Diff(want, got) with floats compared bit for bit.
+// diffResults is cmp.Diff(want, got) with floats compared bit for bit,
+// ignoring Metric.Ref (a hint that the series cache sets).
 func diffResults(want, got result) string {
 	bitEqual := cmp.Comparer(func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) })
-	return cmp.Diff(want, got, cmpopts.EquateEmpty(), bitEqual)
+	return cmp.Diff(want, got, cmpopts.EquateEmpty(), bitEqual, cmpopts.IgnoreFields(model.Metric{}, "Ref"))
 }
 
 // corpusLine returns one random line: mostly plausible metric lines with
@@ -391,10 +392,17 @@ func TestDifferential(t *testing.T) {
 		{SourceTags: []string{}},
 		{SourceTags: []string{longSource, "host"}},
 	}
+	// Each option set also decodes through a warm series cache, a large
+	// one and one so small that it is full every few lines.
 	decs := make([]*Decoder, len(opts))
+	cached := make([]*Decoder, len(opts))
 	for i, o := range opts {
 		decs[i] = NewDecoder(o)
+		o.SeriesCache = []int{4096, 8}[i%2]
+		cached[i] = NewDecoder(o)
+		cached[i].cache.noBypass = true // every metric line through the cache
 	}
+	var buf []byte // the cached decoders' payload, reused
 	seen := map[string]int{}
 	rng := rand.New(rand.NewPCG(13, 13))
 	datagrams := 2000
@@ -422,8 +430,15 @@ func TestDifferential(t *testing.T) {
 			}
 			seen["metrics"] += len(b.Metrics)
 			seen["logs"] += len(b.Logs)
-			if diff := diffResults(refDecode(opts[i], p), got); diff != "" {
+			want := refDecode(opts[i], p)
+			if diff := diffResults(want, got); diff != "" {
 				t.Fatalf("options %+v, Decode(%q) (-reference +got):\n%s", opts[i], p, diff)
+			}
+			b.Reset()
+			buf = append(buf[:0], p...)
+			cached[i].Decode(&b, buf, now)
+			if got := batchResult(&b); !sameResult(want, got) {
+				t.Fatalf("options %+v, cached Decode(%q) (-reference +got):\n%s", opts[i], p, diffResults(want, got))
 			}
 		}
 	}
@@ -432,6 +447,11 @@ func TestDifferential(t *testing.T) {
 		ReasonInvalidEvent, ReasonInvalidTimestamp} {
 		if seen[reason] == 0 {
 			t.Errorf("the corpus never produced %s", reason)
+		}
+	}
+	for i, d := range cached {
+		if d.cache.hits == 0 {
+			t.Errorf("options %+v: the cached decoder had no hits", opts[i])
 		}
 	}
 	t.Logf("%d metrics, %d logs; rejections by reason: %v", seen["metrics"], seen["logs"], seen)

@@ -6,6 +6,13 @@
 // payload passed to Decode through unsafe.String: the caller must not modify
 // or reuse the payload while the batch items are in use, and must Clone items
 // that outlive it. See README.md for the grammar and the mapping.
+//
+// A decoder made with Options.SeriesCache keeps the decoded name, source
+// and tags of the series it has seen (cache.go) and is for one goroutine.
+// The metrics it appends alias either the payload or its cache, whose
+// strings and tags are never written again once handed out; their Tags
+// are then not in dst.Arena. Events and service checks always alias the
+// payload.
 package statsd
 
 import (
@@ -91,17 +98,32 @@ type Options struct {
 	// order of preference (default ["source", "host"]). Such tags are not
 	// kept as tags.
 	SourceTags []string
+	// SeriesCache, when above 0, gives the decoder a series cache of at
+	// most that many series (cache.go, README.md "Series cache"): a line
+	// whose name and tag sections repeat an earlier accepted line's, byte
+	// for byte, takes that line's decoded name, source and tags instead
+	// of reading its tags again. A decoder with a cache is not safe for
+	// concurrent use (one per goroutine), and the metrics it appends may
+	// alias the cache instead of the payload (Decode). 0 (the default) is
+	// no cache.
+	SeriesCache int
+	// SeriesCacheBytes bounds the memory the series cache accounts for
+	// (its keys, tags and an estimate of its index per series; default
+	// DefaultSeriesCacheBytes). Ignored without SeriesCache.
+	SeriesCacheBytes int
 }
 
-// Decoder decodes StatsD lines. It holds only its options and is safe for
-// concurrent use.
+// Decoder decodes StatsD lines. Without Options.SeriesCache it holds only
+// its options and is safe for concurrent use; with one it holds the cache
+// and must be used by one goroutine at a time.
 type Decoder struct {
 	flavor        Flavor
 	maxLineLen    int
 	maxTags       int
 	defaultSource string
 	sourceTags    []string
-	sourcePre     []uint64 // keyPrefix of each of sourceTags
+	sourcePre     []uint64     // keyPrefix of each of sourceTags
+	cache         *seriesCache // nil: no series cache
 }
 
 // NewDecoder returns a decoder with o's defaults filled in.
@@ -125,6 +147,9 @@ func NewDecoder(o Options) *Decoder {
 		}
 		d.sourcePre = append(d.sourcePre, pre)
 	}
+	if o.SeriesCache > 0 {
+		d.cache = newSeriesCache(o.SeriesCache, o.SeriesCacheBytes)
+	}
 	return d
 }
 
@@ -136,7 +161,11 @@ func NewDecoder(o Options) *Decoder {
 //
 // All strings and byte slices in the appended items alias payload (no copy);
 // they are valid only while payload is unchanged. Tags are sub-slices of
-// dst.Arena, in model.SortTags order.
+// dst.Arena, in model.SortTags order. With a series cache, a metric's
+// Name, Source and Tags may instead alias the cache (its Tags then not in
+// dst.Arena, their capacity clipped): the items are the same, and stay
+// valid while payload is unchanged; the caller must not modify a Tags
+// element in place.
 func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 	// Clients write ASCII: one check of the whole payload spares each of
 	// its lines a utf8.Valid.
@@ -227,13 +256,22 @@ scan:
 		dst.Reject(ReasonEmptyName, line)
 		return
 	}
-	name := str(nameb)
 	values := line[colon+1 : bar]
 	kind, rest, ok := parseType(line[bar+1:])
 	if !ok {
 		dst.Reject(ReasonUnknownType, line)
 		return
 	}
+	if c := d.cache; c != nil {
+		if c.skip == 0 {
+			if d.decodeCached(dst, line, colon, len(nameb), kind, values, rest, now) {
+				return
+			}
+		} else {
+			c.skip-- // bypassed (seriesCache.reset)
+		}
+	}
+	name := str(nameb)
 
 	rate := 1.0
 	ts := now
@@ -287,17 +325,24 @@ scan:
 		}
 	}
 	tags := finishTags(dst, mark, lt.prefixes())
-	source := lt.source
+	d.appendValues(dst, line, mark, model.Metric{Name: name, Timestamp: ts, Source: lt.source, Tags: tags, Kind: kind}, values, rate)
+}
 
+// appendValues appends the metrics of a line whose name, type and sections
+// were accepted: m carries the line's Name, Timestamp, Source, Tags and
+// type (Kind), values its values and rate its sample rate. A bad value
+// rejects the whole line (truncating dst's tags to mark) and leaves no
+// metric of it; appendValues reports whether the line was accepted.
+func (d *Decoder) appendValues(dst *model.Batch, line []byte, mark int, m model.Metric, values []byte, rate float64) bool {
+	kind := m.Kind
 	if kind == model.Set {
 		if len(values) == 0 {
 			d.reject(dst, ReasonInvalidValue, line, mark)
-			return
+			return false
 		}
-		dst.Metrics = append(dst.Metrics, model.Metric{
-			Name: name, Value: SetValue(values), Timestamp: ts, Source: source, Tags: tags, Kind: model.Set,
-		})
-		return
+		m.Value = SetValue(values)
+		dst.Metrics = append(dst.Metrics, m)
+		return true
 	}
 
 	// Validate every packed value before appending any, so a bad line
@@ -319,9 +364,9 @@ scan:
 			clear(dst.Metrics[start:])
 			dst.Metrics = dst.Metrics[:start]
 			d.reject(dst, reason, line, mark)
-			return
+			return false
 		}
-		m := model.Metric{Name: name, Value: f, Timestamp: ts, Source: source, Tags: tags, Kind: k}
+		m.Value, m.Kind = f, k
 		switch k {
 		case model.Counter:
 			m.Value = f / rate
@@ -329,7 +374,7 @@ scan:
 				clear(dst.Metrics[start:])
 				dst.Metrics = dst.Metrics[:start]
 				d.reject(dst, ReasonNonFiniteValue, line, mark)
-				return
+				return false
 			}
 			dst.Metrics = append(dst.Metrics, m)
 		case model.Sample:
@@ -340,7 +385,7 @@ scan:
 			dst.Metrics = append(dst.Metrics, m)
 		}
 		if i == len(v) {
-			break
+			return true
 		}
 		v = v[i+1:]
 	}

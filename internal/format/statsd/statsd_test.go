@@ -23,6 +23,11 @@ type result struct {
 func decode(d *Decoder, payload string) result {
 	var b model.Batch
 	d.Decode(&b, []byte(payload), now)
+	return batchResult(&b)
+}
+
+// batchResult is b's items and rejections (the lines copied).
+func batchResult(b *model.Batch) result {
 	r := result{Metrics: b.Metrics, Logs: b.Logs}
 	for _, rj := range b.Rejects {
 		r.Rejects = append(r.Rejects, rj.Reason+": "+string(rj.Line))
@@ -373,10 +378,18 @@ func FuzzDecode(f *testing.F) {
 	d := NewDecoder(opts)
 	etsyOpts := Options{MaxLineLen: 512, MaxTags: 8, Flavor: FlavorEtsy}
 	etsy := NewDecoder(etsyOpts)
+	// A series cache kept warm across inputs (and full every few lines).
+	cachedOpts := Options{MaxLineLen: 512, MaxTags: 8, SeriesCache: 16}
+	cached := NewDecoder(cachedOpts)
+	cached.cache.noBypass = true // every metric line through the cache
 	f.Fuzz(func(t *testing.T, p []byte) {
 		// The same items and rejections as the reference decoder.
-		if diff := diffResults(refDecode(opts, string(p)), decode(d, string(p))); diff != "" {
+		want := refDecode(opts, string(p))
+		if diff := diffResults(want, decode(d, string(p))); diff != "" {
 			t.Fatalf("Decode(%q) (-reference +got):\n%s", p, diff)
+		}
+		if diff := diffResults(want, decode(cached, string(p))); diff != "" {
+			t.Fatalf("cached Decode(%q) (-reference +got):\n%s", p, diff)
 		}
 		if diff := diffResults(refDecode(etsyOpts, string(p)), decode(etsy, string(p))); diff != "" {
 			t.Fatalf("etsy Decode(%q) (-reference +got):\n%s", p, diff)

@@ -6,6 +6,12 @@
 // the modes, every reject reason and the limits. The package is pure: no
 // goroutines, no logging, no mutable package state.
 //
+// Decoded strings alias the payload (see Decoder.Decode). With
+// Options.SeriesCache a Decoder remembers the series of accepted metric
+// lines, and a later line of the same series gets the remembered name,
+// source and tags: owned by the Decoder, not in the payload or the
+// batch's Arena, shared by every point of the series, never modified.
+//
 // Reject reasons (model.Reject.Reason), one exported constant each:
 //
 //	line_too_long                line longer than Options.MaxLineLen
@@ -143,13 +149,29 @@ type Options struct {
 	// BackfillCutoff and PrefillCutoff bound timestamps to the open interval
 	// (now-BackfillCutoff, now+PrefillCutoff); defaults 8760h and 24h.
 	BackfillCutoff, PrefillCutoff time.Duration
+	// SeriesCache, when > 0, is the most series the Decoder remembers:
+	// a metric line whose name token and tag section are byte for byte
+	// those of a line accepted before takes that line's name, source and
+	// tags instead of tokenizing, validating and sorting them again (the
+	// value, the timestamp and every per-line check are done as always).
+	// Items decoded so alias the cache, not the payload (see Decode). When
+	// full, the cache is dropped and begun anew in new memory (after a
+	// pause if it earned few hits: README.md "Series cache"). 0: no
+	// cache; ModeTrace and ModeDistOnly have none either. Worth it
+	// for a long-lived Decoder (one per UDP reader or TCP connection);
+	// DefaultSeriesCache is the size les uses.
+	SeriesCache int
+	// SeriesCacheBytes bounds the cache's memory as counted in README.md
+	// "Series cache" (default DefaultSeriesCacheBytes, 8 MiB).
+	SeriesCacheBytes int
 }
 
 // Decoder decodes Wavefront payloads. It keeps reusable scratch space and is
 // not safe for concurrent use; use one per goroutine.
 type Decoder struct {
-	o    Options
-	toks []token
+	o     Options
+	toks  []token
+	cache *seriesCache // nil unless Options.SeriesCache > 0
 }
 
 // NewDecoder returns a Decoder for o with defaults filled in.
@@ -172,7 +194,11 @@ func NewDecoder(o Options) *Decoder {
 	if o.Mode == ModeSample && (o.Window == model.WindowNone || o.Window > model.WindowDay) {
 		o.Window = model.WindowMinute
 	}
-	return &Decoder{o: o, toks: make([]token, 0, 64)}
+	d := &Decoder{o: o, toks: make([]token, 0, 64)}
+	if o.SeriesCache > 0 && o.Mode != ModeTrace && o.Mode != ModeDistOnly { // modes without metric lines
+		d.cache = newSeriesCache(o.SeriesCache, o.SeriesCacheBytes)
+	}
+	return d
 }
 
 // Decode splits payload on '\n', trims each line of surrounding whitespace
@@ -188,6 +214,15 @@ func NewDecoder(o Options) *Decoder {
 // values, span ids) alias payload without copying, except quoted tokens that
 // contained an escaped quote, which are copied. The caller must not modify
 // payload while dst's items are in use, or must Clone them first.
+//
+// With Options.SeriesCache, a metric line of a series the cache holds
+// (a hit) appends a Metric with Ref set (model.Metric.Ref) whose Name,
+// Source and Tags are the cache's: they alias neither payload nor dst.Arena, stay valid
+// and unchanged for as long as the item is referenced (the cache never
+// rewrites its memory; when full it starts over in new memory), and are
+// shared with every other hit of that series, in this batch and later
+// ones, so their Tags must never be modified in place. Their capacity is
+// clipped: appending copies. Other items are as above.
 func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 	if len(payload) == 0 {
 		return
@@ -224,6 +259,12 @@ func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 
 // line decodes one trimmed, non-empty line and returns a reject reason or "".
 func (d *Decoder) line(dst *model.Batch, line string, now int64) string {
+	var sc seriesScan
+	if d.cache != nil && !d.cache.skip() {
+		if sc = d.scanSeries(line); sc.ok && d.cachedMetric(dst, line, &sc, now) {
+			return ""
+		}
+	}
 	if len(line) > d.o.MaxLineLen {
 		return ReasonLineTooLong
 	}
@@ -249,7 +290,11 @@ func (d *Decoder) line(dst *model.Batch, line string, now int64) string {
 	if isDist {
 		return d.dist(dst, now)
 	}
-	return d.metric(dst, now)
+	r := d.metric(dst, now)
+	if r == "" && sc.ok {
+		d.cache.remember(&dst.Metrics[len(dst.Metrics)-1], line, &sc)
+	}
+	return r
 }
 
 // special decodes a line that starts with '@', '{' or '[': an event or span

@@ -53,7 +53,8 @@ type formatSpec struct {
 func formats() map[string]formatSpec {
 	wf := func(mode wavefront.Mode, w model.Window) func(ListenerConfig, string) ingest.Decoder {
 		return func(l ListenerConfig, src string) ingest.Decoder {
-			return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: w, MaxLineLen: l.MaxLine, DefaultSource: src})
+			return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: w, MaxLineLen: l.MaxLine, DefaultSource: src,
+				SeriesCache: wavefront.DefaultSeriesCache}) // one per reading goroutine
 		}
 	}
 	both := []string{"tcp", "udp"}
@@ -72,7 +73,8 @@ func formats() map[string]formatSpec {
 		}},
 		"statsd": {[]string{"udp", "unixgram"}, func(l ListenerConfig, src string) ingest.Decoder {
 			flavor, _ := statsd.ParseFlavor(l.Flavor) // validateListener checked it
-			return statsdGauges{statsd.NewDecoder(statsd.Options{Flavor: flavor, MaxLineLen: l.MaxLine, DefaultSource: src})}
+			return statsdGauges{statsd.NewDecoder(statsd.Options{Flavor: flavor, MaxLineLen: l.MaxLine, DefaultSource: src,
+				SeriesCache: statsd.DefaultSeriesCache})} // one per reading goroutine
 		}},
 	}
 }

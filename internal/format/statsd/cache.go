@@ -1,0 +1,228 @@
+package statsd
+
+import (
+	"bytes"
+	"unsafe"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// The series cache (Options.SeriesCache; README.md "Series cache").
+//
+// Every line of a series repeats its name and tag sections byte for byte;
+// only the values, the sample rate and the timestamp change. A decoder
+// with a cache keys each accepted metric line by its series key, the
+// bytes before the first ':' (the name with any Telegraf-style tags)
+// followed by "|" and the contents of each "#" section in order, and
+// remembers the name, source and sorted tags decoded from that key. A
+// later line with the same key takes them from the cache and reads only
+// its values, type, sample rate and timestamp, with every check the
+// uncached decoder makes. The key determines the tags exactly: neither
+// the name part nor a section's contents can hold a '|', so the key splits
+// back into the same name part and tag lists, and the decoder's options
+// are fixed.
+//
+// Ownership: the cache copies each key once into chunks it owns and
+// decodes the entry's strings from that copy, and copies the entry's tags
+// into chunks of tags it owns; both are append-only. When the cache is full
+// (entries or bytes) it forgets every entry and starts new chunks, never
+// writing over the old ones, which live on while items of earlier batches
+// alias them.
+
+const (
+	// DefaultSeriesCache is the cache size the les listeners use: more
+	// series than one UDP reader usually receives.
+	DefaultSeriesCache = 16384
+	// DefaultSeriesCacheBytes is the default of Options.SeriesCacheBytes.
+	DefaultSeriesCacheBytes = 8 << 20
+)
+
+const (
+	// maxSeriesKey is the longest series key the cache takes: a line with
+	// a longer one is decoded without it.
+	maxSeriesKey = 1024
+	// keyChunk and tagChunk size the owned chunks (bytes, tags).
+	keyChunk = 32 << 10
+	tagChunk = 1024
+	// entryOverhead is what the cache accounts per entry besides its key
+	// and tags: the index's slot (a 16-byte key and a 56-byte
+	// seriesEntry, one control byte) at the map's lowest load just after
+	// it grows, 7/16 (TestSeriesCacheHeap holds the heap to the account).
+	entryOverhead = 168
+	tagSize       = int(unsafe.Sizeof(model.Tag{}))
+)
+
+// seriesEntry is the decoded series of a key.
+type seriesEntry struct {
+	name, source string
+	tags         model.Tags // capacity clipped
+	ref          uint64     // model.Metric.Ref: the generation's id, the entry's number
+}
+
+// seriesCache is a Decoder's series cache; see above.
+type seriesCache struct {
+	maxEntries, maxBytes int
+	bytes                int    // accounted: keys, tags, entryOverhead each
+	id                   uint32 // model.NewInternID of the current generation
+	m                    map[string]seriesEntry
+	keys                 []byte     // current chunk of owned key bytes
+	tags                 model.Tags // current chunk of owned tags
+	key                  []byte     // scratch: the series key of the current line
+	scratch              model.Batch
+	// The current generation's hits and entries, and the bypass: lines
+	// left to decode without the cache, and the next bypass's length in
+	// generations.
+	genHits, genEntries int
+	skip, backoff       int
+	hits, resets        int  // lines served by the cache, times it was full (for tests)
+	noBypass            bool // for tests: every metric line through the cache
+}
+
+func newSeriesCache(maxEntries, maxBytes int) *seriesCache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultSeriesCacheBytes
+	}
+	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: map[string]seriesEntry{}, backoff: 1}
+}
+
+// maxBackoff bounds the bypass at this many generations' worth of lines.
+const maxBackoff = 64
+
+// reset forgets every entry when the cache is full. The chunks are
+// dropped, not reused: items decoded earlier may still alias them.
+//
+// A generation that served fewer lines than it took entries (a flood of
+// new series, or more series than the cache holds) paid for copying them
+// and gained little: the next lines, backoff times as many as the
+// generation's entries, are decoded without the cache, and the backoff
+// doubles up to maxBackoff; a generation that paid for itself resets the
+// backoff to 1.
+func (c *seriesCache) reset() {
+	if c.genHits < c.genEntries && !c.noBypass {
+		c.skip = c.backoff * (len(c.m) + 1)
+		c.backoff = min(2*c.backoff, maxBackoff)
+	} else {
+		c.backoff = 1
+	}
+	c.genHits, c.genEntries = 0, 0
+	clear(c.m)
+	c.id = model.NewInternID() // entries are numbered afresh
+	c.keys, c.tags = nil, nil
+	c.bytes = 0
+	c.resets++
+}
+
+// decodeCached decodes a metric line through the cache, given what
+// decodeLine read: the name part line[:colon] (the name is its first
+// nameLen bytes), the type, the values and the rest after the type. It
+// reports false, having changed nothing, when the uncached path must
+// decode the line: a section that rejects it (the uncached path decides
+// which rejection comes first) or a series key longer than maxSeriesKey.
+func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int, kind model.Kind, values, rest []byte, now int64) bool {
+	c := d.cache
+	key := append(c.key[:0], line[:colon]...)
+	rate, ts := 1.0, now
+	// The sections as decodeLine walks them; "#" sections go to the key.
+	for len(rest) > 1 {
+		sec := rest[1:]
+		if sec[0] == '|' { // empty section
+			rest = sec
+			continue
+		}
+		end := bytes.IndexByte(sec, '|')
+		if end < 0 {
+			end = len(sec)
+		}
+		sec, rest = sec[:end], sec[end:]
+		switch sec[0] {
+		case '#':
+			key = append(key, '|')
+			key = append(key, sec[1:]...)
+		case '@':
+			r, err := parseFloat(sec[1:])
+			if err != nil || !(r > 0 && r <= 1) {
+				c.key = key
+				return false
+			}
+			rate = r
+		case 'T':
+			t, ok := parseSeconds(sec[1:])
+			if !ok {
+				c.key = key
+				return false
+			}
+			ts = t
+		}
+	}
+	c.key = key
+	if len(key) > maxSeriesKey {
+		return false
+	}
+	// Ref: the cache's strings and tags are never written again
+	// (model.Metric.Ref), on a hit and on an accepted miss alike. A miss
+	// takes the next entry number of this generation, which no other
+	// series of it has (if the cache is full, the generation ends with
+	// it).
+	m := model.Metric{Timestamp: ts, Kind: kind, Ref: uint64(c.id)<<32 | uint64(len(c.m)+1)}
+	if e, ok := c.m[string(key)]; ok {
+		m.Name, m.Source, m.Tags, m.Ref = e.name, e.source, e.tags, e.ref
+		c.hits++
+		c.genHits++
+		d.appendValues(dst, line, dst.TagMark(), m, values, rate)
+		return true
+	}
+
+	// A miss: copy the key into the free end of the key chunk and decode
+	// the series from the copy, so that its strings are the cache's. The
+	// copy and the tags are committed only if the line is accepted;
+	// otherwise nothing refers to them and the next miss writes over them.
+	if cap(c.keys)-len(c.keys) < len(key) {
+		c.keys = make([]byte, 0, max(keyChunk, len(key)))
+	}
+	own := append(c.keys[len(c.keys):], key...)
+	sb := &c.scratch
+	lt := lineTags{source: d.defaultSource, prio: len(d.sourceTags)}
+	if nameLen+1 < colon { // Telegraf-style tags: name,k=v,...
+		if _, reason := d.parseTagList(sb, own[nameLen+1:colon], '=', &lt); reason != "" {
+			sb.TruncateTags(0)
+			dst.Reject(reason, line)
+			return true
+		}
+	}
+	for p := colon; p < len(own); { // own[p] is the '|' before a tag list
+		n, reason := d.parseTagList(sb, own[p+1:], ':', &lt)
+		if reason != "" {
+			sb.TruncateTags(0)
+			dst.Reject(reason, line)
+			return true
+		}
+		p += 1 + n
+	}
+	tags := finishTags(sb, 0, lt.prefixes())
+	nt := len(tags)
+	if nt > 0 {
+		if cap(c.tags)-len(c.tags) < nt {
+			c.tags = make(model.Tags, 0, max(tagChunk, nt))
+		}
+		m.Tags = append(c.tags[len(c.tags):], tags...)[:nt:nt]
+	}
+	sb.TruncateTags(0)
+	m.Name, m.Source = str(own[:nameLen]), lt.source
+	if !d.appendValues(dst, line, dst.TagMark(), m, values, rate) {
+		return true
+	}
+	size := len(own) + nt*tagSize + entryOverhead
+	if len(c.m) >= c.maxEntries || c.bytes+size > c.maxBytes {
+		// Full: start over. This line's strings stay in the dropped
+		// chunks, which nothing writes again; its series is cached
+		// afresh when it next misses.
+		c.reset()
+		return true
+	}
+	c.keys = c.keys[:len(c.keys)+len(own)]
+	c.tags = c.tags[:len(c.tags)+nt]
+	c.m[str(own)] = seriesEntry{name: m.Name, source: m.Source, tags: m.Tags, ref: m.Ref}
+	c.bytes += size
+	c.genEntries++
+	return true
+}

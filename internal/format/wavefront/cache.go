@@ -1,0 +1,393 @@
+package wavefront
+
+import (
+	"strings"
+	"unsafe"
+
+	"github.com/les-streams/les/internal/model"
+)
+
+// Series cache (Options.SeriesCache): every point of a series repeats the
+// name and the tag section byte for byte; only the value and the
+// timestamp change. For a metric line whose raw name token and raw tag
+// section equal those of a line accepted before, the decoder emits the
+// name, source and sorted tags it decoded then, and only parses the value
+// and the timestamp and does the per-line checks. See README.md "Series
+// cache" for why this is exact.
+
+const (
+	// DefaultSeriesCache is the cache size the les listeners use: more
+	// series than one UDP reader or TCP connection usually sends.
+	DefaultSeriesCache = 16384
+	// DefaultSeriesCacheBytes bounds a cache's counted bytes when
+	// Options.SeriesCacheBytes is 0.
+	DefaultSeriesCacheBytes = 8 << 20
+
+	// cacheEntryOverhead is what an entry costs beside its key bytes and
+	// tags, counted against SeriesCacheBytes: the map slot (key header and
+	// seriesEntry, 72 bytes), the map's spare capacity and the arenas'
+	// unused tails: measured heap ≈ counted bytes (BenchmarkSeriesCacheMemory).
+	cacheEntryOverhead = 160
+	tagSize            = int(unsafe.Sizeof(model.Tag{}))
+
+	// Chunk sizes of the cache's arenas: they start small (a TCP connection
+	// that sends a few series keeps a small cache) and double up to the max.
+	minByteChunk, maxByteChunk = 4 << 10, 64 << 10
+	minTagChunk, maxTagChunk   = 128, 2048
+)
+
+// seriesEntry is the decoded series part of an accepted metric line. Its
+// strings and tags are owned by the cache and never written again.
+type seriesEntry struct {
+	name, src string
+	tags      model.Tags // nil when the line had none; capacity clipped
+	delta     bool       // the name is a ∆/Δ delta counter
+	ref       uint64     // model.Metric.Ref: the cache's id, the entry's number
+}
+
+// seriesCache maps a line's series key (see seriesScan) to its entry.
+// When full it is dropped and replaced by a fresh one: items of earlier
+// batches may still alias an entry, so nothing is reused or overwritten.
+//
+// A cache that filled up with fewer hits than entries (mostly series seen
+// once: a flood of new series, or more series than it holds) pauses
+// instead, so that such traffic mostly skips the cost of filling it: it
+// is kept as it is, read-only, for pauseFactor×maxEntries further misses;
+// if fewer than a quarter of the pause's first maxEntries lookups hit (a
+// full cache's worth: the series right after the fill are the ones it
+// missed), it is not even looked up for pauseFactor×maxEntries lines.
+// Then it is dropped and begun anew.
+type seriesCache struct {
+	maxEntries, maxBytes int
+	id                   uint32 // model.NewInternID of the current map
+	m                    map[string]seriesEntry
+	bytes                int // counted bytes of the current map's entries
+	genHits              int // hits since the current map began
+	pause                int // misses left to let pass without caching
+	pauseLooks           int // lookups and hits since the pause began
+	pauseHits            int
+	off                  int // lines left to decode without the cache
+
+	// Append-only arenas for keys and strings, and for tags. A full chunk
+	// is replaced by a new one, never rewound.
+	buf            []byte
+	tags           model.Tags
+	byteChunk      int
+	tagChunk       int
+	key            []byte // scratch: the key of the line being decoded
+	hits, misses   uint64 // for tests and benchmarks
+	resets, pauses uint64
+}
+
+// pauseFactor: see seriesCache.
+const pauseFactor = 32
+
+// skip reports whether the cache is off for this line (see seriesCache).
+func (c *seriesCache) skip() bool {
+	if c.off == 0 {
+		return false
+	}
+	if c.off--; c.off == 0 {
+		c.resets++
+		c.fresh()
+	}
+	return true
+}
+
+func newSeriesCache(entries, bytes int) *seriesCache {
+	if bytes <= 0 {
+		bytes = DefaultSeriesCacheBytes
+	}
+	c := &seriesCache{maxEntries: entries, maxBytes: bytes}
+	c.fresh()
+	return c
+}
+
+// fresh starts an empty cache with new memory, sized for as many entries
+// as the one it replaces held (a cache that filled up fills up again).
+func (c *seriesCache) fresh() {
+	c.m = make(map[string]seriesEntry, len(c.m))
+	c.id = model.NewInternID()
+	c.bytes, c.genHits = 0, 0
+	c.pause, c.pauseLooks, c.pauseHits, c.off = 0, 0, 0, 0
+	c.buf, c.tags = nil, nil
+	c.byteChunk, c.tagChunk = minByteChunk, minTagChunk
+}
+
+// seriesScan locates the series parts of a metric line: the raw name token
+// line[:nameEnd] and the raw tag section line[tagStart:], with the value
+// line[v0:v1] and the optional timestamp line[t0:t1] (t0 == t1: none)
+// between them. ok is false for lines the cache does not take; they are
+// decoded as without the cache.
+type seriesScan struct {
+	nameEnd, v0, v1, t0, t1, tagStart int
+	ok                                bool
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// wordEnd is the end of the unquoted token at line[i:].
+func wordEnd(line string, i int) int {
+	for i < len(line) && charClass[line[i]]&cWordEnd == 0 {
+		i++
+	}
+	return i
+}
+
+// scanSeries splits line the way tokenize and metric do, for the lines
+// where that split is certain without tokenizing the tags: a name token
+// (unquoted, or quoted as tokenize reads it) followed by whitespace, an
+// unquoted value token, an optional unquoted timestamp token (it begins
+// with a digit), each ending at whitespace or the end of the line. The tag
+// section starts at the next token. Its tokens are then exactly the
+// tokens tokenize gives for it (a token's extent never depends on what
+// precedes it), and metric takes them as tags. A quoted token whose
+// content begins with a digit where the timestamp may be is a timestamp to
+// metric: not taken.
+func (d *Decoder) scanSeries(line string) seriesScan {
+	var s seriesScan
+	n := len(line)
+	if n > d.o.MaxLineLen || d.o.Mode == ModeTrace || d.o.Mode == ModeDistOnly {
+		return s
+	}
+	i := 0
+	switch c := line[0]; c {
+	case '@', '{', '[', '!', '=', '#':
+		return s
+	case '"', '\'':
+		j := 1
+		for {
+			k := strings.IndexByte(line[j:], c)
+			if k < 0 {
+				return s
+			}
+			j += k
+			if line[j-1] == '\\' {
+				j++
+				continue
+			}
+			break
+		}
+		i = j + 1
+	default:
+		i = wordEnd(line, 0)
+	}
+	if i >= n || !isSpace(line[i]) {
+		return s
+	}
+	s.nameEnd = i
+	for i < n && isSpace(line[i]) {
+		i++
+	}
+	if i >= n {
+		return s
+	}
+	if c := line[i]; c == '"' || c == '\'' || c == '=' || c == '#' {
+		return s
+	}
+	s.v0 = i
+	i = wordEnd(line, i)
+	if i < n && !isSpace(line[i]) {
+		return s
+	}
+	s.v1 = i
+	for i < n && isSpace(line[i]) {
+		i++
+	}
+	s.t0, s.t1 = i, i
+	if i < n {
+		switch c := line[i]; {
+		case isDigit(c):
+			i = wordEnd(line, i)
+			if i < n && !isSpace(line[i]) {
+				return s
+			}
+			s.t1 = i
+			for i < n && isSpace(line[i]) {
+				i++
+			}
+		case (c == '"' || c == '\'') && i+1 < n && isDigit(line[i+1]):
+			return s
+		}
+	}
+	s.tagStart = i
+	s.ok = true
+	return s
+}
+
+// setKey builds the series key of line in c.key: the raw name token, one
+// space, the raw tag section. The name token's extent is found again from
+// the key's start (an unquoted name holds no whitespace, a quoted one ends
+// at its closing quote), so different (name, tags) give different keys.
+func (c *seriesCache) setKey(line string, s *seriesScan) {
+	k := append(c.key[:0], line[:s.nameEnd]...)
+	k = append(k, ' ')
+	c.key = append(k, line[s.tagStart:]...)
+}
+
+// cachedMetric decodes line from the cache when its series is there and
+// every per-line check passes, and reports whether it did. When it did
+// not, the caller decodes the line as without the cache, which also finds
+// the reject reason; s.ok is then cleared if the series is already cached.
+func (d *Decoder) cachedMetric(dst *model.Batch, line string, s *seriesScan, now int64) bool {
+	c := d.cache
+	c.setKey(line, s)
+	e, found := c.m[string(c.key)]
+	if c.pause > 0 {
+		if c.pauseLooks++; found {
+			c.pauseHits++
+		}
+		if c.pauseLooks == c.maxEntries && 4*c.pauseHits < c.maxEntries {
+			c.pause, c.off = 0, pauseFactor*c.maxEntries
+		}
+	}
+	if !found {
+		c.misses++
+		return false
+	}
+	s.ok = false // never cache it twice
+	v, r := parseValue(line[s.v0:s.v1])
+	if r != "" {
+		return false
+	}
+	ts := now
+	if s.t1 > s.t0 {
+		if ts, r = parseTimestamp(line[s.t0:s.t1]); r != "" {
+			return false
+		}
+	}
+	kind, win := model.Gauge, model.WindowNone
+	if e.delta {
+		if v <= 0 {
+			return false
+		}
+		kind = model.Counter
+	}
+	if d.o.Mode == ModeSample {
+		kind, win = model.Sample, d.o.Window
+	}
+	if !d.inRange(ts, now) {
+		return false
+	}
+	c.hits++
+	c.genHits++
+	dst.Metrics = append(dst.Metrics, model.Metric{
+		Name:      e.name,
+		Value:     v,
+		Timestamp: ts,
+		Source:    e.src,
+		Tags:      e.tags,
+		Kind:      kind,
+		Window:    win,
+		Ref:       e.ref, // the cache's memory is never written again
+	})
+	return true
+}
+
+// remember caches the series of m, just decoded from line without the
+// cache; c.key is line's key (cachedMetric built it).
+func (c *seriesCache) remember(m *model.Metric, line string, s *seriesScan) {
+	if c.off > 0 {
+		return
+	}
+	if c.pause > 0 {
+		if c.pause--; c.pause == 0 {
+			c.resets++
+			c.fresh()
+		}
+		return
+	}
+	need := len(c.key) + len(m.Tags)*tagSize + cacheEntryOverhead
+	extra := func(str string) {
+		if !inside(str, line) {
+			need += len(str) // an unescaped copy (or a constant) the entry keeps
+		}
+	}
+	extra(m.Name)
+	extra(m.Source)
+	for _, t := range m.Tags {
+		extra(t.Key)
+		extra(t.Value)
+	}
+	if need > c.maxBytes {
+		return
+	}
+	if len(c.m) >= c.maxEntries || c.bytes+need > c.maxBytes {
+		if c.genHits < len(c.m) {
+			c.pauses++
+			c.pause, c.pauseLooks, c.pauseHits = pauseFactor*c.maxEntries, 0, 0
+			return
+		}
+		c.resets++
+		c.fresh()
+	}
+	kb := c.alloc(len(c.key))
+	copy(kb, c.key)
+	key := unsafe.String(unsafe.SliceData(kb), len(kb))
+	e := seriesEntry{name: own(m.Name, line, s, key), src: own(m.Source, line, s, key), delta: isDelta(m.Name),
+		ref: uint64(c.id)<<32 | uint64(len(c.m)+1)}
+	if len(m.Tags) > 0 {
+		e.tags = c.allocTags(len(m.Tags))
+		for i, t := range m.Tags {
+			e.tags[i] = model.Tag{Key: own(t.Key, line, s, key), Value: own(t.Value, line, s, key)}
+		}
+	}
+	c.m[key] = e
+	c.bytes += need
+}
+
+// alloc returns n new bytes from the byte arena.
+func (c *seriesCache) alloc(n int) []byte {
+	if cap(c.buf)-len(c.buf) < n {
+		c.buf = make([]byte, 0, max(n, c.byteChunk))
+		c.byteChunk = min(2*c.byteChunk, maxByteChunk)
+	}
+	start := len(c.buf)
+	c.buf = c.buf[:start+n]
+	return c.buf[start : start+n : start+n]
+}
+
+// allocTags returns n new tags from the tag arena, capacity clipped.
+func (c *seriesCache) allocTags(n int) model.Tags {
+	if cap(c.tags)-len(c.tags) < n {
+		c.tags = make(model.Tags, 0, max(n, c.tagChunk))
+		c.tagChunk = min(2*c.tagChunk, maxTagChunk)
+	}
+	start := len(c.tags)
+	c.tags = c.tags[:start+n]
+	return c.tags[start : start+n : start+n]
+}
+
+// inside reports whether str's bytes lie in line's memory.
+func inside(str, line string) bool {
+	if str == "" {
+		return false
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(str)))
+	lp := uintptr(unsafe.Pointer(unsafe.StringData(line)))
+	return p >= lp && p < lp+uintptr(len(line))
+}
+
+// own returns str as the entry keeps it: a string that aliases line's name
+// token or tag section becomes the same bytes of key (the cache's copy of
+// both); any other (a constant, the default source, an unescaped copy) is
+// not the payload's and is kept as it is.
+func own(str, line string, s *seriesScan, key string) string {
+	if str == "" {
+		return ""
+	}
+	if !inside(str, line) {
+		return str
+	}
+	off := int(uintptr(unsafe.Pointer(unsafe.StringData(str))) - uintptr(unsafe.Pointer(unsafe.StringData(line))))
+	switch {
+	case off+len(str) <= s.nameEnd:
+		return key[off : off+len(str)]
+	case off >= s.tagStart:
+		o := s.nameEnd + 1 + off - s.tagStart
+		return key[o : o+len(str)]
+	}
+	// Not reached: names and tags come from the name token and the tag
+	// section. Copy rather than alias the payload.
+	return string([]byte(str))
+}
