@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"unsafe"
 
+	"github.com/les-streams/les/internal/format/intern"
 	"github.com/les-streams/les/internal/model"
 )
 
@@ -64,7 +65,7 @@ type seriesCache struct {
 	maxEntries, maxBytes int
 	bytes                int    // accounted: keys, tags, entryOverhead each
 	id                   uint32 // model.NewInternID of the current generation
-	m                    map[string]seriesEntry
+	m                    *intern.Table[seriesEntry]
 	keys                 []byte     // current chunk of owned key bytes
 	tags                 model.Tags // current chunk of owned tags
 	key                  []byte     // scratch: the series key of the current line
@@ -82,7 +83,7 @@ func newSeriesCache(maxEntries, maxBytes int) *seriesCache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultSeriesCacheBytes
 	}
-	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: map[string]seriesEntry{}, backoff: 1}
+	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: intern.New[seriesEntry](), backoff: 1}
 }
 
 // maxBackoff bounds the bypass at this many generations' worth of lines.
@@ -99,13 +100,13 @@ const maxBackoff = 64
 // backoff to 1.
 func (c *seriesCache) reset() {
 	if c.genHits < c.genEntries && !c.noBypass {
-		c.skip = c.backoff * (len(c.m) + 1)
+		c.skip = c.backoff * (c.m.Len() + 1)
 		c.backoff = min(2*c.backoff, maxBackoff)
 	} else {
 		c.backoff = 1
 	}
 	c.genHits, c.genEntries = 0, 0
-	clear(c.m)
+	c.m.Reset()                // items alias the entries' strings, not the table
 	c.id = model.NewInternID() // entries are numbered afresh
 	c.keys, c.tags = nil, nil
 	c.bytes = 0
@@ -163,8 +164,8 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 	// takes the next entry number of this generation, which no other
 	// series of it has (if the cache is full, the generation ends with
 	// it).
-	m := model.Metric{Timestamp: ts, Kind: kind, Ref: uint64(c.id)<<32 | uint64(len(c.m)+1)}
-	if e, ok := c.m[string(key)]; ok {
+	m := model.Metric{Timestamp: ts, Kind: kind, Ref: uint64(c.id)<<32 | uint64(c.m.Len()+1)}
+	if e, _ := c.m.Get(key); e != nil {
 		m.Name, m.Source, m.Tags, m.Ref = e.name, e.source, e.tags, e.ref
 		c.hits++
 		c.genHits++
@@ -212,7 +213,7 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 		return true
 	}
 	size := len(own) + nt*tagSize + entryOverhead
-	if len(c.m) >= c.maxEntries || c.bytes+size > c.maxBytes {
+	if c.m.Len() >= c.maxEntries || c.bytes+size > c.maxBytes {
 		// Full: start over. This line's strings stay in the dropped
 		// chunks, which nothing writes again; its series is cached
 		// afresh when it next misses.
@@ -221,7 +222,7 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 	}
 	c.keys = c.keys[:len(c.keys)+len(own)]
 	c.tags = c.tags[:len(c.tags)+nt]
-	c.m[str(own)] = seriesEntry{name: m.Name, source: m.Source, tags: m.Tags, ref: m.Ref}
+	c.m.Put(str(own), seriesEntry{name: m.Name, source: m.Source, tags: m.Tags, ref: m.Ref})
 	c.bytes += size
 	c.genEntries++
 	return true

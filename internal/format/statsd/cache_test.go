@@ -154,8 +154,8 @@ func testCachedDifferential(t *testing.T, bypass bool) {
 			}
 		}
 		c := cached.cache
-		if c.hits == 0 || len(c.m) > c.maxEntries || c.bytes > c.maxBytes {
-			t.Errorf("options %+v: %d hits, %d entries (max %d), %d bytes (max %d)", o, c.hits, len(c.m), c.maxEntries, c.bytes, c.maxBytes)
+		if c.hits == 0 || c.m.Len() > c.maxEntries || c.bytes > c.maxBytes {
+			t.Errorf("options %+v: %d hits, %d entries (max %d), %d bytes (max %d)", o, c.hits, c.m.Len(), c.maxEntries, c.bytes, c.maxBytes)
 		}
 		if !bypass && (o.SeriesCacheBytes > 0 || o.MaxTags != 1 && o.SeriesCache < 100) {
 			if c.resets == 0 {
@@ -264,8 +264,8 @@ func TestSeriesCacheBypass(t *testing.T) {
 			t.Fatalf("line %d: %+v", i, b.Metrics)
 		}
 	}
-	if c.skip != 0 || c.hits != 1000-419-10 || len(c.m) != 10 {
-		t.Fatalf("after repeating series: %d lines to skip, %d hits, %d entries; want 0, 571, 10", c.skip, c.hits, len(c.m))
+	if c.skip != 0 || c.hits != 1000-419-10 || c.m.Len() != 10 {
+		t.Fatalf("after repeating series: %d lines to skip, %d hits, %d entries; want 0, 571, 10", c.skip, c.hits, c.m.Len())
 	}
 	// A generation that pays for itself resets the backoff.
 	for i := range 1000 {
@@ -324,8 +324,8 @@ func TestSeriesCacheHeap(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		c := d.cache
 		heap := int(after.HeapAlloc) - int(before.HeapAlloc)
-		if len(c.m) != n {
-			t.Fatalf("%d entries, want %d", len(c.m), n)
+		if c.m.Len() != n {
+			t.Fatalf("%d entries, want %d", c.m.Len(), n)
 		}
 		t.Logf("%d series: heap %d bytes (%d/entry), accounted %d (%d/entry)", n, heap, heap/n, c.bytes, c.bytes/n)
 		if slack := keyChunk + tagChunk*tagSize; heap > c.bytes+slack {

@@ -222,8 +222,8 @@ func TestSeriesCacheDifferential(t *testing.T) {
 		if o.SeriesCache > 0 && o.SeriesCache < 50 && c.resets == 0 {
 			t.Errorf("options %d: the cache never filled", oi)
 		}
-		if len(c.m) > c.maxEntries || c.bytes > c.maxBytes {
-			t.Errorf("options %d: %d entries, %d bytes over the bounds %d, %d", oi, len(c.m), c.bytes, c.maxEntries, c.maxBytes)
+		if c.m.Len() > c.maxEntries || c.bytes > c.maxBytes {
+			t.Errorf("options %d: %d entries, %d bytes over the bounds %d, %d", oi, c.m.Len(), c.bytes, c.maxEntries, c.maxBytes)
 		}
 	}
 }
@@ -263,8 +263,8 @@ func TestSeriesCacheOwnsItsStrings(t *testing.T) {
 		var x model.Batch
 		d.Decode(&x, []byte("cpu.load 1 source=web01 env=prod"+strconv.Itoa(i)), now)
 	}
-	if c := d.cache; c.resets == 0 || c.pauses == 0 || len(c.m) > 4 {
-		t.Fatalf("%d resets, %d pauses, %d entries: the cache did not fill, pause and begin anew within its size", c.resets, c.pauses, len(c.m))
+	if c := d.cache; c.resets == 0 || c.pauses == 0 || c.m.Len() > 4 {
+		t.Fatalf("%d resets, %d pauses, %d entries: the cache did not fill, pause and begin anew within its size", c.resets, c.pauses, c.m.Len())
 	}
 	if diff := cmp.Diff(want, snapshot(&hit)); diff != "" {
 		t.Fatalf("items of an earlier batch changed (-before +after):\n%s", diff)
@@ -501,8 +501,8 @@ func BenchmarkSeriesCacheMemory(b *testing.B) {
 				batch = model.Batch{}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
-				if len(d.cache.m) != series {
-					b.Fatalf("%d entries, want %d", len(d.cache.m), series)
+				if d.cache.m.Len() != series {
+					b.Fatalf("%d entries, want %d", d.cache.m.Len(), series)
 				}
 				heap = float64(after.HeapAlloc-before.HeapAlloc) / float64(series)
 				counted = float64(d.cache.bytes) / float64(series)
@@ -550,8 +550,8 @@ func TestSeriesCachePauses(t *testing.T) {
 		p.WriteString(line(i) + "\n")
 	}
 	df.decode(p.String())
-	if len(c.m) != size || c.pause != 0 {
-		t.Fatalf("%d entries, pause %d after %d series", len(c.m), c.pause, size)
+	if c.m.Len() != size || c.pause != 0 {
+		t.Fatalf("%d entries, pause %d after %d series", c.m.Len(), c.pause, size)
 	}
 	// More series than the cache holds, cycling: the first fill earned
 	// hits, so it begins anew; the second did not, so it pauses, keeps
@@ -574,8 +574,8 @@ func TestSeriesCachePauses(t *testing.T) {
 	for range 20 {
 		cycle()
 	}
-	if c.hits-hits != 20*8 || len(c.m) != size || c.off != 0 || c.pauses != 1 {
-		t.Fatalf("paused: %d hits (want %d), %d entries, off %d, pauses %d", c.hits-hits, 20*8, len(c.m), c.off, c.pauses)
+	if c.hits-hits != 20*8 || c.m.Len() != size || c.off != 0 || c.pauses != 1 {
+		t.Fatalf("paused: %d hits (want %d), %d entries, off %d, pauses %d", c.hits-hits, 20*8, c.m.Len(), c.off, c.pauses)
 	}
 	// A flood of new series into a full cache without hits: it pauses,
 	// and after size lookups without a hit it is off for
@@ -587,8 +587,8 @@ func TestSeriesCachePauses(t *testing.T) {
 		p.WriteString(line(1000+i) + "\n")
 	}
 	df.decode(p.String())
-	if c.off != pauseFactor*size || c.pause != 0 || len(c.m) != size {
-		t.Fatalf("flood: off %d, pause %d, %d entries; want off %d, 0, %d", c.off, c.pause, len(c.m), pauseFactor*size, size)
+	if c.off != pauseFactor*size || c.pause != 0 || c.m.Len() != size {
+		t.Fatalf("flood: off %d, pause %d, %d entries; want off %d, 0, %d", c.off, c.pause, c.m.Len(), pauseFactor*size, size)
 	}
 	hits, resets = c.hits, c.resets
 	p.Reset()
@@ -596,11 +596,11 @@ func TestSeriesCachePauses(t *testing.T) {
 		p.WriteString(line(1000+i) + "\n") // would hit, but the cache is off
 	}
 	df.decode(p.String())
-	if c.hits != hits || c.resets != resets+1 || len(c.m) != 0 {
-		t.Fatalf("off: %d hits, %d resets, %d entries; want none, one more, none", c.hits-hits, c.resets-resets, len(c.m))
+	if c.hits != hits || c.resets != resets+1 || c.m.Len() != 0 {
+		t.Fatalf("off: %d hits, %d resets, %d entries; want none, one more, none", c.hits-hits, c.resets-resets, c.m.Len())
 	}
 	df.decode(line(1) + "\n" + line(1) + "\n")
-	if c.hits != hits+1 || len(c.m) != 1 {
-		t.Fatalf("after the pause: %d hits, %d entries; want 1, 1", c.hits-hits, len(c.m))
+	if c.hits != hits+1 || c.m.Len() != 1 {
+		t.Fatalf("after the pause: %d hits, %d entries; want 1, 1", c.hits-hits, c.m.Len())
 	}
 }
