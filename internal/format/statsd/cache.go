@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"unsafe"
 
-	"github.com/les-streams/les/internal/format/intern"
+	"github.com/les-streams/les/internal/intern"
 	"github.com/les-streams/les/internal/model"
 )
 

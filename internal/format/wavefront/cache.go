@@ -4,7 +4,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/les-streams/les/internal/format/intern"
+	"github.com/les-streams/les/internal/intern"
 	"github.com/les-streams/les/internal/model"
 )
 
@@ -26,7 +26,7 @@ const (
 
 	// cacheEntryOverhead is what an entry costs beside its key bytes and
 	// tags, counted against SeriesCacheBytes: the index's slots, key header
-	// and seriesEntry (internal/format/intern), their spare capacity and
+	// and seriesEntry (internal/intern), their spare capacity and
 	// the arenas' unused tails: measured heap ≤ counted bytes
 	// (BenchmarkSeriesCacheMemory: 384 of 404 bytes a series).
 	cacheEntryOverhead = 160
