@@ -122,9 +122,10 @@ func (p *rollupProc) Add(b *model.Batch, now int64) {
 		}
 	}
 	p.scratch.Dists = b.Dists
+	p.scratch.SeriesN = b.SeriesN // the kept points keep their series numbers
 	p.Rollup.Add(&p.scratch, now)
 	clear(p.scratch.Metrics)
-	p.scratch.Dists = nil
+	p.scratch.Dists, p.scratch.SeriesN = nil, 0
 }
 
 // drop reports whether m is a plain gauge no rule asks for.
