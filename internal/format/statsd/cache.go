@@ -135,24 +135,12 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 			end = len(sec)
 		}
 		sec, rest = sec[:end], sec[end:]
-		switch sec[0] {
-		case '#':
+		if sec[0] == '#' {
 			key = append(key, '|')
 			key = append(key, sec[1:]...)
-		case '@':
-			r, err := parseFloat(sec[1:])
-			if err != nil || !(r > 0 && r <= 1) {
-				c.key = key
-				return false
-			}
-			rate = r
-		case 'T':
-			t, ok := parseSeconds(sec[1:])
-			if !ok {
-				c.key = key
-				return false
-			}
-			ts = t
+		} else if pointSection(sec, &rate, &ts) != "" {
+			c.key = key
+			return false
 		}
 	}
 	c.key = key

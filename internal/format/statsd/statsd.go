@@ -304,24 +304,9 @@ scan:
 			end = len(sec)
 		}
 		sec, rest = sec[:end], sec[end:]
-		switch sec[0] {
-		case '@':
-			r, err := parseFloat(sec[1:])
-			if err != nil || !(r > 0 && r <= 1) {
-				d.reject(dst, ReasonInvalidSampleRate, line, mark)
-				return
-			}
-			rate = r
-		case 'T':
-			t, ok := parseSeconds(sec[1:])
-			if !ok {
-				d.reject(dst, ReasonInvalidTimestamp, line, mark)
-				return
-			}
-			ts = t
-		default:
-			// "c:<container>" (origin detection) and other DogStatsD
-			// extensions ("e:", "card:") are accepted and ignored.
+		if reason := pointSection(sec, &rate, &ts); reason != "" {
+			d.reject(dst, reason, line, mark)
+			return
 		}
 	}
 	tags := finishTags(dst, mark, lt.prefixes())
@@ -389,6 +374,28 @@ func (d *Decoder) appendValues(dst *model.Batch, line []byte, mark int, m model.
 		}
 		v = v[i+1:]
 	}
+}
+
+// pointSection reads a "@rate" or "T<seconds>" section of a metric line
+// into rate or ts and returns the reject reason of a bad one. Other
+// sections ("c:<container>" for origin detection, "e:", "card:") are
+// accepted and ignored.
+func pointSection(sec []byte, rate *float64, ts *int64) string {
+	switch sec[0] {
+	case '@':
+		r, err := parseFloat(sec[1:])
+		if err != nil || !(r > 0 && r <= 1) {
+			return ReasonInvalidSampleRate
+		}
+		*rate = r
+	case 'T':
+		t, ok := parseSeconds(sec[1:])
+		if !ok {
+			return ReasonInvalidTimestamp
+		}
+		*ts = t
+	}
+	return ""
 }
 
 // parseType reads the metric type at the start of b ("c", "g", "ms", "h",
