@@ -121,6 +121,18 @@ func appendLine(b []byte, f string, s *series, v float64) []byte {
 	return b
 }
 
+// Datagrams returns count datagrams of at most linesPer lines and maxBytes
+// bytes of the load `les bench --format f --series n` sends (its series,
+// values and shuffled order that visits every series), drawn from seed:
+// for the decoders' benchmarks, which then measure what les bench
+// measures end to end. With n = count × linesPer every line is a series
+// of its own.
+func Datagrams(f string, n, count, linesPer, maxBytes int, seed uint64) ([][]byte, error) {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	d, _, err := payloads(f, makeSeries(n, rng), count, linesPer, maxBytes, rng)
+	return d, err
+}
+
 // payloads pre-generates count datagrams of at most linesPer lines and at
 // most maxBytes bytes each, cycling through all series in a shuffled order
 // so that every series is sent. It returns the datagrams and the number of

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/les-streams/les/internal/bench"
 	"github.com/les-streams/les/internal/model"
 )
 
@@ -90,79 +91,18 @@ func BenchmarkDecodeRealistic(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*lines), "ns/line")
 }
 
-// lesBenchDatagrams returns count datagrams of 20 lines shaped as `les
-// bench --format statsd` sends them (internal/bench/payload.go, mimicked
-// here: that generator is not exported): series series, series i is metric
-// name i%16 (its type fixed by the name: c, g, ms, h, d) of function
-// fn-(i/16), with the source tag and 3 to 6 more (region, runtime, env and
-// maybe version, route, cold_start), visited in a shuffled order that
-// cycles through all series; values as les bench draws them. unique makes
-// every line its own series (an id tag counting lines): the cache's miss
-// path.
+// lesBenchDatagrams is count datagrams of 20 lines of les bench's statsd
+// load over series series (internal/bench.Datagrams). unique makes every
+// line a series of its own (count × 20 series): the cache's miss path.
 func lesBenchDatagrams(series, count int, unique bool) [][]byte {
-	names := []struct{ name, kind string }{
-		{"aws.lambda.duration", "ms"}, {"aws.lambda.billed_duration", "ms"}, {"aws.lambda.init_duration", "ms"},
-		{"aws.lambda.invocations", "c"}, {"aws.lambda.errors", "c"}, {"aws.lambda.throttles", "c"},
-		{"aws.lambda.max_memory_used", "g"}, {"aws.lambda.concurrent_executions", "g"}, {"app.cart.items", "h"},
-		{"app.cart.value", "d"}, {"app.checkout.latency", "ms"}, {"app.db.query_time", "ms"}, {"app.cache.hits", "c"},
-		{"app.cache.misses", "c"}, {"app.http.requests", "c"}, {"app.http.response_size", "h"},
+	if unique {
+		series = 20 * count
 	}
-	regions := []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"}
-	runtimes := []string{"nodejs20.x", "python3.12", "go1.x", "java21", "provided.al2023"}
-	envs := []string{"prod", "staging", "dev"}
-	versions := []string{"1", "2", "3", "LATEST"}
-	routes := []string{"/cart", "/checkout", "/items", "/users", "/health", "/search"}
-	rng := rand.New(rand.NewPCG(5, 5))
-	type ser struct{ name, kind, tags string }
-	ss := make([]ser, series)
-	for i := range ss {
-		m, fn := names[i%len(names)], i/len(names)
-		tags := "|#source:fn-" + strconv.Itoa(fn) + ",region:" + regions[fn%len(regions)] +
-			",runtime:" + runtimes[(fn/5)%len(runtimes)] + ",env:" + envs[(fn/25)%len(envs)]
-		extra := rng.IntN(4)
-		if extra > 0 {
-			tags += ",version:" + versions[fn%len(versions)]
-		}
-		if extra > 1 {
-			tags += ",route:" + routes[i%len(routes)]
-		}
-		if extra > 2 {
-			tags += ",cold_start:" + strconv.FormatBool(fn%7 == 0)
-		}
-		ss[i] = ser{m.name, m.kind, tags}
+	ds, err := bench.Datagrams("statsd", series, count, 20, 64<<10, 5)
+	if err != nil {
+		panic(err)
 	}
-	order := rng.Perm(series)
-	out := make([][]byte, count)
-	next := 0
-	for d := range out {
-		var b []byte
-		for l := range 20 {
-			if l > 0 {
-				b = append(b, '\n')
-			}
-			s := &ss[order[next%series]]
-			b = append(b, s.name...)
-			b = append(b, ':')
-			switch s.kind {
-			case "c":
-				b = strconv.AppendInt(b, int64(1+rng.IntN(3)), 10)
-			case "g":
-				b = strconv.AppendInt(b, int64(128+rng.IntN(896)), 10)
-			default:
-				b = strconv.AppendFloat(b, float64(int(rng.ExpFloat64()*2000))/100, 'f', -1, 64)
-			}
-			b = append(b, '|')
-			b = append(b, s.kind...)
-			b = append(b, s.tags...)
-			if unique {
-				b = append(b, ",id:"...)
-				b = strconv.AppendInt(b, int64(next), 10)
-			}
-			next++
-		}
-		out[d] = b
-	}
-	return out
+	return ds
 }
 
 // benchDatagrams decodes ps per op with d and reports ns per line.

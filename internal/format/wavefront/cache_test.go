@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/les-streams/les/internal/bench"
 	"github.com/les-streams/les/internal/model"
 )
 
@@ -294,95 +295,16 @@ func TestSeriesCacheAllocs(t *testing.T) {
 	}
 }
 
-// benchSeries and benchLine mirror internal/bench/payload.go (makeSeries,
-// appendLine; unexported there): the lines `les bench --format wavefront`
-// sends. A series has a source and 3 to 6 tags (region, runtime, env;
-// version, route, cold_start).
-type benchSeries struct {
-	name, source string
-	tags         [][2]string
-	kind         string
-}
-
-func makeBenchSeries(n int, r *rand.Rand, salt int) []benchSeries {
-	names := []struct{ name, kind string }{
-		{"aws.lambda.duration", "ms"}, {"aws.lambda.billed_duration", "ms"}, {"aws.lambda.init_duration", "ms"},
-		{"aws.lambda.invocations", "c"}, {"aws.lambda.errors", "c"}, {"aws.lambda.throttles", "c"},
-		{"aws.lambda.max_memory_used", "g"}, {"aws.lambda.concurrent_executions", "g"}, {"app.cart.items", "h"},
-		{"app.cart.value", "d"}, {"app.checkout.latency", "ms"}, {"app.db.query_time", "ms"}, {"app.cache.hits", "c"},
-		{"app.cache.misses", "c"}, {"app.http.requests", "c"}, {"app.http.response_size", "h"},
-	}
-	regions := []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"}
-	runtimes := []string{"nodejs20.x", "python3.12", "go1.x", "java21", "provided.al2023"}
-	envs := []string{"prod", "staging", "dev"}
-	versions := []string{"1", "2", "3", "LATEST"}
-	routes := []string{"/cart", "/checkout", "/items", "/users", "/health", "/search"}
-	out := make([]benchSeries, n)
-	for i := range out {
-		m := names[i%len(names)]
-		fn := salt + i/len(names)
-		s := benchSeries{name: m.name, kind: m.kind, source: "fn-" + strconv.Itoa(fn)}
-		s.tags = append(s.tags, [2]string{"region", regions[fn%len(regions)]},
-			[2]string{"runtime", runtimes[(fn/5)%len(runtimes)]}, [2]string{"env", envs[(fn/25)%len(envs)]})
-		extra := r.IntN(4)
-		if extra > 0 {
-			s.tags = append(s.tags, [2]string{"version", versions[fn%len(versions)]})
-		}
-		if extra > 1 {
-			s.tags = append(s.tags, [2]string{"route", routes[i%len(routes)]})
-		}
-		if extra > 2 {
-			s.tags = append(s.tags, [2]string{"cold_start", strconv.FormatBool(fn%7 == 0)})
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func appendBenchLine(b []byte, s *benchSeries, r *rand.Rand) []byte {
-	var v float64
-	switch s.kind {
-	case "c":
-		v = float64(1 + r.IntN(3))
-	case "g":
-		v = float64(128 + r.IntN(896))
-	default:
-		v = float64(int(r.ExpFloat64()*2000)) / 100
-	}
-	b = append(b, s.name...)
-	b = append(b, ' ')
-	b = strconv.AppendFloat(b, v, 'f', -1, 64)
-	b = append(b, " source="...)
-	b = append(b, s.source...)
-	for _, t := range s.tags {
-		b = append(b, ' ')
-		b = append(b, t[0]...)
-		b = append(b, '=')
-		b = append(b, t[1]...)
-	}
-	return b
-}
-
-// benchDatagrams returns count datagrams of perDgram lines cycling through
-// series series in a shuffled order, as internal/bench does.
+// benchDatagrams returns count datagrams of perDgram lines of the load
+// `les bench --format wavefront --series series` sends
+// (internal/bench.Datagrams): a source and 3 to 6 tags a series, every
+// series visited in a shuffled order.
 func benchDatagrams(series, perDgram, count int) [][]byte {
-	r := rand.New(rand.NewPCG(42, 1))
-	ss := makeBenchSeries(series, r, 0)
-	order := r.Perm(len(ss))
-	out := make([][]byte, count)
-	next := 0
-	for i := range out {
-		var d []byte
-		for j := range perDgram {
-			if j > 0 {
-				d = append(d, '\n')
-			}
-			d = appendBenchLine(d, &ss[order[next%len(order)]], r)
-			next++
-		}
-		out[i] = d
+	ds, err := bench.Datagrams("wavefront", series, count, perDgram, 1<<20, 42)
+	if err != nil {
+		panic(err)
 	}
-	return out
+	return ds
 }
 
 // flood is datagrams of lines whose sources are all new each time renew
@@ -394,23 +316,20 @@ type flood struct {
 }
 
 func newFlood(perDgram, count int) *flood {
-	r := rand.New(rand.NewPCG(42, 2))
-	ss := makeBenchSeries(perDgram*count, r, 0)
-	f := &flood{dgrams: make([][]byte, count)}
-	for i := range f.dgrams {
-		var d []byte
-		for j := range perDgram {
+	f := &flood{dgrams: benchDatagrams(perDgram*count, perDgram, count)}
+	for i, d := range f.dgrams {
+		var out []byte
+		for j, line := range strings.Split(string(d), "\n") {
 			if j > 0 {
-				d = append(d, '\n')
+				out = append(out, '\n')
 			}
-			s := &ss[i*perDgram+j]
-			s.source = "fn-000000000"
-			start := len(d)
-			d = appendBenchLine(d, s, r)
-			off := start + strings.Index(string(d[start:]), "source=fn-") + len("source=fn-")
-			f.digits = append(f.digits, [2]int{i, off})
+			// A source of 9 digits that renew rewrites in place.
+			at := strings.Index(line, "source=fn-") + len("source=fn-")
+			end := at + strings.IndexByte(line[at:], ' ')
+			f.digits = append(f.digits, [2]int{i, len(out) + at})
+			out = append(out, line[:at]+"000000000"+line[end:]...)
 		}
-		f.dgrams[i] = d
+		f.dgrams[i] = out
 	}
 	f.renew()
 	return f
