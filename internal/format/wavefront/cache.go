@@ -262,17 +262,8 @@ func (d *Decoder) cachedMetric(dst *model.Batch, line string, s *seriesScan, now
 			return false
 		}
 	}
-	kind, win := model.Gauge, model.WindowNone
-	if e.delta {
-		if v <= 0 {
-			return false
-		}
-		kind = model.Counter
-	}
-	if d.o.Mode == ModeSample {
-		kind, win = model.Sample, d.o.Window
-	}
-	if !d.inRange(ts, now) {
+	kind, win, r := d.metricKind(e.delta, v, ts, now)
+	if r != "" {
 		return false
 	}
 	c.hits++

@@ -459,6 +459,26 @@ func unescape(s string, q byte) string {
 
 func startsDigit(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
 
+// metricKind is the kind and window of a metric line's point (a delta
+// counter's name, the port's mode) and the reject reason of its value or
+// timestamp, the checks after the tags; the cached path makes them too.
+func (d *Decoder) metricKind(delta bool, v float64, ts, now int64) (model.Kind, model.Window, string) {
+	kind, win := model.Gauge, model.WindowNone
+	if delta {
+		if v <= 0 {
+			return 0, 0, ReasonNonPositiveDelta
+		}
+		kind = model.Counter
+	}
+	if d.o.Mode == ModeSample {
+		kind, win = model.Sample, d.o.Window
+	}
+	if !d.inRange(ts, now) {
+		return 0, 0, ReasonTimestampOutOfRange
+	}
+	return kind, win, ""
+}
+
 func (d *Decoder) inRange(ts, now int64) bool {
 	return ts > now-int64(d.o.BackfillCutoff) && ts < now+int64(d.o.PrefillCutoff)
 }
@@ -491,18 +511,9 @@ func (d *Decoder) metric(dst *model.Batch, now int64) string {
 	if r != "" {
 		return r
 	}
-	kind, win := model.Gauge, model.WindowNone
-	if isDelta(name) {
-		if v <= 0 {
-			return ReasonNonPositiveDelta
-		}
-		kind = model.Counter
-	}
-	if d.o.Mode == ModeSample {
-		kind, win = model.Sample, d.o.Window
-	}
-	if !d.inRange(ts, now) {
-		return ReasonTimestampOutOfRange
+	kind, win, r := d.metricKind(isDelta(name), v, ts, now)
+	if r != "" {
+		return r
 	}
 	dst.Metrics = append(dst.Metrics, model.Metric{
 		Name:      name,
