@@ -254,21 +254,24 @@ func TestSeriesStringsOnce(t *testing.T) {
 	}
 }
 
-// TestSeriesAllocs: a warm encoder and decoder allocate nothing.
+// TestSeriesAllocs: a warm encoder and decoder allocate nothing, with
+// points found by identity and interned points found by reference.
 func TestSeriesAllocs(t *testing.T) {
 	ms := randomMetrics(6, 2000, 500)
-	e := NewEncoding(SignalMetrics, EncodingSeries)
-	var out []byte
-	run := func() {
-		e.Reset()
-		for i := range ms {
-			e.AppendMetric(&ms[i])
+	for name, in := range map[string][]model.Metric{"identity": ms, "reference": sharedMetrics(randomMetrics(14, 5000, 3000))} {
+		e := NewEncoding(SignalMetrics, EncodingSeries)
+		var out []byte
+		run := func() {
+			e.Reset()
+			for i := range in {
+				e.AppendMetric(&in[i])
+			}
+			out, _ = e.Finish(out[:0], 1, 1, CompressionNone)
 		}
-		out, _ = e.Finish(out[:0], 1, 1, CompressionNone)
-	}
-	run()
-	if a := testing.AllocsPerRun(10, run); a != 0 {
-		t.Fatalf("encode allocated %v times", a)
+		run()
+		if a := testing.AllocsPerRun(10, run); a != 0 {
+			t.Fatalf("encode (%s) allocated %v times", name, a)
+		}
 	}
 	for _, c := range []Compression{CompressionNone, CompressionZstd, CompressionS2} {
 		rec := encodeSeries(t, ms, c)
@@ -510,25 +513,6 @@ func TestSeriesMemoUndo(t *testing.T) {
 	}
 	if !bytes.Equal(rec, encodeSeries(t, want, CompressionNone)) {
 		t.Fatal("record after undo differs from one encoded without it")
-	}
-}
-
-// TestSeriesMemoAllocs: finding series through the memo allocates
-// nothing once warm.
-func TestSeriesMemoAllocs(t *testing.T) {
-	ms := sharedMetrics(randomMetrics(14, 5000, 3000))
-	e := NewEncoding(SignalMetrics, EncodingSeries)
-	var out []byte
-	run := func() {
-		e.Reset()
-		for i := range ms {
-			e.AppendMetric(&ms[i])
-		}
-		out, _ = e.Finish(out[:0], 1, 1, CompressionNone)
-	}
-	run()
-	if a := testing.AllocsPerRun(10, run); a != 0 {
-		t.Fatalf("encode allocated %v times", a)
 	}
 }
 
