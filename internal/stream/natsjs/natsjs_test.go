@@ -29,6 +29,13 @@ func startServer(t *testing.T, dir string, port int) *server.Server {
 		t.Fatal(err)
 	}
 	srv.Start()
+	// Stopped before the test's TempDir (created before the call, so
+	// cleaned up after this) is removed: a server still writing consumer
+	// state made RemoveAll fail ("directory not empty").
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server did not start")
 	}
