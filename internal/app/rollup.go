@@ -123,6 +123,7 @@ func (p *rollupProc) Add(b *model.Batch, now int64) {
 	}
 	p.scratch.Dists = b.Dists
 	p.scratch.SeriesN = b.SeriesN // the kept points keep their series numbers
+	p.scratch.Continues, p.scratch.More = b.Continues, b.More
 	p.Rollup.Add(&p.scratch, now)
 	clear(p.scratch.Metrics)
 	p.scratch.Dists, p.scratch.SeriesN = nil, 0

@@ -1,9 +1,9 @@
 package app
 
 import (
-	"fmt"
 	"testing"
 
+	"github.com/les-streams/les/internal/bench"
 	"github.com/les-streams/les/internal/format/statsd"
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/rollup"
@@ -58,56 +58,68 @@ func TestRollupProcDropsPlainGauges(t *testing.T) {
 }
 
 // BenchmarkRollupConsumer is the rollup consumer's work per StatsD line,
-// as `les up` does it for each record: decode a wire record (zstd, in
-// each encoding; series is the agent's default) of 9,000 lines and fold it into the rollup (1,000
-// series, 4 tags; timers, counters, gauges and sets). The windows stay
-// open (no Advance), so the series exist after the first round.
+// as `les up` does it for each record: decode a wire record (zstd) of
+// `les bench`'s StatsD mix (5,000 series, 4-7 tags, every type; 88,000
+// lines, about a full 1 MiB record in the series encoding) and fold it
+// into the rollup, the whole record at once (Decode) or in parts
+// (DecodeParts, as the processor runner does). The windows stay open (no
+// Advance), so the series exist after the first round.
 func BenchmarkRollupConsumer(b *testing.B) {
-	const lines = 9000
+	const lines = 88_000
 	const t0 = int64(1_700_000_040) * 1e9
-	types := []string{"ms", "c", "g", "s", "ms", "ms", "c", "h"}
-	var payload []byte
+	ds, err := bench.Datagrams("statsd", 5000, lines/20, 20, 64<<10, 5)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var in model.Batch
 	d := statsd.NewDecoder(statsd.Options{DefaultSource: "bench-host"})
-	for i := range lines {
-		s := i % 1000
-		payload = fmt.Appendf(payload[:0], "app.%s.metric_%d:%d|%s|#env:prod,region:eu-west-%d,service:svc-%d,version:v%d",
-			types[s%len(types)], s%40, i%997, types[s%len(types)], s%3, s%25, s%4)
-		d.Decode(&in, payload, t0)
+	for _, dg := range ds {
+		d.Decode(&in, dg, t0)
 	}
 	for _, enc := range []wire.Encoding{wire.EncodingLES, wire.EncodingSeries} {
-		b.Run(enc.String(), func(b *testing.B) {
-			e := wire.NewEncoding(wire.SignalMetrics, enc)
-			for i := range in.Metrics {
-				e.AppendMetric(&in.Metrics[i])
+		e := wire.NewEncoding(wire.SignalMetrics, enc)
+		for i := range in.Metrics {
+			e.AppendMetric(&in.Metrics[i])
+		}
+		rec, err := e.Finish(nil, 1, 1, wire.CompressionZstd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, parts := range []bool{false, true} {
+			name := enc.String() + "/whole"
+			if parts {
+				name = enc.String() + "/parts"
 			}
-			rec, err := e.Finish(nil, 1, 1, wire.CompressionZstd)
-			if err != nil {
-				b.Fatal(err)
-			}
-			eng, err := rollup.New(rollup.Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			p := &rollupProc{Rollup: eng}
-			var dec wire.Decoder
-			var batch model.Batch
-			round := func() {
-				batch.Reset()
-				if _, err := dec.Decode(&batch, rec); err != nil {
+			b.Run(name, func(b *testing.B) {
+				eng, err := rollup.New(rollup.Config{})
+				if err != nil {
 					b.Fatal(err)
 				}
-				p.Add(&batch, t0)
-			}
-			round()
-			if a := testing.AllocsPerRun(5, round); a != 0 {
-				b.Fatalf("%v allocations per record once warm", a)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
+				p := &rollupProc{Rollup: eng}
+				var dec wire.Decoder
+				var batch model.Batch
+				add := func(b *model.Batch) { p.Add(b, t0) }
+				round := func() {
+					batch.Reset()
+					if parts {
+						_, err = dec.DecodeParts(&batch, rec, 0, add)
+					} else if _, err = dec.Decode(&batch, rec); err == nil {
+						p.Add(&batch, t0)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
 				round()
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in.Metrics)), "ns/line")
-		})
+				if a := testing.AllocsPerRun(5, round); a != 0 {
+					b.Fatalf("%v allocations per record once warm", a)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					round()
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in.Metrics)), "ns/line")
+			})
+		}
 	}
 }

@@ -27,7 +27,8 @@ import (
 // checkpoints its state together with the stream position.
 type Processor interface {
 	// Add folds the items of b in. b and its strings are only valid during
-	// the call.
+	// the call. A large record comes in parts, one Add each, with nothing
+	// else called in between (b.Continues, b.More; wire.DecodeParts).
 	Add(b *model.Batch, now int64)
 	// Advance appends to out whatever is ready to be emitted at now.
 	Advance(now int64, out *model.Batch)
@@ -343,14 +344,15 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 			r.dups.Inc()
 			continue
 		}
+		// In parts: the processor holds a part's metrics at a time, not
+		// the record's (a corrupt record is found before any part).
 		r.in.Reset()
-		if _, err := r.dec.Decode(&r.in, d.Data); err != nil {
+		if _, err := r.dec.DecodeParts(&r.in, d.Data, 0, func(b *model.Batch) { r.p.Add(b, now) }); err != nil {
 			r.corrupt.Inc()
 			r.log.Warn("skipping undecodable record", "partition", d.Partition, "pos", d.Pos, "err", err)
 			continue
 		}
 		r.ck.seen[id] = now
-		r.p.Add(&r.in, now)
 	}
 	return nil
 }

@@ -37,6 +37,11 @@ type Batch struct {
 	// SeriesN is how many series numbers (Metric.Series) decoders have
 	// given out in this batch.
 	SeriesN uint32
+	// Continues and More place the batch in a record handed over in
+	// parts (wire.Decoder.DecodeParts): Continues is set on every part
+	// after the first (its items' strings and series numbers are the
+	// previous part's record's), More on every part but the last.
+	Continues, More bool
 }
 
 // Reset empties the batch and keeps its capacity.
@@ -59,6 +64,7 @@ func (b *Batch) Reset() {
 	clear(b.LinkArena)
 	b.LinkArena = b.LinkArena[:0]
 	b.SeriesN = 0
+	b.Continues, b.More = false, false
 }
 
 // SeriesRepeat reports whether a decoder numbered the batch's series

@@ -131,6 +131,73 @@ func batchOf(series []memoSeries, pts []memoPoint, shared bool) *model.Batch {
 	return b
 }
 
+// diffSeries are the series of the memo differential tests: names shared
+// by series with other sources and tags, one name and source with three
+// tag sets.
+func diffSeries() []memoSeries {
+	var series []memoSeries
+	for i := range 90 {
+		s := memoSeries{name: fmt.Sprintf("m.%d", i%23), source: fmt.Sprintf("fn-%d", i%4)}
+		if i%23 == 0 { // same name and source, other tags
+			s.name, s.source = "m.0", "fn-0"
+		}
+		for j := range i % 3 {
+			s.tags = append(s.tags, model.Tag{Key: fmt.Sprintf("k%d", j), Value: fmt.Sprint(i)})
+		}
+		series = append(series, s)
+	}
+	return series
+}
+
+// diffConfig has two windows, rules at both and a series cap the
+// differential tests' series exceed.
+func diffConfig() Config {
+	return Config{
+		Windows: []model.Window{model.WindowMinute, model.WindowHour}, Grace: 10 * time.Second,
+		MaxSeriesPerWindow: 110,
+		Rules: []Rule{{Match: "m.1*", Window: model.WindowMinute}, {Match: "m.?", Window: model.WindowHour},
+			{Match: "m.2", Window: model.WindowMinute}},
+	}
+}
+
+// diffPoints is one step's points over nseries series at now: every
+// kind, current, late and future windows, invalid values and kinds.
+func diffPoints(rng *rand.Rand, nseries int, now int64) []memoPoint {
+	kinds := []model.Kind{model.Sample, model.Counter, model.Gauge, model.GaugeDelta, model.Set}
+	var pts []memoPoint
+	for range 300 + rng.IntN(200) {
+		p := memoPoint{series: rng.IntN(nseries), value: float64(rng.IntN(50))}
+		// the same series, and the same window start, repeat
+		// within the batch, so the memo finds it in the
+		// bucket it was found in before
+		switch k := rng.IntN(10); {
+		case k < 5:
+			p.ts = now - 5*sec // the current minute
+		case k < 7:
+			p.ts = now - minute - 20*sec // minute just closed: late
+		case k < 8:
+			p.ts = now + 61*sec // a bucket created in the middle of the Add
+		case k < 9:
+			p.ts = now - 2*time.Hour.Nanoseconds() // late at every window
+		default:
+			p.ts = now - 30*sec
+		}
+		p.kind = kinds[p.series%len(kinds)]
+		if p.kind == model.Sample {
+			p.window = []model.Window{model.WindowNone, model.WindowMinute, model.WindowHour}[rng.IntN(3)]
+			p.dist = rng.IntN(4) == 0
+		}
+		switch rng.IntN(40) {
+		case 0:
+			p.value = math.NaN()
+		case 1:
+			p.kind = model.Kind(99)
+		}
+		pts = append(pts, p)
+	}
+	return pts
+}
+
 // TestEntryMemoDifferential: a Rollup fed points that share memory per
 // series (so the memo remembers each series' key and the entries it was
 // found in) emits exactly what one fed the same points as fresh copies
@@ -143,24 +210,7 @@ func batchOf(series []memoSeries, pts []memoPoint, shared bool) *model.Batch {
 func TestEntryMemoDifferential(t *testing.T) {
 	run := func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(13, 14))
-		var series []memoSeries
-		for i := range 90 {
-			s := memoSeries{name: fmt.Sprintf("m.%d", i%23), source: fmt.Sprintf("fn-%d", i%4)}
-			if i%23 == 0 { // same name and source, other tags
-				s.name, s.source = "m.0", "fn-0"
-			}
-			for j := range i % 3 {
-				s.tags = append(s.tags, model.Tag{Key: fmt.Sprintf("k%d", j), Value: fmt.Sprint(i)})
-			}
-			series = append(series, s)
-		}
-		kinds := []model.Kind{model.Sample, model.Counter, model.Gauge, model.GaugeDelta, model.Set}
-		cfg := Config{
-			Windows: []model.Window{model.WindowMinute, model.WindowHour}, Grace: 10 * time.Second,
-			MaxSeriesPerWindow: 110,
-			Rules: []Rule{{Match: "m.1*", Window: model.WindowMinute}, {Match: "m.?", Window: model.WindowHour},
-				{Match: "m.2", Window: model.WindowMinute}},
-		}
+		series, cfg := diffSeries(), diffConfig()
 		shared, copied := newRollup(t, cfg), newRollup(t, cfg)
 		check := func(step string, want, got *model.Batch) {
 			t.Helper()
@@ -174,37 +224,7 @@ func TestEntryMemoDifferential(t *testing.T) {
 		now := t0
 		for step := range 12 {
 			now += 25 * sec
-			var pts []memoPoint
-			for range 300 + rng.IntN(200) {
-				p := memoPoint{series: rng.IntN(len(series)), value: float64(rng.IntN(50))}
-				// the same series, and the same window start, repeat
-				// within the batch, so the memo finds it in the
-				// bucket it was found in before
-				switch k := rng.IntN(10); {
-				case k < 5:
-					p.ts = now - 5*sec // the current minute
-				case k < 7:
-					p.ts = now - minute - 20*sec // minute just closed: late
-				case k < 8:
-					p.ts = now + 61*sec // a bucket created in the middle of the Add
-				case k < 9:
-					p.ts = now - 2*time.Hour.Nanoseconds() // late at every window
-				default:
-					p.ts = now - 30*sec
-				}
-				p.kind = kinds[p.series%len(kinds)]
-				if p.kind == model.Sample {
-					p.window = []model.Window{model.WindowNone, model.WindowMinute, model.WindowHour}[rng.IntN(3)]
-					p.dist = rng.IntN(4) == 0
-				}
-				switch rng.IntN(40) {
-				case 0:
-					p.value = math.NaN()
-				case 1:
-					p.kind = model.Kind(99)
-				}
-				pts = append(pts, p)
-			}
+			pts := diffPoints(rng, len(series), now)
 			shared.Add(batchOf(series, pts, true), now)
 			copied.Add(batchOf(series, pts, false), now)
 			check(fmt.Sprintf("step %d: Add", step), &model.Batch{}, &model.Batch{})
@@ -295,5 +315,69 @@ func TestAddAllocsSharedMemory(t *testing.T) {
 	r.Add(b, t0)
 	if a := testing.AllocsPerRun(50, func() { r.Add(b, t0) }); a != 0 {
 		t.Fatalf("Add of existing series allocates %v per batch", a)
+	}
+}
+
+// TestEntryMemoParts: a record folded in parts (wire DecodeParts: the
+// per-series work is remembered from its first part to its last) gives
+// what the same points give as separate Adds of fresh copies, also when
+// windows close between two parts of one record (Advance forgets what was
+// found: the buckets it points to are gone).
+func TestEntryMemoParts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	series, cfg := diffSeries(), diffConfig()
+	parts, copied := newRollup(t, cfg), newRollup(t, cfg)
+	check := func(step string, want, got *model.Batch) {
+		t.Helper()
+		if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
+			t.Fatalf("%s: output in parts differs (-fresh copies +parts):\n%s", step, d)
+		}
+		if ws, gs := copied.Stats(), parts.Stats(); ws != gs {
+			t.Fatalf("%s: stats in parts %+v, want %+v", step, gs, ws)
+		}
+	}
+	now := t0
+	var advanced int
+	for step := range 12 {
+		now += 25 * sec
+		pts := diffPoints(rng, len(series), now)
+		record := batchOf(series, pts, true)
+		// Cut the record's metrics into parts at random points; its
+		// distributions go with the first part.
+		var cuts []int
+		for c := 0; c < len(record.Metrics); c += 1 + rng.IntN(120) {
+			cuts = append(cuts, c)
+		}
+		cuts = append(cuts, len(record.Metrics))
+		for i := 0; i+1 < len(cuts); i++ {
+			part := &model.Batch{Metrics: record.Metrics[cuts[i]:cuts[i+1]], SeriesN: uint32(len(series)),
+				Continues: i > 0, More: i+2 < len(cuts)}
+			var fresh []memoPoint
+			for _, p := range pts {
+				if !p.dist {
+					fresh = append(fresh, p)
+				}
+			}
+			ref := batchOf(series, fresh[cuts[i]:cuts[i+1]], false)
+			if i == 0 {
+				part.Dists = record.Dists
+				ref.Dists = batchOf(series, pts, false).Dists
+			}
+			parts.Add(part, now)
+			copied.Add(ref, now)
+			check(fmt.Sprintf("step %d part %d: Add", step, i), &model.Batch{}, &model.Batch{})
+			if part.More && rng.IntN(4) == 0 { // windows close in the middle of the record
+				now += 20 * sec
+				check(fmt.Sprintf("step %d part %d: Advance", step, i), advance(copied, now), advance(parts, now))
+				advanced++
+			}
+		}
+	}
+	var want, got model.Batch
+	copied.Flush(&want)
+	parts.Flush(&got)
+	check("Flush", &want, &got)
+	if st := parts.Stats(); st.SeriesRejected == 0 || st.LateSamples == 0 || st.CorrectionsEmitted == 0 || advanced == 0 {
+		t.Fatalf("the points do not exercise the cap, corrections and Advance between parts: %+v, %d", st, advanced)
 	}
 }

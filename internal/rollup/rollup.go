@@ -248,9 +248,18 @@ func windowStart(ts int64, w model.Window) int64 {
 // Add folds b's Metrics and Dists in, by event time (Timestamp). It keeps no
 // reference to b: names, sources and tags of new series are cloned; existing
 // series are found without allocating. Logs and Spans are ignored.
+//
+// The parts of one record (wire.Decoder.DecodeParts: b.Continues,
+// b.More) count as one Add for the per-series work remembered (see
+// seriesKey and entry): it is kept from a record's first part to its last.
 func (r *Rollup) Add(b *model.Batch, now int64) {
-	r.memo.Next()
-	defer r.forgetFound()
+	if !b.Continues {
+		r.memo.Next()
+		r.forgetFound()
+	}
+	if !b.More {
+		defer r.forgetFound()
+	}
 	for i := range b.Metrics {
 		m := &b.Metrics[i]
 		if !model.IsFinite(m.Value) {
@@ -480,11 +489,12 @@ func (r *Rollup) forgetFound() {
 // is the number of samples the caller is about to add (for LateSamples).
 // It returns nil if the series cap refused a new series.
 //
-// A remembered entry stays right for the whole Add: buckets are only
-// removed (Advance, Flush, UnmarshalState) between Adds, entries only
-// when their bucket is, and a bucket created in the middle of the Add is
-// another pointer; a refusal is never remembered, so every refused point
-// is looked up (and counted) again.
+// A remembered entry stays right for the whole Add, and for the parts of
+// a record (see Add) even if windows close between them: it is taken
+// only for the bucket it was found in, entries are removed only with
+// their bucket, and a bucket removed (Advance, Flush, UnmarshalState) or
+// created later is another pointer; a refusal is never remembered, so
+// every refused point is looked up (and counted) again.
 func (r *Rollup) entry(km *keyMemo, slot int, kind aggKind, h uint64, w model.Window, ts, now int64, weight float64) *entry {
 	bk, late := r.bucket(w, ts, now)
 	if late {

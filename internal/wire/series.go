@@ -321,10 +321,24 @@ type seriesEntry struct {
 // of a series shares the entry's strings and tags slice: consumers must
 // treat decoded items as read-only (they do; Decode's contract).
 func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error {
+	r, err := d.seriesTables(dst, body, count)
+	if err != nil {
+		return err
+	}
+	dst.Metrics = slices.Grow(dst.Metrics, int(count))
+	p := seriesPoints{r: r, count: count, base: dst.SeriesN + 1}
+	dst.SeriesN += uint32(len(d.series))
+	return d.appendPoints(dst, &p, count)
+}
+
+// seriesTables decodes a series-encoded body's string and series tables
+// into d.strs and d.series (their tags into dst's arena) and returns the
+// reader at the first item.
+func (d *Decoder) seriesTables(dst *model.Batch, body []byte, count uint32) (reader, error) {
 	r := reader{b: body}
 	ns := r.count(1) // a string is at least its length byte
 	if r.bad {
-		return fmt.Errorf("%w: string table length", ErrCorrupt)
+		return r, fmt.Errorf("%w: string table length", ErrCorrupt)
 	}
 	strs := d.strs[:0]
 	for i := 0; i < ns && !r.bad; i++ {
@@ -332,7 +346,7 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 	}
 	d.strs = strs
 	if r.bad {
-		return fmt.Errorf("%w: string table", ErrCorrupt)
+		return r, fmt.Errorf("%w: string table", ErrCorrupt)
 	}
 	str := func() string {
 		i := r.uvarint()
@@ -344,7 +358,7 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 	}
 	n := r.count(5) // an entry is at least 5 bytes: kind, window, name, source, tag count
 	if r.bad {
-		return fmt.Errorf("%w: series table length", ErrCorrupt)
+		return r, fmt.Errorf("%w: series table length", ErrCorrupt)
 	}
 	tab := d.series[:0]
 	for i := 0; i < n; i++ {
@@ -363,7 +377,7 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 		e.tags = dst.TagsSince(mark)
 		if r.bad {
 			d.series = tab
-			return fmt.Errorf("%w: series %d of %d", ErrCorrupt, i, n)
+			return r, fmt.Errorf("%w: series %d of %d", ErrCorrupt, i, n)
 		}
 		tab = append(tab, e)
 	}
@@ -371,22 +385,56 @@ func (d *Decoder) seriesItems(dst *model.Batch, body []byte, count uint32) error
 	// Each item is at least 10 bytes (index, delta, value), so a corrupt
 	// count cannot make the batch grow past what the body holds.
 	if uint64(count)*10 > uint64(len(r.b)-r.off) {
-		return fmt.Errorf("%w: %d items cannot fit in %d bytes", ErrCorrupt, count, len(r.b)-r.off)
+		return r, fmt.Errorf("%w: %d items cannot fit in %d bytes", ErrCorrupt, count, len(r.b)-r.off)
 	}
-	dst.Metrics = slices.Grow(dst.Metrics, int(count))
-	base := dst.SeriesN + 1
-	dst.SeriesN += uint32(len(tab))
-	var ts int64
-	for i := uint32(0); i < count; i++ {
+	return r, nil
+}
+
+// seriesPoints is where the items of a series-encoded body are read:
+// the reader at the next item, its number, the running timestamp, and
+// the series number of table entry 0.
+type seriesPoints struct {
+	r     reader
+	i     uint32
+	count uint32
+	ts    int64
+	base  uint32
+}
+
+// appendPoints appends the next n items of p (at most the rest) to dst;
+// after the last item it checks that nothing trails them.
+func (d *Decoder) appendPoints(dst *model.Batch, p *seriesPoints, n uint32) error {
+	tab := d.series
+	r := &p.r
+	end := p.i + min(n, p.count-p.i)
+	for ; p.i < end; p.i++ {
 		idx := r.uvarint()
-		ts += r.varint()
+		p.ts += r.varint()
 		v := r.float()
 		if r.bad || idx >= uint64(len(tab)) {
-			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, i, count)
+			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, p.i, p.count)
 		}
 		e := &tab[idx]
-		dst.Metrics = append(dst.Metrics, model.Metric{Name: e.name, Value: v, Timestamp: ts,
-			Source: e.source, Tags: e.tags, Kind: e.kind, Window: e.window, Series: base + uint32(idx)})
+		dst.Metrics = append(dst.Metrics, model.Metric{Name: e.name, Value: v, Timestamp: p.ts,
+			Source: e.source, Tags: e.tags, Kind: e.kind, Window: e.window, Series: p.base + uint32(idx)})
+	}
+	if p.i == p.count && r.off != len(r.b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
+	}
+	return nil
+}
+
+// checkPoints reports whether the items of p would all decode, without
+// decoding them (DecodeParts hands nothing over from a corrupt record).
+func (d *Decoder) checkPoints(p seriesPoints) error {
+	r := &p.r
+	for ; p.i < p.count; p.i++ {
+		idx := r.uvarint()
+		r.varint()
+		r.float()
+		if r.bad || idx >= uint64(len(d.series)) {
+			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, p.i, p.count)
+		}
 	}
 	if r.off != len(r.b) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
