@@ -23,7 +23,9 @@
 # What is measured, the same way for both: CPU = utime + stime of the server
 # process (/proc/PID/stat) from before the send to 3 s after it; loss = the
 # kernel's drops on the server's UDP port(s) (/proc/net/udp) × lines per
-# datagram / lines sent; peak RSS = VmHWM. les runs with its embedded stream,
+# datagram / lines sent; peak RSS = VmHWM, and the peaks of its two parts
+# sampled every 0.25 s: anonymous memory (heap, stacks) and file pages (the
+# mapped binary: a larger binary holds more pages resident). les runs with its embedded stream,
 # the rollup (its default) and a discard sink: every line is written to the
 # durable stream. Veneur aggregates in memory and flushes every 10 s to a
 # localfile sink writing to /dev/null.
@@ -75,6 +77,18 @@ EOF
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # clock ticks
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; } # kB
+# peaks <pid> <out>: the peak RssAnon and RssFile (kB) of pid, sampled every
+# 0.25 s on the generator's core until <out>.stop exists, written to <out>.
+# VmHWM is their peak sum; the split tells the heap from the binary's pages.
+peaks() {
+	local a=0 f=0 x y
+	while [ ! -e "$2.stop" ] && read -r x y < <(awk '/RssAnon/ {a = $2} /RssFile/ {f = $2} END {print a + 0, f + 0}' "/proc/$1/status" 2>/dev/null); do
+		[ "$x" -gt "$a" ] && a=$x
+		[ "$y" -gt "$f" ] && f=$y
+		sleep 0.25
+	done
+	echo "$a $f" >"$2"
+}
 drops() { # sum of the drops column of every UDP socket bound to port $1
 	local hex
 	hex=$(printf '%04X' "$1")
@@ -89,7 +103,7 @@ wait_port() {
 	return 1
 }
 
-run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent"
+run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent anon_MB file_MB"
 	local server=$1 rate=$2 pid port
 	if [ "$server" = les ] || [ "$server" = les_b ]; then
 		local bin=$LES cfg=$work/les.yaml
@@ -105,6 +119,10 @@ run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent"
 	wait_port "$port"
 	sleep 2 # start-up work is not counted
 	local c0 d0
+	rm -f "$work/peaks" "$work/peaks.stop"
+	peaks "$pid" "$work/peaks" &
+	local sampler=$!
+	taskset -pc "$GEN_CORE" "$sampler" >/dev/null
 	c0=$(cpu "$pid")
 	d0=$(drops "$port")
 	taskset -c "$GEN_CORE" "$LES" bench --format statsd --series "$SERIES" --rate "$rate" --duration "$DURATION" \
@@ -114,36 +132,39 @@ run() { # run <server> <rate>: prints "cpu_s_per_M loss_pct hwm_MB sent"
 	c1=$(cpu "$pid")
 	d1=$(drops "$port")
 	h=$(hwm "$pid")
+	touch "$work/peaks.stop"
+	wait "$sampler"
 	kill -INT "$pid"
 	wait "$pid" || true
-	python3 - "$work/gen.json" "$c0" "$c1" "$d0" "$d1" "$h" "$(getconf CLK_TCK)" <<'EOF'
+	python3 - "$work/gen.json" "$c0" "$c1" "$d0" "$d1" "$h" "$(getconf CLK_TCK)" $(cat "$work/peaks") <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-c0, c1, d0, d1, h, hz = (float(x) for x in sys.argv[2:])
+c0, c1, d0, d1, h, hz, anon, file = (float(x) for x in sys.argv[2:])
 sent, dgrams = r["lines_sent"], r["datagrams_sent"]
 per = sent / dgrams if dgrams else 0
 lost = (d1 - d0) * per
 got = max(sent - lost, 1)
-print(f"{(c1 - c0) / hz / (got / 1e6):.3f} {100 * lost / sent:.3f} {h / 1000:.0f} {sent}")
+print(f"{(c1 - c0) / hz / (got / 1e6):.3f} {100 * lost / sent:.3f} {h / 1000:.0f} {sent} {anon / 1000:.0f} {file / 1000:.0f}")
 EOF
 }
 
-printf '%-9s %-6s %-5s %12s %10s %9s %12s\n' rate server round "CPU s / M" "loss %" "RSS MB" "lines sent"
+printf '%-9s %-6s %-5s %12s %10s %9s %12s %8s %8s\n' rate server round "CPU s / M" "loss %" "RSS MB" "lines sent" "anon MB" "file MB"
 for rate in "${RATES[@]}"; do
 	declare -A sum=()
 	for round in $(seq "$ROUNDS"); do
 		servers=(les veneur)
 		[ -n "${LES_B:-}" ] && servers=(les les_b veneur)
 		for server in "${servers[@]}"; do
-			read -r c l h s < <(run "$server" "$rate")
-			printf '%-9s %-6s %-5s %12s %10s %9s %12s\n' "$rate" "$server" "$round" "$c" "$l" "$h" "$s"
+			read -r c l h s a f < <(run "$server" "$rate")
+			printf '%-9s %-6s %-5s %12s %10s %9s %12s %8s %8s\n' "$rate" "$server" "$round" "$c" "$l" "$h" "$s" "$a" "$f"
 			sum[$server.cpu]=$(python3 -c "print(${sum[$server.cpu]:-0} + $c)")
 			sum[$server.rss]=$(python3 -c "print(max(${sum[$server.rss]:-0}, $h))")
+			sum[$server.anon]=$(python3 -c "print(max(${sum[$server.anon]:-0}, $a))")
 		done
 	done
 	python3 -c "
 lc, vc = ${sum[les.cpu]} / $ROUNDS, ${sum[veneur.cpu]} / $ROUNDS
-print(f'$rate lines/s: les {lc:.3f} vs veneur {vc:.3f} CPU s / M lines, ratio les/veneur {lc / vc:.2f}; peak RSS {${sum[les.rss]}:.0f} vs {${sum[veneur.rss]}:.0f} MB, ratio {${sum[les.rss]} / ${sum[veneur.rss]}:.2f}')"
+print(f'$rate lines/s: les {lc:.3f} vs veneur {vc:.3f} CPU s / M lines, ratio les/veneur {lc / vc:.2f}; peak RSS {${sum[les.rss]}:.0f} vs {${sum[veneur.rss]}:.0f} MB, ratio {${sum[les.rss]} / ${sum[veneur.rss]}:.2f}; anonymous {${sum[les.anon]}:.0f} vs {${sum[veneur.anon]}:.0f} MB')"
 	[ -n "${LES_B:-}" ] && python3 -c "
 bc, vc = ${sum[les_b.cpu]:-0} / $ROUNDS, ${sum[veneur.cpu]} / $ROUNDS
 print(f'$rate lines/s: les_b {bc:.3f} CPU s / M lines, ratio les_b/veneur {bc / vc:.2f}; peak RSS {${sum[les_b.rss]:-0}:.0f} MB')"
