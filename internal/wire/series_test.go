@@ -221,8 +221,8 @@ func TestSeriesUndo(t *testing.T) {
 	for _, m := range want {
 		seen[fmt.Sprint(m.Kind, m.Window, m.Name, m.Source, m.Tags)] = true
 	}
-	if len(e.tab.index) != len(seen) {
-		t.Fatalf("table has %d entries, %d distinct series kept", len(e.tab.index), len(seen))
+	if e.tab.n != len(seen) {
+		t.Fatalf("table has %d entries, %d distinct series kept", e.tab.n, len(seen))
 	}
 	// And the string table holds exactly their distinct strings.
 	strs := map[string]bool{}
