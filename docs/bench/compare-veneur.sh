@@ -3,6 +3,7 @@
 # each server pinned to the same core, the generator to another, runs
 # interleaved (les, veneur, les, veneur, ...), and the ratios printed.
 #
+#   go build -tags grpcnotrace -o /tmp/les ./cmd/les   (as the README builds it)
 #   LES=/tmp/les VENEUR=/tmp/veneur-bin/veneur docs/bench/compare-veneur.sh 200000 1000000
 #
 # Arguments: offered rates in lines/s (default 200000). Environment:
