@@ -3,57 +3,80 @@ package intern
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
 // TestTableAgainstMap: gets and puts of random keys, some of them prefixes
 // of others, agree with a Go map; numbers follow the order of the puts;
-// with every tag the same (tagMask 0) lookups still tell the keys apart
-// by their bytes; Reset forgets everything and numbers again from 1.
+// with every hash the same (hashMask 0) lookups still tell the keys apart
+// by their bytes; Reset forgets everything and numbers again from 1. A
+// NewSplit table finds a key by Get and by GetParts of its two parts
+// alike, first parts of every length the short hash distinguishes (0 to
+// over 32 bytes).
 func TestTableAgainstMap(t *testing.T) {
-	for _, mask := range []uint64{^uint64(0), 0} {
-		t.Run(fmt.Sprintf("tagMask=%x", mask), func(t *testing.T) {
-			tagMask = mask
-			defer func() { tagMask = ^uint64(0) }()
-			rng := rand.New(rand.NewPCG(1, mask))
-			tab := New[int]()
-			for round := range 3 {
-				want := map[string]int{} // key -> number
-				for range 3000 {
-					k := fmt.Sprintf("name.%d|#env:%d", rng.IntN(700), rng.IntN(3))
-					if rng.IntN(4) == 0 {
-						k = k[:rng.IntN(len(k)+1)]
-					}
-					e, n := tab.Get([]byte(k))
-					wn, ok := want[k]
-					if ok != (e != nil) || n != wn {
-						t.Fatalf("round %d: Get(%q) = %v, %d; want present %v, %d", round, k, e, n, ok, wn)
-					}
-					if ok {
-						if *e != -wn {
-							t.Fatalf("Get(%q) entry %d, want %d", k, *e, -wn)
-						}
-						continue
-					}
-					if n = tab.Put(k, -(len(want) + 1)); n != len(want)+1 {
-						t.Fatalf("Put(%q) numbered %d, want %d", k, n, len(want)+1)
-					}
-					want[k] = n
-				}
-				if tab.Len() != len(want) {
-					t.Fatalf("Len %d, want %d", tab.Len(), len(want))
-				}
-				tab.Reset()
-				if tab.Len() != 0 {
-					t.Fatal("Reset kept entries")
-				}
-				for k := range want {
-					if e, n := tab.Get([]byte(k)); e != nil || n != 0 {
-						t.Fatalf("after Reset Get(%q) = %d", k, n)
-					}
-				}
+	for _, split := range []bool{false, true} {
+		for _, mask := range []uint64{^uint64(0), 0} {
+			t.Run(fmt.Sprintf("split=%v/hashMask=%x", split, mask), func(t *testing.T) {
+				hashMask = mask
+				defer func() { hashMask = ^uint64(0) }()
+				testTableAgainstMap(t, split)
+			})
+		}
+	}
+}
+
+func testTableAgainstMap(t *testing.T, split bool) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tab := New[int]()
+	if split {
+		tab = NewSplit[int](':')
+	}
+	get := func(k string) (*int, int) {
+		if !split || rng.IntN(2) == 0 {
+			return tab.Get([]byte(k))
+		}
+		i := strings.IndexByte(k, ':') + 1
+		if i == 0 {
+			i = len(k)
+		}
+		return tab.GetParts([]byte(k[:i]), []byte(k[i:]))
+	}
+	for round := range 3 {
+		want := map[string]int{} // key -> number
+		for range 3000 {
+			k := fmt.Sprintf("n%s.%d:|#env:%d", strings.Repeat("x", rng.IntN(40)), rng.IntN(20), rng.IntN(3))
+			if rng.IntN(4) == 0 {
+				k = k[:rng.IntN(len(k)+1)]
 			}
-		})
+			e, n := get(k)
+			wn, ok := want[k]
+			if ok != (e != nil) || n != wn {
+				t.Fatalf("round %d: Get(%q) = %v, %d; want present %v, %d", round, k, e, n, ok, wn)
+			}
+			if ok {
+				if *e != -wn {
+					t.Fatalf("Get(%q) entry %d, want %d", k, *e, -wn)
+				}
+				continue
+			}
+			if n = tab.Put(k, -(len(want) + 1)); n != len(want)+1 {
+				t.Fatalf("Put(%q) numbered %d, want %d", k, n, len(want)+1)
+			}
+			want[k] = n
+		}
+		if tab.Len() != len(want) {
+			t.Fatalf("Len %d, want %d", tab.Len(), len(want))
+		}
+		tab.Reset()
+		if tab.Len() != 0 {
+			t.Fatal("Reset kept entries")
+		}
+		for k := range want {
+			if e, n := get(k); e != nil || n != 0 {
+				t.Fatalf("after Reset Get(%q) = %d", k, n)
+			}
+		}
 	}
 }
 

@@ -12,16 +12,30 @@ import (
 //
 // Every line of a series repeats its name and tag sections byte for byte;
 // only the values, the sample rate and the timestamp change. A decoder
-// with a cache keys each accepted metric line by its series key, the
-// bytes before the first ':' (the name with any Telegraf-style tags)
-// followed by "|" and the contents of each "#" section in order, and
+// with a cache keys each accepted metric line by its series key and
 // remembers the name, source and sorted tags decoded from that key. A
 // later line with the same key takes them from the cache and reads only
 // its values, type, sample rate and timestamp, with every check the
-// uncached decoder makes. The key determines the tags exactly: neither
-// the name part nor a section's contents can hold a '|', so the key splits
-// back into the same name part and tag lists, and the decoder's options
-// are fixed.
+// uncached decoder makes.
+//
+// The key has two parts, which the index (intern.NewSplit(':')) hashes
+// and compares apart, so that a line's key is looked up where it lies in
+// the line, without copying it: the bytes up to and including the first
+// ':' (the name with any Telegraf-style tags, then the ':'), and the
+// contents of the "#" sections: with one section its contents, with
+// several '|' before each one's contents. The key determines the tags
+// exactly: the name part holds no ':' or '|' and a section's contents no
+// '|', so the key splits back into the same name part and tag lists (a
+// second part that starts with '|' is of several sections, any other of
+// one; the one section "#" and none both give an empty one, and no tags),
+// and the decoder's options are fixed.
+//
+// The common layout has one "#" section and it is the line's last: the
+// first "#" section is looked up as running to the end of the line
+// before it is scanned for a '|'. A hit proves the layout, since no
+// cached second part that does not start with '|' holds a '|' (a span
+// that starts with '|' is not looked up this way); otherwise the sections
+// are walked as usual and the key looked up again only if it differs.
 //
 // Ownership: the cache copies each key once into chunks it owns and
 // decodes the entry's strings from that copy, and copies the entry's tags
@@ -46,9 +60,10 @@ const (
 	keyChunk = 32 << 10
 	tagChunk = 1024
 	// entryOverhead is what the cache accounts per entry besides its key
-	// and tags: the index's slot (a 16-byte key and a 56-byte
-	// seriesEntry, one control byte) at the map's lowest load just after
-	// it grows, 7/16 (TestSeriesCacheHeap holds the heap to the account).
+	// and tags: the index's entry (the key's 16-byte header beside the
+	// 64-byte seriesEntry, with append's slack) and its 8-byte slots,
+	// at most half full (TestSeriesCacheHeap holds the heap to the
+	// account).
 	entryOverhead = 168
 	tagSize       = int(unsafe.Sizeof(model.Tag{}))
 )
@@ -68,7 +83,7 @@ type seriesCache struct {
 	m                    *intern.Table[seriesEntry]
 	keys                 []byte     // current chunk of owned key bytes
 	tags                 model.Tags // current chunk of owned tags
-	key                  []byte     // scratch: the series key of the current line
+	key                  []byte     // scratch: the second part of a key of several "#" sections
 	scratch              model.Batch
 	// The current generation's hits and entries, and the bypass: lines
 	// left to decode without the cache, and the next bypass's length in
@@ -83,7 +98,16 @@ func newSeriesCache(maxEntries, maxBytes int) *seriesCache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultSeriesCacheBytes
 	}
-	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: intern.New[seriesEntry](), backoff: 1}
+	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: intern.NewSplit[seriesEntry](':'), backoff: 1}
+}
+
+// hit appends the metrics of a line of e's series, given its type,
+// values, sample rate and timestamp.
+func (c *seriesCache) hit(d *Decoder, dst *model.Batch, line []byte, e *seriesEntry, kind model.Kind, values []byte, rate float64, ts int64) {
+	c.hits++
+	c.genHits++
+	m := model.Metric{Name: e.name, Timestamp: ts, Source: e.source, Tags: e.tags, Kind: kind, Ref: e.ref}
+	d.appendValues(dst, line, dst.TagMark(), m, values, rate)
 }
 
 // maxBackoff bounds the bypass at this many generations' worth of lines.
@@ -114,21 +138,37 @@ func (c *seriesCache) reset() {
 }
 
 // decodeCached decodes a metric line through the cache, given what
-// decodeLine read: the name part line[:colon] (the name is its first
-// nameLen bytes), the type, the values and the rest after the type. It
+// decodeLine read: the name part line[:colon] (the name and any
+// Telegraf-style tags), the type, the values and the rest after the type. It
 // reports false, having changed nothing, when the uncached path must
 // decode the line: a section that rejects it (the uncached path decides
 // which rejection comes first) or a series key longer than maxSeriesKey.
-func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int, kind model.Kind, values, rest []byte, now int64) bool {
+func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon int, kind model.Kind, values, rest []byte, now int64) bool {
 	c := d.cache
-	key := append(c.key[:0], line[:colon]...)
+	name := line[:colon+1] // the key's first part
+	// The key's second part, the contents of the "#" sections: with one,
+	// it is looked up in place; more are put together in c.key.
+	var tags []byte
+	tagSecs, tried := 0, -1
 	rate, ts := 1.0, now
-	// The sections as decodeLine walks them; "#" sections go to the key.
+	// The sections as decodeLine walks them.
 	for len(rest) > 1 {
 		sec := rest[1:]
 		if sec[0] == '|' { // empty section
 			rest = sec
 			continue
+		}
+		if sec[0] == '#' && tagSecs == 0 && (len(sec) == 1 || sec[1] != '|') && colon+len(sec) <= maxSeriesKey {
+			// The common layout: the first tag section is the last
+			// section. Look it up as running to the end of the line:
+			// a hit proves it, since no cached key's second part that
+			// does not start with '|' holds one. Otherwise the key is
+			// found as usual (and not looked up again if it is this).
+			if e, _ := c.m.GetParts(name, sec[1:]); e != nil {
+				c.hit(d, dst, line, e, kind, values, rate, ts)
+				return true
+			}
+			tried = len(sec) - 1
 		}
 		end := bytes.IndexByte(sec, '|')
 		if end < 0 {
@@ -136,41 +176,51 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 		}
 		sec, rest = sec[:end], sec[end:]
 		if sec[0] == '#' {
-			key = append(key, '|')
-			key = append(key, sec[1:]...)
+			switch tagSecs++; tagSecs {
+			case 1:
+				tags = sec[1:]
+			case 2:
+				c.key = append(append(append(append(c.key[:0], '|'), tags...), '|'), sec[1:]...)
+			default:
+				c.key = append(append(c.key, '|'), sec[1:]...)
+			}
 		} else if pointSection(sec, &rate, &ts) != "" {
-			c.key = key
 			return false
 		}
 	}
-	c.key = key
-	if len(key) > maxSeriesKey {
+	if tagSecs > 1 {
+		tags = c.key
+	}
+	if colon+1+len(tags) > maxSeriesKey {
 		return false
 	}
+	if tagSecs != 1 || len(tags) != tried { // else: looked up above
+		if e, _ := c.m.GetParts(name, tags); e != nil {
+			c.hit(d, dst, line, e, kind, values, rate, ts)
+			return true
+		}
+	}
+
 	// Ref: the cache's strings and tags are never written again
 	// (model.Metric.Ref), on a hit and on an accepted miss alike. A miss
 	// takes the next entry number of this generation, which no other
 	// series of it has (if the cache is full, the generation ends with
 	// it).
 	m := model.Metric{Timestamp: ts, Kind: kind, Ref: uint64(c.id)<<32 | uint64(c.m.Len()+1)}
-	if e, _ := c.m.Get(key); e != nil {
-		m.Name, m.Source, m.Tags, m.Ref = e.name, e.source, e.tags, e.ref
-		c.hits++
-		c.genHits++
-		d.appendValues(dst, line, dst.TagMark(), m, values, rate)
-		return true
-	}
-
 	// A miss: copy the key into the free end of the key chunk and decode
 	// the series from the copy, so that its strings are the cache's. The
 	// copy and the tags are committed only if the line is accepted;
 	// otherwise nothing refers to them and the next miss writes over them.
-	if cap(c.keys)-len(c.keys) < len(key) {
-		c.keys = make([]byte, 0, max(keyChunk, len(key)))
+	if n := colon + 1 + len(tags); cap(c.keys)-len(c.keys) < n {
+		c.keys = make([]byte, 0, max(keyChunk, n))
 	}
-	own := append(c.keys[len(c.keys):], key...)
+	own := append(append(c.keys[len(c.keys):], name...), tags...)
 	sb := &c.scratch
 	lt := lineTags{source: d.defaultSource, prio: len(d.sourceTags)}
+	nameLen := bytes.IndexByte(own[:colon], ',')
+	if nameLen < 0 {
+		nameLen = colon
+	}
 	if nameLen+1 < colon { // Telegraf-style tags: name,k=v,...
 		if _, reason := d.parseTagList(sb, own[nameLen+1:colon], '=', &lt); reason != "" {
 			sb.TruncateTags(0)
@@ -178,7 +228,7 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 			return true
 		}
 	}
-	for p := colon; p < len(own); { // own[p] is the '|' before a tag list
+	for p := colon; p < len(own); { // own[p] is the ':' or '|' before a tag list
 		n, reason := d.parseTagList(sb, own[p+1:], ':', &lt)
 		if reason != "" {
 			sb.TruncateTags(0)
@@ -187,13 +237,13 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon, nameLen int
 		}
 		p += 1 + n
 	}
-	tags := finishTags(sb, 0, lt.prefixes())
-	nt := len(tags)
+	sorted := finishTags(sb, 0, lt.prefixes())
+	nt := len(sorted)
 	if nt > 0 {
 		if cap(c.tags)-len(c.tags) < nt {
 			c.tags = make(model.Tags, 0, max(tagChunk, nt))
 		}
-		m.Tags = append(c.tags[len(c.tags):], tags...)[:nt:nt]
+		m.Tags = append(c.tags[len(c.tags):], sorted...)[:nt:nt]
 	}
 	sb.TruncateTags(0)
 	m.Name, m.Source = str(own[:nameLen]), lt.source

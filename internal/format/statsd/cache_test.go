@@ -181,6 +181,52 @@ func sameMetric(a, b model.Metric) bool {
 		a.Source == b.Source && slices.Equal(a.Tags, b.Tags) && a.Kind == b.Kind && a.Window == b.Window && a.Series == b.Series
 }
 
+// TestSeriesCacheKeyShapes: lines whose key parts could be confused once
+// the tag section is looked up in place, as running to the end of the
+// line, decode as without the cache, whichever comes first: two '#'
+// sections against one '#' section followed by another section of the
+// same bytes, an empty '#' section against none, and tags followed by a
+// sample rate or a timestamp. Each line is decoded twice, so that the
+// second is a hit (or a hit of the wrong series if the key were
+// ambiguous).
+func TestSeriesCacheKeyShapes(t *testing.T) {
+	groups := []struct {
+		lines  []string
+		series int // distinct keys: each cached once
+	}{
+		{[]string{"a:1|c|#x:1|#y:2", "a:2|c|#x:1|y:2", "a:3|c|#x:1|#y:2|e:z", "a:4|c|#|x:1|y:2"}, 3},
+		{[]string{"a:1|c|#x:1|y:2", "a:2|c|#x:1|#y:2"}, 2},
+		{[]string{"a:1|c|#|x:1", "a:2|c|#x:1", "a:3|c|#|#x:1", "a:4|c|#x:1|#"}, 4},
+		{[]string{"a:1|c|#", "a:2|c", "a:3|c|#|"}, 1},
+		{[]string{"a:1|c|#x:1", "a:2|c|#x:1|@0.5", "a:3|c|#x:1|T1700000000", "a:4|c|#x:1|@x", "a:5|c|#x:1|"}, 1},
+		{[]string{"a:1|c|#x:1|c:abc", "a:2|c|#x:1", "a:3|c|@0.5|#x:1", "a:4|c||#x:1"}, 1},
+		{[]string{"a,k=v:1|c|#x:1", "a:1|c|#x:1", "a,k=v:1|c|#|x:1", "a,:1|c|#x:1"}, 4},
+	}
+	for _, g := range groups {
+		rev := slices.Clone(g.lines)
+		slices.Reverse(rev)
+		for _, order := range [][]string{g.lines, rev} {
+			cached := NewDecoder(Options{SeriesCache: 64})
+			cached.cache.noBypass = true
+			plain := NewDecoder(Options{})
+			for _, line := range order {
+				for range 2 {
+					want, got := decode(plain, line), decode(cached, line)
+					if !sameResult(want, got) {
+						t.Errorf("after %q: %q (-uncached +cached):\n%s", order, line, diffResults(want, got))
+					}
+				}
+			}
+			if n := cached.cache.m.Len(); n != g.series {
+				t.Errorf("%q: %d entries, want %d", order, n, g.series)
+			}
+			if cached.cache.hits == 0 {
+				t.Errorf("%q: no hits", order)
+			}
+		}
+	}
+}
+
 // TestSeriesCacheOwnership: a hit's strings and tags are the cache's, not
 // the payload's nor dst.Arena's, and its tags cannot be appended to in
 // place.

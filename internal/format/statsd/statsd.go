@@ -222,37 +222,20 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64, ascii boo
 			return
 		}
 	}
-	// The name ends at the first ':' (a '|' before it makes the line
-	// invalid), a ',' before that starts Telegraf-style tags, and the
-	// values end at the next '|'.
-	colon, comma, bar := -1, -1, -1
-scan:
-	for base := 0; base < len(line); base += 8 {
-		for m := delims(word(line, base), ':'); m != 0; m &= m - 1 {
-			p := base + bits.TrailingZeros64(m)/8
-			switch c := line[p]; {
-			case c == '|':
-				bar = p
-				break scan
-			case colon >= 0: // ':' or ',' among the values
-			case c == ':':
-				colon = p
-			case comma < 0:
-				comma = p
-			}
-		}
+	// The values end at the first '|', the name part at the first ':'
+	// before it (no ':' before it makes the line invalid), and a ','
+	// before that starts Telegraf-style tags. Three bytes.IndexByte:
+	// these spans are long enough for the call to pay, and a line the
+	// cache decodes needs no ','.
+	bar, colon := bytes.IndexByte(line, '|'), -1
+	if bar > 0 {
+		colon = bytes.IndexByte(line[:bar], ':')
 	}
-	if colon < 0 || bar < 0 {
+	if colon < 0 {
 		dst.Reject(ReasonInvalidLine, line)
 		return
 	}
-	nameb := line[:colon]
-	var telegrafTags []byte
-	if comma >= 0 {
-		// Telegraf-style tags in the name: "name,k1=v1,k2=v2:1|c".
-		nameb, telegrafTags = line[:comma], line[comma+1:colon]
-	}
-	if len(nameb) == 0 {
+	if colon == 0 || line[0] == ',' {
 		dst.Reject(ReasonEmptyName, line)
 		return
 	}
@@ -264,12 +247,18 @@ scan:
 	}
 	if c := d.cache; c != nil {
 		if c.skip == 0 {
-			if d.decodeCached(dst, line, colon, len(nameb), kind, values, rest, now) {
+			if d.decodeCached(dst, line, colon, kind, values, rest, now) {
 				return
 			}
 		} else {
 			c.skip-- // bypassed (seriesCache.reset)
 		}
+	}
+	nameb := line[:colon]
+	var telegrafTags []byte
+	if comma := bytes.IndexByte(nameb, ','); comma >= 0 {
+		// Telegraf-style tags in the name: "name,k1=v1,k2=v2:1|c".
+		nameb, telegrafTags = line[:comma], line[comma+1:colon]
 	}
 	name := str(nameb)
 
