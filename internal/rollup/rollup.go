@@ -197,6 +197,65 @@ type Rollup struct {
 	// hashing the winKey per item cost as much as the series lookup.
 	// Cleared whenever buckets are removed (Advance, Flush, UnmarshalState).
 	hot [2][4]hotBucket
+	// pending are the samples of this Add not yet added to their
+	// sketches, in the order of the points (addSample, flushSamples).
+	pending  [pendingMax]pendingSample
+	npending int
+	queue    int     // samples queued before flushSamples: pendingMax (tests: fewer)
+	touch    float64 // keeps flushSamples' loads of the sketches' lines
+}
+
+// pendingMax is how many samples Add queues before it adds them to their
+// sketches (flushSamples).
+const pendingMax = 256
+
+// pendingSample is a sample queued for the sketch of e; s, st and idx are
+// worked out by flushSamples.
+type pendingSample struct {
+	e   *entry
+	v   float64
+	s   *Sketch
+	idx int
+	st  int8
+}
+
+// addSample queues v for e's sketch.
+func (r *Rollup) addSample(e *entry, v float64) {
+	r.pending[r.npending] = pendingSample{e: e, v: v}
+	r.npending++
+	if r.npending >= r.queue {
+		r.flushSamples()
+	}
+}
+
+// flushSamples adds the queued samples to their sketches, each sketch's in
+// the order they were queued (the order of the points, as Sketch.Add would
+// have added them one by one: the same bins, and sums rounded the same).
+// The entries, sketches and bins of a record's series are mostly not in
+// cache; in three tight loops (load each entry's sketch; work out each
+// sample's bin, loading the sketch's lines; add) the misses of many
+// samples are in flight at once, instead of one chain of dependent misses
+// per point between the lookups.
+func (r *Rollup) flushSamples() {
+	q := r.pending[:r.npending]
+	for i := range q {
+		q[i].s = q[i].e.sketch
+	}
+	var touch float64
+	for i := range q {
+		p := &q[i]
+		p.st, p.idx = binOf(p.v)
+		// Load the sketch's lines (its store's header), so that
+		// addBin's loads of them hit and only the bins miss.
+		touch += p.s.pos.TotalCount()
+	}
+	r.touch = touch
+	for i := range q {
+		p := &q[i]
+		p.s.addBin(p.v, 1, p.st, p.idx)
+	}
+	clear(q)
+	r.npending = 0
 }
 
 type hotBucket struct {
@@ -221,6 +280,7 @@ func New(cfg Config) (*Rollup, error) {
 		closed:   math.MinInt64,
 		recent:   make(map[queryKey]map[string]*recentSeries),
 		seed:     maphash.MakeSeed(),
+		queue:    pendingMax,
 	}
 	var seen [4]bool
 	for _, rule := range cfg.Rules {
@@ -274,7 +334,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			}
 			km := r.seriesKey(m.Series, aggDist, m.Name, m.Source, m.Tags)
 			if e := r.entry(km, 0, aggDist, km.hash, w, m.Timestamp, now, 1); e != nil {
-				e.sketch.Add(m.Value)
+				r.addSample(e, m.Value)
 				r.stats.SamplesIn++
 			}
 		case model.Counter, model.Gauge, model.GaugeDelta, model.Set:
@@ -314,6 +374,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 			r.stats.Invalid++
 		}
 	}
+	r.flushSamples() // before the distributions: a sketch's samples stay in order
 	for i := range b.Dists {
 		d := &b.Dists[i]
 		w := d.Window
@@ -370,7 +431,7 @@ func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
 			continue
 		}
 		if e := r.entry(km, int(r.ruleSlot[w]), aggDist, km.distHash, w, m.Timestamp, now, 1); e != nil {
-			e.sketch.Add(m.Value)
+			r.addSample(e, m.Value)
 			r.stats.SamplesIn++
 		}
 	}
