@@ -28,7 +28,7 @@ const (
 	// tags, counted against SeriesCacheBytes: the index's slots, key header
 	// and seriesEntry (internal/intern), their spare capacity and
 	// the arenas' unused tails: measured heap ≤ counted bytes
-	// (BenchmarkSeriesCacheMemory: 384 of 404 bytes a series).
+	// (BenchmarkSeriesCacheMemory: 372 of 403 bytes a series).
 	cacheEntryOverhead = 160
 	tagSize            = int(unsafe.Sizeof(model.Tag{}))
 
@@ -44,7 +44,6 @@ type seriesEntry struct {
 	name, src string
 	tags      model.Tags // nil when the line had none; capacity clipped
 	delta     bool       // the name is a ∆/Δ delta counter
-	ref       uint64     // model.Metric.Ref: the cache's id, the entry's number
 }
 
 // seriesCache maps a line's series key (see seriesScan) to its entry.
@@ -86,9 +85,11 @@ const pauseFactor = 32
 
 // skip reports whether the cache is off for this line (see seriesCache).
 func (c *seriesCache) skip() bool {
-	if c.off == 0 {
-		return false
-	}
+	return c.off != 0 && c.skipOff() // inlined: mostly the cache is on
+}
+
+//go:noinline
+func (c *seriesCache) skipOff() bool {
 	if c.off--; c.off == 0 {
 		c.resets++
 		c.fresh()
@@ -123,10 +124,13 @@ func (c *seriesCache) fresh() {
 // line[:nameEnd] and the raw tag section line[tagStart:], with the value
 // line[v0:v1] and the optional timestamp line[t0:t1] (t0 == t1: none)
 // between them. ok is false for lines the cache does not take; they are
-// decoded as without the cache.
+// decoded as without the cache. When fast is set the value is a simple
+// decimal (parseSimpleFloat's syntax), parsed while it was scanned: v is
+// what parseValue gives for it.
 type seriesScan struct {
 	nameEnd, v0, v1, t0, t1, tagStart int
-	ok                                bool
+	v                                 float64
+	ok, fast                          bool
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -139,32 +143,33 @@ func wordEnd(line string, i int) int {
 	return i
 }
 
-// scanSeries splits line the way tokenize and metric do, for the lines
-// where that split is certain without tokenizing the tags: a name token
-// (unquoted, or quoted as tokenize reads it) followed by whitespace, an
-// unquoted value token, an optional unquoted timestamp token (it begins
-// with a digit), each ending at whitespace or the end of the line. The tag
-// section starts at the next token. Its tokens are then exactly the
-// tokens tokenize gives for it (a token's extent never depends on what
-// precedes it), and metric takes them as tags. A quoted token whose
-// content begins with a digit where the timestamp may be is a timestamp to
-// metric: not taken.
-func (d *Decoder) scanSeries(line string) seriesScan {
-	var s seriesScan
+// scanSeries splits line into s the way tokenize and metric do, for the
+// lines where that split is certain without tokenizing the tags: a name
+// token (unquoted, or quoted as tokenize reads it) followed by
+// whitespace, an unquoted value token, an optional unquoted timestamp
+// token (it begins with a digit), each ending at whitespace or the end of
+// the line. The tag section starts at the next token. Its tokens are then
+// exactly the tokens tokenize gives for it (a token's extent never
+// depends on what precedes it), and metric takes them as tags. A quoted
+// token whose content begins with a digit where the timestamp may be is a
+// timestamp to metric: not taken. s.ok says whether the line was taken;
+// the other fields are meaningful only then.
+func (d *Decoder) scanSeries(line string, s *seriesScan) {
+	s.ok = false
 	n := len(line)
 	if n > d.o.MaxLineLen || d.o.Mode == ModeTrace || d.o.Mode == ModeDistOnly {
-		return s
+		return
 	}
 	i := 0
 	switch c := line[0]; c {
 	case '@', '{', '[', '!', '=', '#':
-		return s
+		return
 	case '"', '\'':
 		j := 1
 		for {
 			k := strings.IndexByte(line[j:], c)
 			if k < 0 {
-				return s
+				return
 			}
 			j += k
 			if line[j-1] == '\\' {
@@ -175,25 +180,53 @@ func (d *Decoder) scanSeries(line string) seriesScan {
 		}
 		i = j + 1
 	default:
-		i = wordEnd(line, 0)
+		i = wordEndFast(line, 0)
 	}
 	if i >= n || !isSpace(line[i]) {
-		return s
+		return
 	}
 	s.nameEnd = i
-	for i < n && isSpace(line[i]) {
-		i++
+	for i++; i < n && isSpace(line[i]); i++ {
 	}
 	if i >= n {
-		return s
+		return
 	}
 	if c := line[i]; c == '"' || c == '\'' || c == '=' || c == '#' {
-		return s
+		return
 	}
 	s.v0 = i
-	i = wordEnd(line, i)
-	if i < n && !isSpace(line[i]) {
-		return s
+	// The value, parsed as parseSimpleFloat does while it is scanned: it
+	// ends at the first byte that is not a digit or the first '.' (after
+	// an optional '-'); if that byte is whitespace or the line's end, the
+	// token is exactly line[v0:i] (no byte before it ends a token) and
+	// parseSimpleFloat's steps were taken on it. Anything else is scanned
+	// and parsed as before.
+	neg := line[i] == '-'
+	if neg {
+		i++
+	}
+	var mant uint64
+	digits, frac, dot := 0, 0, false
+	for ; i < n; i++ {
+		if c := line[i] - '0'; c < 10 {
+			mant = mant*10 + uint64(c)
+			digits++
+			if dot {
+				frac++
+			}
+		} else if line[i] == '.' && !dot {
+			dot = true
+		} else {
+			break
+		}
+	}
+	if s.fast = (i == n || isSpace(line[i])) && digits > 0 && digits <= 15; s.fast {
+		s.v = simpleFloat(mant, frac, neg)
+	} else {
+		i = wordEnd(line, s.v0)
+		if i < n && !isSpace(line[i]) {
+			return
+		}
 	}
 	s.v1 = i
 	for i < n && isSpace(line[i]) {
@@ -205,19 +238,18 @@ func (d *Decoder) scanSeries(line string) seriesScan {
 		case isDigit(c):
 			i = wordEnd(line, i)
 			if i < n && !isSpace(line[i]) {
-				return s
+				return
 			}
 			s.t1 = i
 			for i < n && isSpace(line[i]) {
 				i++
 			}
 		case (c == '"' || c == '\'') && i+1 < n && isDigit(line[i+1]):
-			return s
+			return
 		}
 	}
 	s.tagStart = i
 	s.ok = true
-	return s
 }
 
 // setKey builds the series key of line in c.key: the raw name token, one
@@ -237,7 +269,7 @@ func (c *seriesCache) setKey(line string, s *seriesScan) {
 func (d *Decoder) cachedMetric(dst *model.Batch, line string, s *seriesScan, now int64) bool {
 	c := d.cache
 	c.setKey(line, s)
-	e, _ := c.m.Get(c.key)
+	e, num := c.m.Get(c.key)
 	found := e != nil
 	if c.pause > 0 {
 		if c.pauseLooks++; found {
@@ -252,9 +284,11 @@ func (d *Decoder) cachedMetric(dst *model.Batch, line string, s *seriesScan, now
 		return false
 	}
 	s.ok = false // never cache it twice
-	v, r := parseValue(line[s.v0:s.v1])
-	if r != "" {
-		return false
+	v, r := s.v, ""
+	if !s.fast {
+		if v, r = parseValue(line[s.v0:s.v1]); r != "" {
+			return false
+		}
 	}
 	ts := now
 	if s.t1 > s.t0 {
@@ -268,16 +302,20 @@ func (d *Decoder) cachedMetric(dst *model.Batch, line string, s *seriesScan, now
 	}
 	c.hits++
 	c.genHits++
-	dst.Metrics = append(dst.Metrics, model.Metric{
-		Name:      e.name,
-		Value:     v,
-		Timestamp: ts,
-		Source:    e.src,
-		Tags:      e.tags,
-		Kind:      kind,
-		Window:    win,
-		Ref:       e.ref, // the cache's memory is never written again
-	})
+	// The point is written in place: a literal appended is built on the
+	// stack and copied 16 bytes at a time from 8-byte stores, and a CPU
+	// profile put a stall on that copy (likely failed store forwarding).
+	ms := dst.Metrics
+	if len(ms) == cap(ms) {
+		ms = append(ms, model.Metric{})[:len(ms)]
+	}
+	ms = ms[:len(ms)+1]
+	m := &ms[len(ms)-1]
+	*m = model.Metric{}
+	m.Name, m.Value, m.Timestamp, m.Source, m.Tags = e.name, v, ts, e.src, e.tags
+	m.Kind, m.Window = kind, win
+	m.Ref = uint64(c.id)<<32 | uint64(num) // the cache's memory is never written again
+	dst.Metrics = ms
 	return true
 }
 
@@ -321,8 +359,7 @@ func (c *seriesCache) remember(m *model.Metric, line string, s *seriesScan) {
 	kb := c.alloc(len(c.key))
 	copy(kb, c.key)
 	key := unsafe.String(unsafe.SliceData(kb), len(kb))
-	e := seriesEntry{name: own(m.Name, line, s, key), src: own(m.Source, line, s, key), delta: isDelta(m.Name),
-		ref: uint64(c.id)<<32 | uint64(c.m.Len()+1)}
+	e := seriesEntry{name: own(m.Name, line, s, key), src: own(m.Source, line, s, key), delta: isDelta(m.Name)}
 	if len(m.Tags) > 0 {
 		e.tags = c.allocTags(len(m.Tags))
 		for i, t := range m.Tags {

@@ -120,8 +120,17 @@ func (df *differ) decode(payload string) decoded {
 // the cache's split: names, values, timestamps and tag sections that are
 // valid, invalid, quoted, escaped, spaced differently.
 func cacheLines() []string {
-	names := []string{"m", `"m"`, `"a b"`, `'q\'x'`, `"esc\"aped"`, "∆delta", "Δd", "~x", "bad!name", `"1"`, "a=b", "#h", "m\xff", `"m`, "!M", "@Event", "[m", "{m", "m" + strings.Repeat("n", 1030)}
-	values := []string{"1", "-1", "0", "1.000000000000000000000000000000001", "1.5", "1e400", "NaN", "x", `"2"`, "1#", "\xff", "0x1p3", "1=2", "#3", "'4'"}
+	names := []string{"m", `"m"`, `"a b"`, `'q\'x'`, `"esc\"aped"`, "∆delta", "Δd", "~x", "bad!name", `"1"`, "a=b", "#h", "m\xff", `"m`, "!M", "@Event", "[m", "{m", "m" + strings.Repeat("n", 1030),
+		// Around the 8-byte steps of wordEndFast: '=' and whitespace
+		// (VT, 0x1f) at the step edges, bytes below 0x21 that end no token,
+		// UTF-8 bytes.
+		"abcdefg", "abcdefgh", "abcdefghi", "abcdefghijklmno", "abcdefghijklmnop", "abcdefghijklmnopq", "abcdefgh=x",
+		"abcdefg=x", "abcdefghijklmnop=", "abcdefghij\vk", "abcdefg\x1fh", "abcdefg\x01hijklmn", "a\x00b\x0ec\x1bdefghij", "ab∆cdefghij"}
+	values := []string{"1", "-1", "0", "1.000000000000000000000000000000001", "1.5", "1e400", "NaN", "x", `"2"`, "1#", "\xff", "0x1p3", "1=2", "#3", "'4'",
+		// Where scanSeries parses the value as it scans it: the ends of
+		// parseSimpleFloat's syntax, and what follows the digits.
+		"-", "--1", "1-", "1.", ".5", "-.5", "1..2", "-0", "+1", "123456789012345", "1234567890123456", "1.23456789012345",
+		"0.000000000000001", "1\x01", "1\x0b", "12x", "1.5=2", "1e3"}
 	tss := []string{"", strconv.Itoa(baseSec), strconv.Itoa(baseSec) + "123", "1", `"` + strconv.Itoa(baseSec) + `"`, "2xx", "1.7672244e9", strconv.Itoa(baseSec) + "=", "'x'"}
 	tagSecs := []string{"", "source=s", "host=h", "source=s host=h", "host=h source=s", "k=v", "k = v", "k= v", `"k"="v w"`, `k="a\"b"`,
 		"tag=t _tag=u", "_host=x host=h source=s", "k=v k=w", "k=w k=v", "k=", "=v", "k", "1=2", "k=v #x", "source=", `k=" "`,

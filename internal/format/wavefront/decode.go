@@ -261,7 +261,7 @@ func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 func (d *Decoder) line(dst *model.Batch, line string, now int64) string {
 	var sc seriesScan
 	if d.cache != nil && !d.cache.skip() {
-		if sc = d.scanSeries(line); sc.ok && d.cachedMetric(dst, line, &sc, now) {
+		if d.scanSeries(line, &sc); sc.ok && d.cachedMetric(dst, line, &sc, now) {
 			return ""
 		}
 	}
@@ -874,11 +874,18 @@ func parseSimpleFloat(s string) (f float64, ok bool) {
 	if digits == 0 || digits > 15 {
 		return 0, false
 	}
-	f = float64(mant) / pow10[frac]
+	return simpleFloat(mant, frac, neg), true
+}
+
+// simpleFloat is the value of a simple decimal parsed by
+// parseSimpleFloat (or scanSeries): mant with frac of its at most 15
+// digits after the point, negated if neg.
+func simpleFloat(mant uint64, frac int, neg bool) float64 {
+	f := float64(mant) / pow10[frac]
 	if neg {
 		f = -f
 	}
-	return f, true
+	return f
 }
 
 func parseValue(s string) (float64, string) {
