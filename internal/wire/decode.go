@@ -39,11 +39,7 @@ type Decoder struct {
 // only until the next call to Decode or until rec is reused. Items that must
 // live longer are copied by the caller.
 func (d *Decoder) Decode(dst *model.Batch, rec []byte) (Header, error) {
-	h, err := ParseHeader(rec)
-	if err != nil {
-		return h, err
-	}
-	body, err := d.body(&h, rec[HeaderSize:])
+	h, body, err := d.open(rec)
 	if err != nil {
 		return h, err
 	}
@@ -79,11 +75,7 @@ const DefaultPartSize = 4096
 // A corrupt record is found before anything is handed over: on error, fn
 // has not been called. On return, dst is left holding the last part.
 func (d *Decoder) DecodeParts(dst *model.Batch, rec []byte, n int, fn func(*model.Batch)) (Header, error) {
-	h, err := ParseHeader(rec)
-	if err != nil {
-		return h, err
-	}
-	body, err := d.body(&h, rec[HeaderSize:])
+	h, body, err := d.open(rec)
 	if err != nil {
 		return h, err
 	}
@@ -119,6 +111,16 @@ func (d *Decoder) DecodeParts(dst *model.Batch, rec []byte, n int, fn func(*mode
 	}
 	dst.Continues, dst.More = false, false
 	return h, nil
+}
+
+// open parses rec's header and returns its decompressed body.
+func (d *Decoder) open(rec []byte) (Header, []byte, error) {
+	h, err := ParseHeader(rec)
+	if err != nil {
+		return h, nil, err
+	}
+	body, err := d.body(&h, rec[HeaderSize:])
+	return h, body, err
 }
 
 func (d *Decoder) limit() int {
