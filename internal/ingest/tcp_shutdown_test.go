@@ -62,44 +62,52 @@ func TestTCPShutdownDuringDeadlineReset(t *testing.T) {
 // TestTCPShutdownReadsWhatWasSent: lines a client wrote before les shut
 // down (in the socket's buffer, the client's writes succeeded) are
 // decoded and published, not dropped because the handler saw the
-// shutdown before its first read.
+// shutdown before its first read; also on a port that takes HTTP too,
+// where the first read sniffs the protocol.
 func TestTCPShutdownReadsWhatWasSent(t *testing.T) {
-	st := openStream(t)
-	reg := selfmetric.New()
-	b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := NewIntake("x", "tcp", b, reg)
-	tcp := &TCP{cfg: TCPConfig{MaxLine: 1024, IdleTimeout: 5 * time.Second, LineTimeout: 5 * time.Second}, in: in,
-		newDecoder: func() Decoder { return fakeDecoder{} }, log: slog.New(slog.DiscardHandler)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	const lines = 500
-	var buf []byte
-	for i := range lines {
-		buf = fmt.Appendf(buf, "line %d\n", i)
-	}
-	if _, err := client.Write(buf); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // shut down before the handler read anything
-	tcp.serve(ctx, newTCPConn(server))
-	if got := reg.Counter("les_ingest_received_total", "format", "x", "transport", "tcp").Get(); got != lines {
-		t.Fatalf("%d of %d lines the client sent before the shutdown were taken", got, lines)
+	for _, sniffing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sniffing=%v", sniffing), func(t *testing.T) {
+			st := openStream(t)
+			reg := selfmetric.New()
+			b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := NewIntake("x", "tcp", b, reg)
+			tcp := &TCP{cfg: TCPConfig{MaxLine: 1024, IdleTimeout: 5 * time.Second, LineTimeout: 5 * time.Second}, in: in,
+				newDecoder: func() Decoder { return fakeDecoder{} }, log: slog.New(slog.DiscardHandler)}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if sniffing { // as startHTTP sets it up; raw lines never reach it
+				tcp.hl = &connListener{addr: ln.Addr(), ch: make(chan net.Conn), closed: make(chan struct{})}
+			}
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			server, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer server.Close()
+			const lines = 500
+			var buf []byte
+			for i := range lines {
+				buf = fmt.Appendf(buf, "line %d\n", i)
+			}
+			if _, err := client.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // shut down before the handler read anything
+			tcp.serve(ctx, newTCPConn(server))
+			if got := reg.Counter("les_ingest_received_total", "format", "x", "transport", "tcp").Get(); got != lines {
+				t.Fatalf("%d of %d lines the client sent before the shutdown were taken", got, lines)
+			}
+		})
 	}
 }

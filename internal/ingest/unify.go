@@ -80,14 +80,21 @@ func classify(b []byte) sniff {
 // caller treats what was read as raw lines.
 func (t *TCP) sniffConn(ctx context.Context, c net.Conn) (pre []byte, first time.Time, s sniff, err error) {
 	pre = make([]byte, 0, 512)
+	draining := false
 	for {
-		deadline := time.Now().Add(t.cfg.IdleTimeout)
-		if !first.IsZero() {
-			deadline = first.Add(t.cfg.LineTimeout)
-		}
-		_ = c.SetReadDeadline(deadline)
-		if ctx.Err() != nil { // after the reset, as serve does
-			return pre, first, sniffRaw, ctx.Err()
+		if !draining {
+			deadline := time.Now().Add(t.cfg.IdleTimeout)
+			if !first.IsZero() {
+				deadline = first.Add(t.cfg.LineTimeout)
+			}
+			_ = c.SetReadDeadline(deadline)
+			// After the reset, as serve does: on shutdown what the
+			// client already sent (its writes succeeded) is still read,
+			// for up to shutdownDrain, and then handled as serve would.
+			if ctx.Err() != nil {
+				draining = true
+				_ = c.SetReadDeadline(time.Now().Add(shutdownDrain))
+			}
 		}
 		if len(pre) == cap(pre) {
 			pre = append(pre, make([]byte, len(pre))...)[:len(pre)]
