@@ -181,10 +181,10 @@ func (t *seriesTable) lookup(m *model.Metric) uint32 {
 		t.keys = b[:start]
 		return idx
 	}
+	// Once a series was added by reference, index is kept current
+	// (series caught it up, and every later series goes through commit
+	// with find), so it can be searched as it is.
 	find := t.byRefN > 0
-	if find {
-		t.catchUp()
-	}
 	es := len(t.entries)
 	e := append(t.entries, byte(m.Kind), byte(m.Window))
 	e = binary.AppendUvarint(e, uint64(t.strOf(0, m.Name)))
