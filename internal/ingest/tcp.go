@@ -230,25 +230,13 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 	draining := false
 	for {
 		now := time.Now()
-		if !draining {
-			deadline := now.Add(t.cfg.IdleTimeout)
-			if !partialSince.IsZero() {
-				if d := partialSince.Add(t.cfg.LineTimeout); d.Before(deadline) {
-					deadline = d
-				}
+		deadline := now.Add(t.cfg.IdleTimeout)
+		if !partialSince.IsZero() {
+			if d := partialSince.Add(t.cfg.LineTimeout); d.Before(deadline) {
+				deadline = d
 			}
-			_ = c.SetReadDeadline(deadline)
 		}
-		// Checked after the reset: a shutdown that set its wake-up
-		// deadline just before it would otherwise be overridden, and
-		// this Read would wait for the idle timeout. On shutdown the
-		// handler still reads what the client already sent (it is in the
-		// socket's buffer: its writes succeeded) for up to shutdownDrain,
-		// then decodes what it has and exits.
-		if ctx.Err() != nil && !draining {
-			draining = true
-			_ = c.SetReadDeadline(now.Add(shutdownDrain))
-		}
+		draining = readDeadline(ctx, c, deadline, draining)
 		lines = false
 		err := lr.Fill(c, emit, func() { t.in.Reject(ReasonLineTooLong) })
 		now = time.Now()
@@ -278,6 +266,25 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 			return
 		}
 	}
+}
+
+// readDeadline sets c's read deadline for the next read: deadline, or,
+// once ctx is done, shutdownDrain from now, set once (draining reports
+// that it was). ctx is checked after the reset: a shutdown that set its
+// wake-up deadline just before it would otherwise be overridden, and the
+// read would wait for the idle timeout. On shutdown a connection still
+// reads what its client already sent (it is in the socket's buffer: its
+// writes succeeded) for up to shutdownDrain, then is handled as at EOF.
+func readDeadline(ctx context.Context, c net.Conn, deadline time.Time, draining bool) bool {
+	if draining {
+		return true
+	}
+	_ = c.SetReadDeadline(deadline)
+	if ctx.Err() != nil {
+		_ = c.SetReadDeadline(time.Now().Add(shutdownDrain))
+		return true
+	}
+	return false
 }
 
 // shutdownDrain is how long a connection is still read on shutdown: what

@@ -82,20 +82,11 @@ func (t *TCP) sniffConn(ctx context.Context, c net.Conn) (pre []byte, first time
 	pre = make([]byte, 0, 512)
 	draining := false
 	for {
-		if !draining {
-			deadline := time.Now().Add(t.cfg.IdleTimeout)
-			if !first.IsZero() {
-				deadline = first.Add(t.cfg.LineTimeout)
-			}
-			_ = c.SetReadDeadline(deadline)
-			// After the reset, as serve does: on shutdown what the
-			// client already sent (its writes succeeded) is still read,
-			// for up to shutdownDrain, and then handled as serve would.
-			if ctx.Err() != nil {
-				draining = true
-				_ = c.SetReadDeadline(time.Now().Add(shutdownDrain))
-			}
+		deadline := time.Now().Add(t.cfg.IdleTimeout)
+		if !first.IsZero() {
+			deadline = first.Add(t.cfg.LineTimeout)
 		}
+		draining = readDeadline(ctx, c, deadline, draining) // as serve
 		if len(pre) == cap(pre) {
 			pre = append(pre, make([]byte, len(pre))...)[:len(pre)]
 		}
