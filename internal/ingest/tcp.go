@@ -128,7 +128,7 @@ func (t *TCP) Run(ctx context.Context) error {
 				t.shutdownHTTP() // ends the HTTP connections
 			}()
 		}
-		_ = t.ln.Close()
+		t.stopAccepting()
 		t.mu.Lock()
 		for c := range t.conns {
 			if c.http.Load() {
@@ -143,7 +143,7 @@ func (t *TCP) Run(ctx context.Context) error {
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil && isTimeout(err) {
 				break
 			}
 			t.log.Debug("tcp accept", "err", err)
@@ -177,8 +177,23 @@ func (t *TCP) Run(ctx context.Context) error {
 			_ = tc.Close()
 		}()
 	}
+	_ = t.ln.Close()
 	t.wg.Wait()
 	return nil
+}
+
+// stopAccepting ends Run's accept loop on shutdown. A client whose
+// connection the kernel completed but Run had not accepted yet (it waits
+// in the listen backlog) may already have written its lines, and its
+// writes succeeded; closing the listener would reset the connection and
+// lose them. So the loop goes on accepting for shutdownDrain and those
+// connections are read like any other on shutdown. A listener without
+// deadlines is closed at once.
+func (t *TCP) stopAccepting() {
+	if d, ok := t.ln.(interface{ SetDeadline(time.Time) error }); ok && d.SetDeadline(time.Now().Add(shutdownDrain)) == nil {
+		return
+	}
+	_ = t.ln.Close()
 }
 
 // serve reads lines from c until it ends. c is a *tcpConn when Run
