@@ -17,6 +17,7 @@ import (
 
 	"github.com/les-streams/les/internal/consumer"
 	"github.com/les-streams/les/internal/format/otlp"
+	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/ingest/wfhttp"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -442,6 +443,9 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 	}
 	if bind := binders[l.Format]; bind != nil {
 		return bind(a, l, b)
+	}
+	if l.Transport == "tcp" {
+		l.seriesBudget = wavefront.NewCacheBudget(tcpSeriesCacheBudget)
 	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/les-streams/les/internal/config"
 	"github.com/les-streams/les/internal/format/statsd"
+	"github.com/les-streams/les/internal/format/wavefront"
 	"github.com/les-streams/les/internal/ingest"
 	"github.com/les-streams/les/internal/sink"
 	datadogsink "github.com/les-streams/les/internal/sink/datadog"
@@ -129,6 +130,10 @@ type ListenerConfig struct {
 	// Source is the source of items that name none (default
 	// agent.default_source).
 	Source string `yaml:"source"`
+
+	// seriesBudget is set by bind for a tcp listener: the series caches
+	// of its connections' decoders share it (tcpSeriesCacheBudget).
+	seriesBudget *wavefront.CacheBudget
 }
 
 // SinkConfig is one entry of `sinks:`: a durable consumer delivering to

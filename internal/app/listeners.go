@@ -28,13 +28,22 @@ func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) 
 	return func(l ListenerConfig) ingest.Decoder {
 		// One decoder per UDP reader or TCP connection, each used by one
 		// goroutine: it keeps a series cache.
-		o := wavefront.Options{Mode: mode, Window: w, DefaultSource: l.Source, SeriesCache: wavefront.DefaultSeriesCache}
+		o := wavefront.Options{Mode: mode, Window: w, DefaultSource: l.Source, SeriesCache: wavefront.DefaultSeriesCache,
+			SeriesCacheBudget: l.seriesBudget}
 		if l.MaxLine > 0 {
 			o.MaxLineLen = l.MaxLine
 		}
 		return wavefront.NewDecoder(o)
 	}
 }
+
+// tcpSeriesCacheBudget is the series-cache memory the connections of one
+// tcp listener share (wavefront.CacheBudget): up to eight connections
+// with a full cache (wavefront.DefaultSeriesCacheBytes each), instead of
+// 8 MiB for each of max_connections (8 GiB at the default 1024). A
+// connection whose cache would go past it begins its cache anew and,
+// while there is no room, decodes without caching: slower, never wrong.
+const tcpSeriesCacheBudget = 64 << 20
 
 // formats is the explicit table of listener formats; adding a format is one
 // line here plus its package under internal/format.

@@ -9,9 +9,16 @@ import (
 
 // Decoder is what every format decoder in internal/format provides: it
 // appends accepted items and rejections to dst. Items may alias payload.
+//
+// A TCP listener makes one per connection; when the connection ends it
+// calls Release if the decoder has one (a decoder whose series cache
+// shares the listener's budget gives its bytes back).
 type Decoder interface {
 	Decode(dst *model.Batch, payload []byte, now int64)
 }
+
+// releaser is a Decoder with memory to give back when it is done.
+type releaser interface{ Release() }
 
 // Intake counts what one listener received and rejected and hands accepted
 // items to the batcher.

@@ -221,6 +221,9 @@ func (t *TCP) serve(ctx context.Context, c net.Conn) {
 	}
 	lr := LineReader{MaxLine: t.cfg.MaxLine}
 	dec := t.newDecoder()
+	if r, ok := dec.(releaser); ok {
+		defer r.Release()
+	}
 	var batch model.Batch
 	lines := false
 	emit := func(b []byte) {

@@ -2,6 +2,7 @@ package wavefront
 
 import (
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/les-streams/les/internal/intern"
@@ -38,6 +39,37 @@ const (
 	minTagChunk, maxTagChunk   = 128, 2048
 )
 
+// CacheBudget bounds the series caches of several decoders together: the
+// counted bytes (as SeriesCacheBytes counts them) of every cache that
+// shares it. les gives one to the decoders of each TCP listener, one per
+// connection, so that many connections, each sending many series, hold
+// at most the budget between them rather than SeriesCacheBytes each. A
+// cache that would take more than is left begins anew (giving back what
+// it held) and, if the budget still has no room, decodes the line
+// without caching it. Decoder.Release gives a decoder's bytes back when
+// its connection ends. Safe for concurrent use.
+type CacheBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewCacheBudget returns a budget of bytes.
+func NewCacheBudget(bytes int) *CacheBudget { return &CacheBudget{max: int64(bytes)} }
+
+// Used is the bytes the sharing caches hold now.
+func (b *CacheBudget) Used() int { return int(b.used.Load()) }
+
+// take reserves n bytes if they fit.
+func (b *CacheBudget) take(n int) bool {
+	if b.used.Add(int64(n)) > b.max {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *CacheBudget) give(n int) { b.used.Add(-int64(n)) }
+
 // seriesEntry is the decoded series part of an accepted metric line. Its
 // strings and tags are owned by the cache and never written again.
 type seriesEntry struct {
@@ -60,7 +92,8 @@ type seriesEntry struct {
 // Then it is dropped and begun anew.
 type seriesCache struct {
 	maxEntries, maxBytes int
-	id                   uint32 // model.NewInternID of the current map
+	budget               *CacheBudget // nil: none but maxBytes
+	id                   uint32       // model.NewInternID of the current map
 	m                    *intern.Table[seriesEntry]
 	bytes                int // counted bytes of the current map's entries
 	genHits              int // hits since the current map began
@@ -97,11 +130,11 @@ func (c *seriesCache) skipOff() bool {
 	return true
 }
 
-func newSeriesCache(entries, bytes int) *seriesCache {
+func newSeriesCache(entries, bytes int, budget *CacheBudget) *seriesCache {
 	if bytes <= 0 {
 		bytes = DefaultSeriesCacheBytes
 	}
-	c := &seriesCache{maxEntries: entries, maxBytes: bytes}
+	c := &seriesCache{maxEntries: entries, maxBytes: bytes, budget: budget}
 	c.fresh()
 	return c
 }
@@ -114,6 +147,9 @@ func (c *seriesCache) fresh() {
 	}
 	c.m.Reset() // items alias the entries' strings, not the table
 	c.id = model.NewInternID()
+	if c.budget != nil {
+		c.budget.give(c.bytes)
+	}
 	c.bytes, c.genHits = 0, 0
 	c.pause, c.pauseLooks, c.pauseHits, c.off = 0, 0, 0, 0
 	c.buf, c.tags = nil, nil
@@ -355,6 +391,18 @@ func (c *seriesCache) remember(m *model.Metric, line string, s *seriesScan) {
 		}
 		c.resets++
 		c.fresh()
+	}
+	if c.budget != nil && !c.budget.take(need) {
+		// The budget is spent by this cache and the others sharing it:
+		// begin anew, and cache the line only if that made room.
+		if c.bytes == 0 {
+			return
+		}
+		c.resets++
+		c.fresh()
+		if !c.budget.take(need) {
+			return
+		}
 	}
 	kb := c.alloc(len(c.key))
 	copy(kb, c.key)

@@ -164,6 +164,10 @@ type Options struct {
 	// SeriesCacheBytes bounds the cache's memory as counted in README.md
 	// "Series cache" (default DefaultSeriesCacheBytes, 8 MiB).
 	SeriesCacheBytes int
+	// SeriesCacheBudget, when set, bounds this cache and the others
+	// sharing it together as well (see CacheBudget); call Release when
+	// the Decoder is no longer used.
+	SeriesCacheBudget *CacheBudget
 }
 
 // Decoder decodes Wavefront payloads. It keeps reusable scratch space and is
@@ -196,9 +200,18 @@ func NewDecoder(o Options) *Decoder {
 	}
 	d := &Decoder{o: o, toks: make([]token, 0, 64)}
 	if o.SeriesCache > 0 && o.Mode != ModeTrace && o.Mode != ModeDistOnly { // modes without metric lines
-		d.cache = newSeriesCache(o.SeriesCache, o.SeriesCacheBytes)
+		d.cache = newSeriesCache(o.SeriesCache, o.SeriesCacheBytes, o.SeriesCacheBudget)
 	}
 	return d
+}
+
+// Release empties the series cache and gives its bytes back to
+// Options.SeriesCacheBudget. The Decoder still works after it (its cache
+// fills again).
+func (d *Decoder) Release() {
+	if d.cache != nil {
+		d.cache.fresh()
+	}
 }
 
 // Decode splits payload on '\n', trims each line of surrounding whitespace

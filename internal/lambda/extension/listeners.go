@@ -35,7 +35,16 @@ type ListenerConfig struct {
 	// MaxBody is les up's bound on otlp request bodies; the extension
 	// has no otlp listener, so a listener that sets it is refused.
 	MaxBody int64 `yaml:"max_body"`
+
+	// seriesBudget is set by bind for a tcp listener: the series caches
+	// of its connections' decoders share it, as in les up.
+	seriesBudget *wavefront.CacheBudget
 }
+
+// tcpSeriesCacheBudget is the series-cache memory the connections of one
+// tcp listener share, as in les up (internal/app/listeners.go): a
+// sandbox's few connections never come near it.
+const tcpSeriesCacheBudget = 64 << 20
 
 // formatSpec is one listener format: its transports and a decoder
 // factory given the default source (the function name).
@@ -54,7 +63,7 @@ func formats() map[string]formatSpec {
 	wf := func(mode wavefront.Mode, w model.Window) func(ListenerConfig, string) ingest.Decoder {
 		return func(l ListenerConfig, src string) ingest.Decoder {
 			return wavefront.NewDecoder(wavefront.Options{Mode: mode, Window: w, MaxLineLen: l.MaxLine, DefaultSource: src,
-				SeriesCache: wavefront.DefaultSeriesCache}) // one per reading goroutine
+				SeriesCache: wavefront.DefaultSeriesCache, SeriesCacheBudget: l.seriesBudget}) // one per reading goroutine
 		}
 	}
 	both := []string{"tcp", "udp"}
@@ -156,6 +165,9 @@ func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Re
 	spec := formats()[l.Format]
 	if l.Source != "" {
 		source = l.Source
+	}
+	if l.Transport == "tcp" {
+		l.seriesBudget = wavefront.NewCacheBudget(tcpSeriesCacheBudget)
 	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l, source) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, reg)
