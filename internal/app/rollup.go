@@ -101,6 +101,7 @@ type rollupProc struct {
 	*rollup.Rollup
 	rules   []rollup.Rule
 	scratch model.Batch
+	series  seriesScratch // AddSeries (rollupproc.go)
 }
 
 func (p *rollupProc) Add(b *model.Batch, now int64) {

@@ -36,6 +36,16 @@ type Processor interface {
 	UnmarshalState([]byte) error
 }
 
+// SeriesProcessor is a Processor that takes series-encoded metrics
+// records by series index (wire.Decoder.DecodeSeriesParts) instead of as
+// whole metrics: the runner hands every such record's parts to
+// AddSeries, as it would hand them to Add, and every other record to Add.
+// sp is only valid during the call.
+type SeriesProcessor interface {
+	Processor
+	AddSeries(sp *wire.SeriesPart, now int64)
+}
+
 // ProcConfig configures a processor consumer.
 type ProcConfig struct {
 	// Name identifies the consumer and its checkpoint file.
@@ -347,7 +357,13 @@ func (r *ProcRunner) handle(ctx context.Context, ds []stream.Delivery) error {
 		// In parts: the processor holds a part's metrics at a time, not
 		// the record's (a corrupt record is found before any part).
 		r.in.Reset()
-		if _, err := r.dec.DecodeParts(&r.in, d.Data, 0, func(b *model.Batch) { r.p.Add(b, now) }); err != nil {
+		add := func(b *model.Batch) { r.p.Add(b, now) }
+		if sp, ok := r.p.(SeriesProcessor); ok {
+			_, err = r.dec.DecodeSeriesParts(&r.in, d.Data, 0, add, func(p *wire.SeriesPart) { sp.AddSeries(p, now) })
+		} else {
+			_, err = r.dec.DecodeParts(&r.in, d.Data, 0, add)
+		}
+		if err != nil {
 			r.corrupt.Inc()
 			r.log.Warn("skipping undecodable record", "partition", d.Partition, "pos", d.Pos, "err", err)
 			continue

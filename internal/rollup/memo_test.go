@@ -258,6 +258,23 @@ func TestEntryMemoDifferential(t *testing.T) {
 // series share its strings and carry its number). The window stays open,
 // so the series exist after the first Add.
 func BenchmarkAddSeriesRecord(b *testing.B) {
+	series, pts := seriesRecordShape()
+	batch := batchOf(series, pts, true)
+	for i := range batch.Metrics {
+		batch.Metrics[i].Series = uint32(i%len(series)) + 1
+	}
+	r := newRollup(b, Config{})
+	r.Add(batch, t0+sec)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Add(batch, t0+sec)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch.Metrics)), "ns/point")
+}
+
+// seriesRecordShape is BenchmarkAddSeriesRecord's record: its series
+// and points, series by series, perSeries times.
+func seriesRecordShape() ([]memoSeries, []memoPoint) {
 	const nseries, perSeries = 5000, 17
 	kinds := []model.Kind{model.Sample, model.Sample, model.Sample, model.Counter, model.Counter, model.Counter,
 		model.Gauge, model.Gauge, model.Sample, model.Sample, model.Sample, model.Sample, model.Counter,
@@ -280,17 +297,7 @@ func BenchmarkAddSeriesRecord(b *testing.B) {
 			pts = append(pts, memoPoint{series: i, kind: kinds[i%len(kinds)], value: float64(int(rng.ExpFloat64()*2000)) / 100, ts: t0 + sec})
 		}
 	}
-	batch := batchOf(series, pts, true)
-	for i := range batch.Metrics {
-		batch.Metrics[i].Series = uint32(i%nseries) + 1
-	}
-	r := newRollup(b, Config{})
-	r.Add(batch, t0+sec)
-	b.ReportAllocs()
-	for b.Loop() {
-		r.Add(batch, t0+sec)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch.Metrics)), "ns/point")
+	return series, pts
 }
 
 // TestAddAllocsSharedMemory: points that share memory per series (the

@@ -191,12 +191,18 @@ type Rollup struct {
 	// those of cfg.Windows; ruleSlots is their number.
 	ruleSlot  [4]uint8
 	ruleSlots int
-	seed      maphash.Seed
+	// tab is AddPoints' table of the current record's series, by index
+	// (its keys' buffers kept across records).
+	tab  []tabSeries
+	seed maphash.Seed
 	// hot caches the bucket last used per window, open ([0]) or
 	// correction ([1]): a batch's items mostly fall into one window, and
 	// hashing the winKey per item cost as much as the series lookup.
 	// Cleared whenever buckets are removed (Advance, Flush, UnmarshalState).
 	hot [2][4]hotBucket
+	// bucketGen numbers the times clearHot was called: the entries found
+	// (foundEntry) under another are not taken by their window alone.
+	bucketGen uint32
 	// pending are the samples of this Add not yet added to their
 	// sketches, in the order of the points (addSample, flushSamples).
 	pending  [pendingMax]pendingSample
@@ -316,6 +322,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 	if !b.Continues {
 		r.memo.Next()
 		r.forgetFound()
+		r.tab = r.tab[:0] // an AddPoints record is over too
 	}
 	if !b.More {
 		defer r.forgetFound()
@@ -346,30 +353,7 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 				kind = aggSet
 			}
 			km := r.seriesKey(m.Series, kind, m.Name, m.Source, m.Tags)
-			for i, w := range r.cfg.Windows {
-				e := r.entry(km, i, kind, km.hash, w, m.Timestamp, now, 1)
-				if e == nil {
-					continue
-				}
-				switch m.Kind {
-				case model.Counter:
-					e.value += m.Value
-				case model.Gauge:
-					if !e.hasVal || m.Timestamp >= e.ts {
-						e.value, e.ts, e.hasVal = m.Value, m.Timestamp, true
-					}
-				case model.GaugeDelta:
-					e.value += m.Value
-				case model.Set:
-					if e.set.add(uint64(m.Value) & (1<<53 - 1)) {
-						r.stats.SetsApproximated++
-					}
-				}
-			}
-			if m.Kind == model.Set {
-				continue
-			}
-			r.applyRules(m, km, now)
+			r.addScalar(km, m.Kind, kind, m.Name, m.Timestamp, m.Value, now)
 		default:
 			r.stats.Invalid++
 		}
@@ -403,11 +387,46 @@ func (r *Rollup) Add(b *model.Batch, now int64) {
 	}
 }
 
-// applyRules folds m into the distributions its rules ask for; km is m's
-// series (its own kind). Which rule windows match m's name, and the hash of
-// its identity as a distribution, are worked out once per series per Add
-// and kept in km.
-func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
+// addScalar folds the counter, gauge, gauge delta or set point (kind k,
+// aggregated as kind; name, ts, v) of series km (r.cur is its key) in at
+// every window, and into the distributions its rules ask for.
+func (r *Rollup) addScalar(km *keyMemo, k model.Kind, kind aggKind, name string, ts int64, v float64, now int64) {
+	for i, w := range r.cfg.Windows {
+		// entry, its first case written out (as in AddPoints).
+		var e *entry
+		if f := r.foundAt(km, i); f != nil && f.at(r.bucketGen, w, ts) {
+			if e = f.e; f.late {
+				r.stats.LateSamples++
+			}
+		} else if e = r.findEntry(km, i, kind, km.hash, w, ts, now, 1); e == nil {
+			continue
+		}
+		switch k {
+		case model.Counter:
+			e.value += v
+		case model.Gauge:
+			if !e.hasVal || ts >= e.ts {
+				e.value, e.ts, e.hasVal = v, ts, true
+			}
+		case model.GaugeDelta:
+			e.value += v
+		case model.Set:
+			if e.set.add(uint64(v) & (1<<53 - 1)) {
+				r.stats.SetsApproximated++
+			}
+		}
+	}
+	if k == model.Set {
+		return
+	}
+	r.applyRules(name, ts, v, km, now)
+}
+
+// applyRules folds the point (name, ts, v) into the distributions its
+// rules ask for; km is its series (its own kind). Which rule windows match
+// the name, and the hash of its identity as a distribution, are worked out
+// once per series per Add and kept in km.
+func (r *Rollup) applyRules(name string, ts int64, v float64, km *keyMemo, now int64) {
 	if len(r.cfg.Rules) == 0 {
 		return
 	}
@@ -417,7 +436,7 @@ func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
 			if km.ruleWins&(1<<rule.Window) != 0 {
 				continue
 			}
-			if ok, _ := path.Match(rule.Match, m.Name); ok {
+			if ok, _ := path.Match(rule.Match, name); ok {
 				km.ruleWins |= 1 << rule.Window
 			}
 		}
@@ -430,8 +449,8 @@ func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
 		if km.ruleWins&(1<<w) == 0 {
 			continue
 		}
-		if e := r.entry(km, int(r.ruleSlot[w]), aggDist, km.distHash, w, m.Timestamp, now, 1); e != nil {
-			r.addSample(e, m.Value)
+		if e := r.entry(km, int(r.ruleSlot[w]), aggDist, km.distHash, w, ts, now, 1); e != nil {
+			r.addSample(e, v)
 			r.stats.SamplesIn++
 		}
 	}
@@ -439,18 +458,27 @@ func (r *Rollup) applyRules(m *model.Metric, km *keyMemo, now int64) {
 
 // appendKey encodes a series identity unambiguously (length-prefixed).
 func appendKey(b []byte, kind aggKind, name, source string, tags model.Tags) []byte {
-	b = append(b, byte(kind))
-	b = binary.AppendUvarint(b, uint64(len(name)))
-	b = append(b, name...)
-	b = binary.AppendUvarint(b, uint64(len(source)))
-	b = append(b, source...)
+	n := 1 + 2*binary.MaxVarintLen16 + len(name) + len(source)
 	for _, t := range tags {
-		b = binary.AppendUvarint(b, uint64(len(t.Key)))
-		b = append(b, t.Key...)
-		b = binary.AppendUvarint(b, uint64(len(t.Value)))
-		b = append(b, t.Value...)
+		n += 2*binary.MaxVarintLen16 + len(t.Key) + len(t.Value)
+	}
+	b = slices.Grow(b, n) // one capacity check for the lot, mostly
+	b = append(b, byte(kind))
+	b = appendStr(b, name)
+	b = appendStr(b, source)
+	for _, t := range tags {
+		b = appendStr(b, t.Key)
+		b = appendStr(b, t.Value)
 	}
 	return b
+}
+
+// appendStr appends s, length-prefixed (uvarint).
+func appendStr(b []byte, s string) []byte {
+	if len(s) < 0x80 {
+		return append(append(b, byte(len(s))), s...)
+	}
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 // kindMix spreads an aggKind over the hash, so that series of different
@@ -528,10 +556,31 @@ type keyMemo struct {
 }
 
 // foundEntry is the entry a series was last found (or created) in, and
-// the bucket it belongs to.
+// the bucket it belongs to: the bucket of the points at window w with
+// timestamps in [lo, hi) (late: the window's correction) while
+// Rollup.bucketGen is gen. (A slot is one window for counters, gauges
+// and sets, but a Sample's points may each ask for another.)
 type foundEntry struct {
-	bk *bucket
-	e  *entry
+	bk     *bucket
+	e      *entry
+	lo, hi int64
+	gen    uint32
+	w      model.Window
+	late   bool
+}
+
+// foundAt returns the found slot slot of series km, nil if it has none.
+func (r *Rollup) foundAt(km *keyMemo, slot int) *foundEntry {
+	if km.found < 0 {
+		return nil
+	}
+	return &r.found[int(km.found)+slot]
+}
+
+// at reports whether f holds the entry of a point at window w and ts
+// while Rollup.bucketGen is gen.
+func (f *foundEntry) at(gen uint32, w model.Window, ts int64) bool {
+	return f.e != nil && f.gen == gen && f.w == w && ts >= f.lo && ts < f.hi
 }
 
 // forgetFound clears the entries found in this Add (r.found keeps its
@@ -557,16 +606,34 @@ func (r *Rollup) forgetFound() {
 // created later is another pointer; a refusal is never remembered, so
 // every refused point is looked up (and counted) again.
 func (r *Rollup) entry(km *keyMemo, slot int, kind aggKind, h uint64, w model.Window, ts, now int64, weight float64) *entry {
+	if km.found >= 0 {
+		// A point in the window of the entry found before, with the
+		// same buckets (no Advance, Flush or UnmarshalState since):
+		// the same bucket, so the same entry.
+		f := &r.found[int(km.found)+slot]
+		if f.at(r.bucketGen, w, ts) {
+			if f.late {
+				r.stats.LateSamples += uint64(weight)
+			}
+			return f.e
+		}
+	}
+	return r.findEntry(km, slot, kind, h, w, ts, now, weight)
+}
+
+// findEntry is entry past the window of the entry found before.
+func (r *Rollup) findEntry(km *keyMemo, slot int, kind aggKind, h uint64, w model.Window, ts, now int64, weight float64) *entry {
+	var f *foundEntry
+	if km.found >= 0 {
+		f = &r.found[int(km.found)+slot]
+	}
 	bk, late := r.bucket(w, ts, now)
 	if late {
 		r.stats.LateSamples += uint64(weight)
 	}
-	var f *foundEntry
-	if km.found >= 0 {
-		f = &r.found[int(km.found)+slot]
-		if f.bk == bk {
-			return f.e
-		}
+	if f != nil && f.bk == bk {
+		f.gen = r.bucketGen // the same bucket after an Advance
+		return f.e
 	}
 	e := r.lookup(bk, km, kind, h)
 	if e == nil {
@@ -577,7 +644,7 @@ func (r *Rollup) entry(km *keyMemo, slot int, kind aggKind, h uint64, w model.Wi
 		return nil
 	}
 	if f != nil {
-		*f = foundEntry{bk: bk, e: e}
+		*f = foundEntry{bk: bk, e: e, lo: bk.start, hi: bk.start + w.Nanos(), gen: r.bucketGen, w: w, late: late}
 	}
 	return e
 }
@@ -676,8 +743,12 @@ func newEntry(key string, ntags int) *entry {
 	return e
 }
 
-// clearHot forgets the cached buckets; called whenever buckets go away.
-func (r *Rollup) clearHot() { r.hot = [2][4]hotBucket{} }
+// clearHot forgets the cached buckets; called whenever buckets go away
+// or the watermark moves.
+func (r *Rollup) clearHot() {
+	r.hot = [2][4]hotBucket{}
+	r.bucketGen++
+}
 
 func (r *Rollup) initEntry(e *entry) {
 	switch e.kind {

@@ -30,6 +30,7 @@ type Decoder struct {
 	gz     *gzip.Reader
 	series []seriesEntry // EncodingSeries tables' scratch
 	strs   []string
+	part   SeriesPart // DecodeSeriesParts' parts
 }
 
 // Decode appends the items of rec to dst and returns the record header.
@@ -74,6 +75,7 @@ const DefaultPartSize = 4096
 //
 // A corrupt record is found before anything is handed over: on error, fn
 // has not been called. On return, dst is left holding the last part.
+// DecodeSeriesParts hands the same parts over by series index.
 func (d *Decoder) DecodeParts(dst *model.Batch, rec []byte, n int, fn func(*model.Batch)) (Header, error) {
 	h, body, err := d.open(rec)
 	if err != nil {

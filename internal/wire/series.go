@@ -609,21 +609,25 @@ type seriesPoints struct {
 // after the last item it checks that nothing trails them.
 func (d *Decoder) appendPoints(dst *model.Batch, p *seriesPoints, n uint32) error {
 	tab := d.series
-	r := &p.r
+	b, off, ts := p.r.b, p.r.off, p.ts
 	end := p.i + min(n, p.count-p.i)
 	for ; p.i < end; p.i++ {
-		idx := r.uvarint()
-		p.ts += r.varint()
-		v := r.float()
-		if r.bad || idx >= uint64(len(tab)) {
+		idx, o := uvarintAt(b, off)
+		dx, o := uvarintAt(b, o)
+		if o < 0 || len(b)-o < 8 || idx >= uint64(len(tab)) {
+			p.r.off, p.ts = off, ts
 			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, p.i, p.count)
 		}
+		ts += int64(dx>>1) ^ -int64(dx&1) // zig-zag, as binary.Varint
+		v := math.Float64frombits(binary.LittleEndian.Uint64(b[o:]))
+		off = o + 8
 		e := &tab[idx]
-		dst.Metrics = append(dst.Metrics, model.Metric{Name: e.name, Value: v, Timestamp: p.ts,
+		dst.Metrics = append(dst.Metrics, model.Metric{Name: e.name, Value: v, Timestamp: ts,
 			Source: e.source, Tags: e.tags, Kind: e.kind, Window: e.window, Series: p.base + uint32(idx)})
 	}
-	if p.i == p.count && r.off != len(r.b) {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
+	p.r.off, p.ts = off, ts
+	if p.i == p.count && off != len(b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(b)-off)
 	}
 	return nil
 }
@@ -631,17 +635,30 @@ func (d *Decoder) appendPoints(dst *model.Batch, p *seriesPoints, n uint32) erro
 // checkPoints reports whether the items of p would all decode, without
 // decoding them (DecodeParts hands nothing over from a corrupt record).
 func (d *Decoder) checkPoints(p seriesPoints) error {
-	r := &p.r
+	b, off := p.r.b, p.r.off
+	ntab := uint64(len(d.series))
 	for ; p.i < p.count; p.i++ {
-		idx := r.uvarint()
-		r.varint()
-		r.float()
-		if r.bad || idx >= uint64(len(d.series)) {
+		// uvarintAt twice, its one-byte case written out (as in
+		// seriesPoints.decode).
+		var idx uint64
+		o := off
+		if uint(o) < uint(len(b)) && b[o] < 0x80 {
+			idx, o = uint64(b[o]), o+1
+		} else {
+			idx, o = uvarintLongAt(b, o)
+		}
+		if uint(o) < uint(len(b)) && b[o] < 0x80 {
+			o++
+		} else {
+			_, o = uvarintLongAt(b, o)
+		}
+		if o < 0 || len(b)-o < 8 || idx >= ntab {
 			return fmt.Errorf("%w: item %d of %d", ErrCorrupt, p.i, p.count)
 		}
+		off = o + 8
 	}
-	if r.off != len(r.b) {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(r.b)-r.off)
+	if off != len(b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(b)-off)
 	}
 	return nil
 }
