@@ -2,6 +2,8 @@ package statsd
 
 import (
 	"bytes"
+	"slices"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/les-streams/les/internal/intern"
@@ -36,6 +38,10 @@ import (
 // cached second part that does not start with '|' holds a '|' (a span
 // that starts with '|' is not looked up this way); otherwise the sections
 // are walked as usual and the key looked up again only if it differs.
+// Decode hands each line to decodeHit first, a function of its own for
+// this layout's hits (the sections before the "#" one read as
+// decodeCached reads them); a line it declines, or a miss, goes on to
+// decodeLine and decodeCached, which do not look the same key up again.
 //
 // Ownership: the cache copies each key once into chunks it owns and
 // decodes the entry's strings from that copy, and copies the entry's tags
@@ -101,13 +107,137 @@ func newSeriesCache(maxEntries, maxBytes int) *seriesCache {
 	return &seriesCache{maxEntries: maxEntries, maxBytes: maxBytes, id: model.NewInternID(), m: intern.NewSplit[seriesEntry](':'), backoff: 1}
 }
 
+// decodeHit decodes a line of the common layout whose series the cache
+// holds, "name:value|type|#tags" with any "@rate", "T" or other sections
+// before the "#" one (read as decodeCached reads them), the "#" section
+// the line's last, as decodeCached tries it first. It is a function of
+// its own: decodeLine's frame is sized for the uncached path, and a hit
+// there paid for its spills and reloads. It reports whether it decoded
+// the line, and whether it looked the series up and did not find it,
+// which decodeLine passes on to decodeCached, that would look it up the
+// same way. A line it does not decode it leaves to decodeLine, which
+// makes every check again and decides any rejection: decodeHit rejects
+// nothing and changes nothing then, and it accepts only what decodeLine
+// would, reading the line as decodeLine does.
+//
+// UTF-8: unless ascii says the line is ASCII, decodeHit proves it valid
+// UTF-8 without a pass of its own. The line is valid if each of its
+// pieces between ASCII bytes is, and a hit's pieces are: the key's two
+// parts are byte for byte a cached key's, which came from a line that was
+// checked (a valid line cut at ASCII bytes stays valid); the type is
+// ASCII (parseType), and so is a value appendHit takes (digits, a sign, a
+// point); the sections before the "#" one and other values are checked
+// here, a few bytes.
+func (d *Decoder) decodeHit(dst *model.Batch, line []byte, now int64, ascii bool) (hit, looked bool) {
+	if len(line) > d.maxLineLen || line[0] == '_' {
+		return false, false
+	}
+	bar := bytes.IndexByte(line, '|')
+	if bar <= 0 {
+		return false, false
+	}
+	colon := bytes.IndexByte(line[:bar], ':')
+	if colon <= 0 || line[0] == ',' {
+		return false, false
+	}
+	kind, rest, ok := parseType(line[bar+1:])
+	if !ok {
+		return false, false
+	}
+	// The sections before the first "#" one, as decodeCached walks them.
+	rate, ts := 1.0, now
+	for len(rest) > 1 && rest[1] != '#' {
+		sec := rest[1:]
+		if sec[0] == '|' { // empty section
+			rest = sec
+			continue
+		}
+		end := bytes.IndexByte(sec, '|')
+		if end < 0 {
+			return false, false // no "#" section
+		}
+		if !ascii && !validUTF8(sec[:end]) || pointSection(sec[:end], &rate, &ts) != "" {
+			return false, false
+		}
+		rest = sec[end:]
+	}
+	if len(rest) <= 2 || rest[2] == '|' || colon+len(rest)-1 > maxSeriesKey {
+		return false, false
+	}
+	c := d.cache
+	e, _ := c.m.GetParts(line[:colon+1], rest[2:])
+	if e == nil {
+		return false, true
+	}
+	values := line[colon+1 : bar]
+	if !d.appendHit(dst, e, kind, values, rate, ts) {
+		if !ascii && !validUTF8(values) {
+			return false, true
+		}
+		m := model.Metric{Name: e.name, Timestamp: ts, Source: e.source, Tags: e.tags, Kind: kind, Ref: e.ref}
+		d.appendValues(dst, line, dst.TagMark(), m, values, rate)
+	}
+	c.hits++
+	c.genHits++
+	return true, false
+}
+
+// validUTF8 is utf8.Valid(b), deciding ASCII b in one pass of isASCII.
+func validUTF8(b []byte) bool { return isASCII(b) || utf8.Valid(b) }
+
 // hit appends the metrics of a line of e's series, given its type,
 // values, sample rate and timestamp.
 func (c *seriesCache) hit(d *Decoder, dst *model.Batch, line []byte, e *seriesEntry, kind model.Kind, values []byte, rate float64, ts int64) {
 	c.hits++
 	c.genHits++
-	m := model.Metric{Name: e.name, Timestamp: ts, Source: e.source, Tags: e.tags, Kind: kind, Ref: e.ref}
-	d.appendValues(dst, line, dst.TagMark(), m, values, rate)
+	if !d.appendHit(dst, e, kind, values, rate, ts) {
+		m := model.Metric{Name: e.name, Timestamp: ts, Source: e.source, Tags: e.tags, Kind: kind, Ref: e.ref}
+		d.appendValues(dst, line, dst.TagMark(), m, values, rate)
+	}
+}
+
+// appendHit appends the metrics of a line of e's series whose values are
+// one plain decimal (parseDecimal: so not packed, and finite) and whose
+// type is not a set, as clients mostly write, each metric written once
+// into dst.Metrics: the metrics appendValues appends for it (the same
+// value, kind and copies). It reports false, having appended nothing,
+// for any other line, and for a counter whose value over the rate is not
+// finite: appendValues decodes (or rejects) those.
+func (d *Decoder) appendHit(dst *model.Batch, e *seriesEntry, kind model.Kind, values []byte, rate float64, ts int64) bool {
+	if kind == model.Set {
+		return false
+	}
+	f, ok := parseDecimal(values)
+	if !ok {
+		return false
+	}
+	copies := 1
+	switch kind {
+	case model.Counter:
+		if f /= rate; !model.IsFinite(f) {
+			return false
+		}
+	case model.Gauge:
+		if d.flavor == FlavorEtsy && (values[0] == '+' || values[0] == '-') {
+			kind = model.GaugeDelta
+		}
+	case model.Sample:
+		copies = sampleCopies(rate)
+	}
+	n := len(dst.Metrics)
+	if cap(dst.Metrics)-n < copies {
+		dst.Metrics = slices.Grow(dst.Metrics, copies)
+	}
+	ms := dst.Metrics[n : n+copies]
+	dst.Metrics = dst.Metrics[:n+copies]
+	for i := range ms {
+		// Field by field, every field: no composite literal built
+		// aside and copied.
+		p := &ms[i]
+		p.Name, p.Value, p.Timestamp, p.Source, p.Tags = e.name, f, ts, e.source, e.tags
+		p.Kind, p.Window, p.Ref, p.Series = kind, 0, e.ref, 0
+	}
+	return true
 }
 
 // maxBackoff bounds the bypass at this many generations' worth of lines.
@@ -143,7 +273,10 @@ func (c *seriesCache) reset() {
 // reports false, having changed nothing, when the uncached path must
 // decode the line: a section that rejects it (the uncached path decides
 // which rejection comes first) or a series key longer than maxSeriesKey.
-func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon int, kind model.Kind, values, rest []byte, now int64) bool {
+//
+// looked says decodeHit has looked the first "#" section up as below,
+// with the same rate and timestamp, and not found it.
+func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon int, kind model.Kind, values, rest []byte, now int64, looked bool) bool {
 	c := d.cache
 	name := line[:colon+1] // the key's first part
 	// The key's second part, the contents of the "#" sections: with one,
@@ -164,9 +297,11 @@ func (d *Decoder) decodeCached(dst *model.Batch, line []byte, colon int, kind mo
 			// a hit proves it, since no cached key's second part that
 			// does not start with '|' holds one. Otherwise the key is
 			// found as usual (and not looked up again if it is this).
-			if e, _ := c.m.GetParts(name, sec[1:]); e != nil {
-				c.hit(d, dst, line, e, kind, values, rate, ts)
-				return true
+			if !looked {
+				if e, _ := c.m.GetParts(name, sec[1:]); e != nil {
+					c.hit(d, dst, line, e, kind, values, rate, ts)
+					return true
+				}
 			}
 			tried = len(sec) - 1
 		}

@@ -1,8 +1,10 @@
 package statsd
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -441,4 +443,158 @@ func BenchmarkDecodeRealisticCached(b *testing.B) {
 // every 16,384 lines.
 func BenchmarkDecodeMissFloodCached(b *testing.B) {
 	benchDatagrams(b, NewDecoder(Options{SeriesCache: 16384}), lesBenchDatagrams(5000, 2500, true))
+}
+
+// hitLines are lines for the cache's fast path (decodeHit) and the shapes
+// around it: the common layout with and without sections before its "#"
+// section, invalid UTF-8 in each part, ':' and '|' in odd places, empty
+// and several "#" sections, bad sample rates and timestamps, values the
+// fast value path leaves to appendValues, keys at and over maxSeriesKey,
+// events and Telegraf-style tags.
+func hitLines() []string {
+	long := strings.Repeat("n", maxSeriesKey-len(":k:v")) // with ":" and "k:v": a key of maxSeriesKey bytes
+	return []string{
+		"a.b:1|c|#k:v,x:y", "a:2.5|ms|#k:v", "a:734|g|#source:s,k:v", "a:+3|g|#k:v", "a:-3|g|#k:v", "a:-0|g|#k:v",
+		"a:1|h|@0.5|#k:v", "a:1|d|@0.25|T1700000001|#k:v", "a:1|c|@0.5|#k:v", "a:1|c||#k:v", "a:1|c|||#k:v",
+		"a:1|c|e:x|#k:v", "a:1|c|c:abc|@0.1|#k:v", "a:1|c|@x|#k:v", "a:1|c|@0|#k:v", "a:1|c|Tx|#k:v", "a:1|c|T|#k:v",
+		"a:1|c|@0.5", "a:1|c|e:x", "a:1|c|e:x|", "a:1|c|#k:v|", "a:1|c|#k:v||", "a:1|c|#|k:v", "a:1|c|#", "a:1|c|#|",
+		"a:1|c|#k:v|#x:y", "a:1|c|#k:v|@0.5|#x:y", "a:1|c|#k:v|#", "a:1|c|@0.5|#k:v|#x:y", "a:1|c|#k:v|@0.5",
+		"a:1:2|c|#k:v", "a::1|c|#k:v", ":1|c|#k:v", ",a:1|c|#k:v", "a|b:1|c|#k:v", "a:1|c|#k:v:w", "a:1|c|#:v", "a:1||c|#k:v",
+		"a:1|x|#k:v", "a:1|cc|#k:v", "a:1|m|#k:v", "a:1|#k:v", "a:1|", "a:1", "a|", "a",
+		"a:|c|#k:v", "a:abc|c|#k:v", "a:.5|c|#k:v", "a:5.|c|#k:v", "a:1e3|c|#k:v", "a:NaN|g|#k:v", "a:1e400|g|#k:v",
+		"a:999999999999999|c|@1e-300|#k:v", "a:9999999999999999|c|#k:v", "a:foo|s|#k:v", "a:|s|#k:v", "a:1:2|ms|@0.5|#k:v",
+		"a\xff:1|c|#k:v", "a:1\xff|c|#k:v", "a:1|c|#k:\xff", "a:1|c|e:\xff|#k:v", "mé.trïc:1|c|#ünï:cödé",
+		"a,k=v:1|c|#x:y", "a,=v:1|c|#x:y", "a,k=v,,:1|g|#x:y", "_a:1|c|#k:v", "_e{1,1}:a|b|#k:v", "_sc|n|0|#k:v",
+		long + ":1|c|#k:v", long + "n:1|c|#k:v", long + ":1|c|@0.5|#k:v", long + "n:1|c|@0.5|#k:v",
+		"a:1|c|#k:v,k:w,source:x,host:y,source:", "a:1|c|#" + strings.Repeat("t,", 12),
+	}
+}
+
+// TestDecodeHitDifferential holds the cache's fast path to the plain
+// path: each hitLines line, with "\n" and "\r\n" endings, decodes through
+// a warm cache (the bypass off) as without a cache, under several option
+// sets; and decodeHit called on its own on a line of a cached series
+// either decodes it as the uncached decoder does or leaves the batch
+// untouched (it rejects nothing). The common layouts must take the fast
+// path.
+func TestDecodeHitDifferential(t *testing.T) {
+	fast := map[string]bool{"a.b:1|c|#k:v,x:y": true, "a:2.5|ms|#k:v": true, "a:1|d|@0.25|T1700000001|#k:v": true,
+		"a:1|c||#k:v": true, "a:1|c|c:abc|@0.1|#k:v": true, "a:foo|s|#k:v": true, "mé.trïc:1|c|#ünï:cödé": true}
+	for _, o := range []Options{
+		{SeriesCache: 64},
+		{SeriesCache: 64, Flavor: FlavorEtsy},
+		{SeriesCache: 64, MaxLineLen: 40, MaxTags: 2},
+		{SeriesCache: 2, DefaultSource: "lambda", SourceTags: []string{"k", "host"}},
+	} {
+		cached := NewDecoder(o)
+		cached.cache.noBypass = true
+		po := o
+		po.SeriesCache = 0
+		plain := NewDecoder(po)
+		for _, line := range hitLines() {
+			for _, p := range []string{line + "\n" + line + "\n", line + "\r\n" + line + "\r\n" + line} {
+				want, got := decode(plain, p), decode(cached, p)
+				if !sameResult(want, got) {
+					t.Fatalf("options %+v, %q (-uncached +cached):\n%s", o, p, diffResults(want, got))
+				}
+				if diff := diffResults(refDecode(po, p), got); diff != "" {
+					t.Fatalf("options %+v, %q (-reference +cached):\n%s", o, p, diff)
+				}
+			}
+			// decodeHit alone, the line's series cached just now (if it
+			// could be).
+			cached.Decode(&model.Batch{}, []byte(line), now)
+			// Not known to be ASCII (as Decode calls it), and known.
+			for _, ascii := range []bool{false, isASCII([]byte(line))} {
+				var b model.Batch
+				hits := cached.cache.hits
+				hit, _ := cached.decodeHit(&b, []byte(line), now, ascii)
+				got := batchResult(&b)
+				switch want := decode(plain, line); {
+				case hit && !sameResult(want, got):
+					t.Fatalf("options %+v: decodeHit(%q, %v) (-uncached +decodeHit):\n%s", o, line, ascii, diffResults(want, got))
+				case !hit && (len(b.Metrics) != 0 || len(b.Rejects) != 0 || len(b.Arena) != 0 || cached.cache.hits != hits):
+					t.Fatalf("options %+v: decodeHit(%q, %v) declined but changed the batch or the cache: %+v", o, line, ascii, got)
+				case !hit && fast[line] && o.MaxLineLen == 0 && o.SeriesCache > 2:
+					t.Errorf("options %+v: decodeHit(%q, %v) did not take the fast path", o, line, ascii)
+				}
+			}
+		}
+	}
+}
+
+// FuzzDecodeHit holds the cache's fast path to the plain path on any
+// line: decoded twice through a warm cache (the bypass off), and with its
+// value replaced, as without a cache; and decodeHit on its own either
+// decodes it as the uncached decoder does or leaves the batch untouched.
+func FuzzDecodeHit(f *testing.F) {
+	for _, l := range hitLines() {
+		f.Add([]byte(l), []byte("7"))
+	}
+	f.Add([]byte("aws.lambda.invocations:2|c|#source:fn-10,region:us-east-1,runtime:go1.x,env:prod"), []byte("12.25"))
+	opts := Options{MaxLineLen: 2048, MaxTags: 8, Flavor: FlavorEtsy}
+	plain := NewDecoder(opts)
+	opts.SeriesCache = 8
+	cached := NewDecoder(opts)
+	cached.cache.noBypass = true
+	f.Fuzz(func(t *testing.T, line, value []byte) {
+		lines := []string{string(line)}
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			if j := bytes.IndexByte(line[i:], '|'); j >= 0 {
+				lines = append(lines, string(line[:i+1])+string(value)+string(line[i+j:]))
+			}
+		}
+		for _, l := range lines {
+			p := l + "\n" + l + "\r\n"
+			if want, got := decode(plain, p), decode(cached, p); !sameResult(want, got) {
+				t.Fatalf("%q (-uncached +cached):\n%s", p, diffResults(want, got))
+			}
+			if bytes.ContainsAny([]byte(l), "\r\n") || l == "" {
+				continue
+			}
+			var b model.Batch
+			hit, _ := cached.decodeHit(&b, []byte(l), now, false) // as Decode calls it
+			got := batchResult(&b)
+			if want := decode(plain, l); hit && !sameResult(want, got) {
+				t.Fatalf("decodeHit(%q) (-uncached +decodeHit):\n%s", l, diffResults(want, got))
+			}
+			if !hit && (len(b.Metrics) != 0 || len(b.Rejects) != 0 || len(b.Arena) != 0) {
+				t.Fatalf("decodeHit(%q) declined but changed the batch: %+v", l, got)
+			}
+		}
+	})
+}
+
+// TestAppendHitSetsEveryField: appendHit writes each field of the
+// metrics it appends (no literal built aside), into a dst.Metrics whose
+// spare capacity may hold an earlier batch's metrics. A field added to
+// model.Metric must be written there too, or it would keep such stale
+// values: this count makes the addition fail here first.
+func TestAppendHitSetsEveryField(t *testing.T) {
+	if n := reflect.TypeOf(model.Metric{}).NumField(); n != 9 {
+		t.Fatalf("model.Metric has %d fields; appendHit (cache.go) writes 9: write the new ones there, then update this count", n)
+	}
+	d := NewDecoder(Options{SeriesCache: DefaultSeriesCache})
+	var b model.Batch
+	line := []byte("lat:12.5|ms|@0.5|#a:b,c:d")
+	d.Decode(&b, line, 1) // a miss: cached
+	stale := model.Metric{Name: "x", Value: 9, Timestamp: 9, Source: "x", Tags: model.Tags{{Key: "x", Value: "x"}},
+		Kind: model.Set, Window: model.WindowHour, Ref: 9, Series: 9}
+	b.Reset()
+	b.Metrics = append(b.Metrics[:0], stale, stale, stale)[:0]
+	var plain model.Batch
+	NewDecoder(Options{}).Decode(&plain, line, 2)
+	d.Decode(&b, line, 2) // a hit, written over the stale metrics
+	if len(b.Metrics) != len(plain.Metrics) || len(b.Metrics) != 2 {
+		t.Fatalf("%d metrics from the hit, %d uncached; want 2 (rate 0.5)", len(b.Metrics), len(plain.Metrics))
+	}
+	for i, m := range b.Metrics {
+		if m.Ref == 0 {
+			t.Fatalf("metric %d is not a hit (no Ref)", i)
+		}
+		m.Ref = 0
+		if !reflect.DeepEqual(m, plain.Metrics[i]) {
+			t.Fatalf("hit metric %d = %+v, uncached %+v", i, m, plain.Metrics[i])
+		}
+	}
 }

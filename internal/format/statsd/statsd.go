@@ -21,7 +21,6 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/les-streams/les/internal/model"
@@ -168,8 +167,10 @@ func NewDecoder(o Options) *Decoder {
 // element in place.
 func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 	// Clients write ASCII: one check of the whole payload spares each of
-	// its lines a utf8.Valid.
-	ascii := isASCII(payload)
+	// its lines a utf8.Valid. A decoder with a cache checks instead each
+	// line it does not decode in decodeHit, which proves its lines valid
+	// without reading them again.
+	ascii := d.cache == nil && isASCII(payload)
 	for len(payload) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(payload, '\n'); i >= 0 {
@@ -183,7 +184,14 @@ func (d *Decoder) Decode(dst *model.Batch, payload []byte, now int64) {
 		if len(line) == 0 {
 			continue
 		}
-		d.decodeLine(dst, line, now, ascii)
+		looked := false
+		if c := d.cache; c != nil && c.skip == 0 {
+			var hit bool
+			if hit, looked = d.decodeHit(dst, line, now, ascii); hit {
+				continue
+			}
+		}
+		d.decodeLine(dst, line, now, ascii, looked)
 	}
 }
 
@@ -195,7 +203,8 @@ func str(b []byte) string {
 }
 
 // decodeLine decodes one line; ascii says the line is known to be ASCII
-// (and so valid UTF-8).
+// (and so valid UTF-8), looked that decodeHit looked its series up and
+// did not find it.
 //
 // A metric line is read in one pass from left to right: the name up to the
 // first ':' (a '|' before it makes the line invalid), the values up to the
@@ -203,12 +212,12 @@ func str(b []byte) string {
 // same order as the grammar's checks in README.md (line length, UTF-8,
 // name, type, then the sections in order, then the values), which
 // TestDifferential holds against a straightforward reference decoder.
-func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64, ascii bool) {
+func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64, ascii, looked bool) {
 	if len(line) > d.maxLineLen {
 		dst.Reject(ReasonLineTooLong, line)
 		return
 	}
-	if !ascii && !utf8.Valid(line) {
+	if !ascii && !validUTF8(line) {
 		dst.Reject(ReasonInvalidUTF8, line)
 		return
 	}
@@ -247,7 +256,7 @@ func (d *Decoder) decodeLine(dst *model.Batch, line []byte, now int64, ascii boo
 	}
 	if c := d.cache; c != nil {
 		if c.skip == 0 {
-			if d.decodeCached(dst, line, colon, kind, values, rest, now) {
+			if d.decodeCached(dst, line, colon, kind, values, rest, now, looked) {
 				return
 			}
 		} else {
