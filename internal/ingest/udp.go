@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/net/ipv4"
 
 	"github.com/les-streams/les/internal/model"
 	"github.com/les-streams/les/internal/selfmetric"
@@ -268,17 +267,14 @@ func (u *UDP) read() {
 // Readers take turns to receive (recvMu), decode in parallel, and deliver
 // in the order they received (turns).
 func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
-	pc := ipv4.NewPacketConn(uc)
-	msgs := make([]ipv4.Message, u.cfg.ReadBatch)
-	for i := range msgs {
-		// Buffers are touched only as far as datagrams fill them, so idle
-		// readers stay small.
-		msgs[i].Buffers = [][]byte{make([]byte, u.cfg.MaxDatagram+1)}
-		msgs[i].OOB = make([]byte, 64)
+	rb, err := newRecvBatch(uc, u.cfg.ReadBatch, u.cfg.MaxDatagram+1, 64) // udpbatch_linux.go
+	if err != nil {
+		u.log.Warn("udp read", "err", err)
+		return
 	}
 	for {
 		u.recvMu.Lock()
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := rb.read()
 		var base int64
 		var turn uint64
 		if err == nil && n > 0 {
@@ -297,20 +293,20 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 			continue
 		}
 		// The drop count is cumulative: the newest datagram's is enough.
-		if m := &msgs[n-1]; m.NN > 0 {
-			u.countDrops(m.OOB[:m.NN])
+		if oob := rb.oob(n - 1); len(oob) > 0 {
+			u.countDrops(oob)
 		}
-		if n < len(msgs) {
+		if n < u.cfg.ReadBatch {
 			u.syncDropsAt(base) // the queue was read empty: drops after its newest datagram
 		}
 		batch.Reset()
 		for i := range n {
-			m := &msgs[i]
-			if m.N > u.cfg.MaxDatagram {
+			data, size := rb.datagram(i)
+			if size > u.cfg.MaxDatagram {
 				u.in.Reject(ReasonDatagramTooLarge)
 				continue
 			}
-			dec.Decode(batch, m.Buffers[0][:m.N], base+int64(i))
+			dec.Decode(batch, data, base+int64(i))
 		}
 		u.turns.wait(turn) // add in receive order, after decoding in parallel
 		u.in.Deliver(batch)
