@@ -48,7 +48,7 @@ func (s *refSketch) add(v, count float64) {
 
 // binary is Sketch.MarshalBinary of the same contents.
 func (s *refSketch) binary() []byte {
-	return (&Sketch{dd: s.dd, count: s.count, sum: s.sum, min: s.min, max: s.max}).appendBinary(nil)
+	return (&Sketch{dd: s.dd, count: s.count, sum: s.sum, min: s.min, max: s.max}).appendBinary(nil, new([]byte))
 }
 
 // sketchValue is a random value of every sort a sketch meets: positive
@@ -114,7 +114,7 @@ func TestSketchAddIsDDSketchAdd(t *testing.T) {
 				}
 			}
 		}
-		if got, want := s.appendBinary(nil), ref.binary(); !bytes.Equal(got, want) {
+		if got, want := s.appendBinary(nil, new([]byte)), ref.binary(); !bytes.Equal(got, want) {
 			t.Fatalf("seed %d: sketch differs from DDSketch.AddWithCount's:\n got %x\nwant %x", seed, got, want)
 		}
 		for _, q := range testQuantiles {
@@ -142,7 +142,7 @@ func entryStates(r *Rollup) map[string]string {
 				var st string
 				switch e.kind {
 				case aggDist:
-					st = string(e.sketch.appendBinary(nil))
+					st = string(e.sketch.appendBinary(nil, new([]byte)))
 				case aggSet:
 					st = fmt.Sprint(e.set.count())
 				default:

@@ -195,6 +195,11 @@ type Rollup struct {
 	// (its keys' buffers kept across records).
 	tab  []tabSeries
 	seed maphash.Seed
+	// MarshalState's last size and scratch (state.go).
+	stateSize   int
+	stateEnts   []*entry
+	stateSketch []byte
+	stateBody   []byte
 	// hot caches the bucket last used per window, open ([0]) or
 	// correction ([1]): a batch's items mostly fall into one window, and
 	// hashing the winKey per item cost as much as the series lookup.

@@ -1,12 +1,14 @@
 package rollup
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -524,5 +526,40 @@ func TestStateV1Readable(t *testing.T) {
 	}
 	if q := r.Query("lat", "fn-a", model.WindowMinute); len(q) != 2 || q[0].Count != 2 || q[0].Sum != 8 || q[1].Correction != 1 {
 		t.Fatalf("Query = %+v", q)
+	}
+}
+
+// TestMarshalStateAllocs: a checkpoint of a warm rollup is one allocation
+// (the state, of about the last one's size), not one per doubling of it
+// and per entry list and sketch; and it is the same bytes every time.
+func TestMarshalStateAllocs(t *testing.T) {
+	r := newRollup(t, Config{})
+	var pts []model.Metric
+	for i := range 200 {
+		n := "s" + strconv.Itoa(i)
+		pts = append(pts, pt(n, float64(i), t0, model.Sample), pt("c"+n, 1, t0, model.Counter), pt("g"+n, 1, t0, model.Gauge))
+	}
+	add(r, t0, pts...)
+	first, err := r.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = bytes.Clone(first)
+	allocs := testing.AllocsPerRun(20, func() {
+		st, err := r.MarshalState()
+		if err != nil || len(st) != len(first) {
+			t.Fatalf("state of %d bytes, %v; first %d", len(st), err, len(first))
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("%.1f allocations per MarshalState, want 1", allocs)
+	}
+	r2 := newRollup(t, Config{})
+	if err := r2.UnmarshalState(first); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := r2.MarshalState()
+	if len(again) != len(first) {
+		t.Fatalf("state after a round trip: %d bytes, want %d", len(again), len(first))
 	}
 }

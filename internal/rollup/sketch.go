@@ -250,18 +250,21 @@ const sketchVersion = 1
 // as little-endian float64, then the sketches-go encoding of the bins
 // (mapping omitted: it is fixed by RelativeAccuracy).
 func (s *Sketch) MarshalBinary() ([]byte, error) {
-	return s.appendBinary(nil), nil
+	var body []byte
+	return s.appendBinary(nil, &body), nil
 }
 
-func (s *Sketch) appendBinary(b []byte) []byte {
+// appendBinary appends MarshalBinary's encoding to b; *body is scratch
+// space for the bins' encoding, kept by the caller for the next call.
+func (s *Sketch) appendBinary(b []byte, body *[]byte) []byte {
 	b = append(b, sketchVersion)
 	for _, f := range [...]float64{s.count, s.sum, s.min, s.max} {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
 	}
-	var body []byte
-	s.dd.Encode(&body, true)
-	b = binary.AppendUvarint(b, uint64(len(body)))
-	return append(b, body...)
+	*body = (*body)[:0]
+	s.dd.Encode(body, true)
+	b = binary.AppendUvarint(b, uint64(len(*body)))
+	return append(b, *body...)
 }
 
 var errSketch = errors.New("rollup: corrupt sketch encoding")

@@ -45,8 +45,18 @@ func (e *enc) tags(t model.Tags) {
 
 // MarshalState encodes all open windows, corrections, correction numbers,
 // recent windows and stats. The result is the caller's.
+//
+// It is made in one allocation of about the last state's size (growing
+// it by appending made ~20 of them, twice the state's bytes, every
+// checkpoint: 13 % of a loaded les's allocations), and the entries and
+// sketches are gathered in scratch space the Rollup keeps.
 func (r *Rollup) MarshalState() ([]byte, error) {
-	e := &enc{b: append([]byte("LESR"), stateVersion)}
+	e := &enc{b: make([]byte, 0, r.stateSize+r.stateSize/8+64)}
+	e.b = append(append(e.b, "LESR"...), stateVersion)
+	defer func() {
+		r.stateSize = len(e.b)
+		clear(r.stateEnts) // no entry kept alive by the scratch
+	}()
 	st := r.stats
 	for _, v := range [...]uint64{st.SamplesIn, st.DistsIn, st.LateSamples, st.SeriesRejected, st.WindowsEmitted, st.CorrectionsEmitted, st.Invalid, st.SetsApproximated} {
 		e.u(v)
@@ -60,7 +70,8 @@ func (r *Rollup) MarshalState() ([]byte, error) {
 			e.u(uint64(bk.corr))
 			e.i(bk.deadline)
 			e.u(uint64(bk.n))
-			for _, en := range bk.appendEntries(nil) {
+			r.stateEnts = bk.appendEntries(r.stateEnts[:0])
+			for _, en := range r.stateEnts {
 				e.s(en.key)
 				e.byte(uint8(en.kind))
 				e.s(en.name)
@@ -68,9 +79,9 @@ func (r *Rollup) MarshalState() ([]byte, error) {
 				e.tags(en.tags)
 				switch en.kind {
 				case aggDist:
-					sk := en.sketch.appendBinary(nil)
-					e.u(uint64(len(sk)))
-					e.b = append(e.b, sk...)
+					r.stateSketch = en.sketch.appendBinary(r.stateSketch[:0], &r.stateBody)
+					e.u(uint64(len(r.stateSketch)))
+					e.b = append(e.b, r.stateSketch...)
 				case aggCounter:
 					e.f(en.value)
 				case aggGauge:
