@@ -124,7 +124,14 @@ type Batcher struct {
 	// then agg origin, so that a point finds its lane without hashing a
 	// key (lanes are never removed from open); b.mu.
 	metricLanes [2][]*openBatch
-	pool        sync.Pool
+	// free are published batches' encoders, reset, for the next batches
+	// to reuse: their buffers, and the series encoder's strings and
+	// series from earlier records (ADR 0016), which make a series' first
+	// point in a record cheap. A sync.Pool dropped them at every
+	// collection, and the next encoders grew their buffers again (the
+	// largest allocation of a loaded les after UDP addresses). At most
+	// maxFree; b.mu.
+	free []*wire.Encoder
 	// ready are the lanes with queued batches and no publish in flight, in
 	// the order they became ready; b.mu.
 	ready []*openBatch
@@ -281,12 +288,8 @@ func (b *Batcher) get(origin string, sig wire.Signal, p int) *openBatch {
 		b.open[k] = ob
 	}
 	if ob.enc == nil {
-		if e, _ := b.pool.Get().(*wire.Encoder); e != nil && e.Signal() == sig {
-			ob.enc = e
-		} else {
-			if e != nil {
-				b.pool.Put(e)
-			}
+		ob.enc = b.takeFree(sig)
+		if ob.enc == nil {
 			ob.enc = wire.NewEncoding(sig, b.enc)
 		}
 		ob.opened = time.Now()
@@ -468,9 +471,39 @@ func (b *Batcher) publishSealed(ctx context.Context, buf []byte, s sealed) []byt
 		}
 	}
 	s.enc.Reset()
-	b.pool.Put(s.enc)
+	b.mu.Lock()
+	b.putFree(s.enc)
+	b.mu.Unlock()
 	b.unsettled.done()
 	return buf
+}
+
+// maxFree bounds Batcher.free: what the publishers hand back between two
+// cuts, of each signal in use.
+func (b *Batcher) maxFree() int { return b.cfg.Publishers + 2 }
+
+// takeFree returns a free encoder of sig, newest first, or nil. b.mu held.
+func (b *Batcher) takeFree(sig wire.Signal) *wire.Encoder {
+	for i := len(b.free) - 1; i >= 0; i-- {
+		if e := b.free[i]; e.Signal() == sig {
+			last := len(b.free) - 1
+			copy(b.free[i:], b.free[i+1:])
+			b.free[last] = nil // no stale pointer past the end
+			b.free = b.free[:last]
+			return e
+		}
+	}
+	return nil
+}
+
+// putFree keeps e, a reset encoder, for reuse; when free is full the
+// oldest goes. b.mu held.
+func (b *Batcher) putFree(e *wire.Encoder) {
+	if len(b.free) >= b.maxFree() {
+		copy(b.free, b.free[1:])
+		b.free = b.free[:len(b.free)-1]
+	}
+	b.free = append(b.free, e)
 }
 
 // PublishNow encodes and publishes the items of batch synchronously (used
