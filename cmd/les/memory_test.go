@@ -18,9 +18,9 @@ func TestMemoryPolicy(t *testing.T) {
 		wantPct   int
 		wantLimit int64
 	}{
-		{name: "defaults", env: nil, wantPct: 50, wantLimit: wantLimit},
+		{name: "defaults", env: nil, wantPct: 30, wantLimit: wantLimit},
 		{name: "GOGC set", env: map[string]string{"GOGC": "100"}, wantPct: 0, wantLimit: wantLimit},
-		{name: "GOMEMLIMIT set", env: map[string]string{"GOMEMLIMIT": "1GiB"}, wantPct: 50, wantLimit: 0},
+		{name: "GOMEMLIMIT set", env: map[string]string{"GOMEMLIMIT": "1GiB"}, wantPct: 30, wantLimit: 0},
 		{name: "both set", env: map[string]string{"GOGC": "off", "GOMEMLIMIT": "1GiB"}, wantPct: 0, wantLimit: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -198,14 +198,18 @@ func writeHeapProfile(path string) error {
 }
 
 // gcPercent is the collector's target that `les up` sets unless GOGC is
-// in the environment: a collection when the heap has grown by half of the
-// live data, not by all of it (GOGC=100). les allocates little per line
-// (batches, encoders and the embedded server's block buffers are reused),
-// so collecting twice as often raised the collector's share of the CPU
-// (runtime/metrics /cpu/classes/gc) from 1.3-2.6 % to 2.1-6.1 % and cut
-// the peak RSS at 200 k StatsD lines/s from 130-135 to 104-114 MB
-// (docs/performance.md, "Memory (goal 2)").
-const gcPercent = 50
+// in the environment: a collection when the heap has grown by 30 % of
+// the live data, not by all of it (GOGC=100). les allocates little per
+// line (batches, encoders, UDP buffers and the embedded server's block
+// buffers are reused: about 5 MB/s at 1.7 M StatsD lines/s), so
+// collecting more often costs little CPU and cuts the peak RSS. GOGC=50
+// cut it at 200 k StatsD lines/s from 130-135 to 104-114 MB against
+// GOGC=100 (docs/performance.md, "Memory (goal 2)"); 30 against 50, on
+// 1,000 series pinned to one core: 71-76 against 74-87 MB at 3 M lines/s
+// for the same CPU per line, and 0.73 against 0.70-0.74 CPU s per million
+// lines on les bench's StatsD mix at 5,000 series (docs/performance.md,
+// "Session 8").
+const gcPercent = 30
 
 // memoryPolicy is what `les up` sets in the Go runtime: the GC percent
 // (0: leave it) unless GOGC is set, and the soft memory limit (0: leave
