@@ -77,24 +77,8 @@ const DefaultPartSize = 4096
 // has not been called. On return, dst is left holding the last part.
 // DecodeSeriesParts hands the same parts over by series index.
 func (d *Decoder) DecodeParts(dst *model.Batch, rec []byte, n int, fn func(*model.Batch)) (Header, error) {
-	h, body, err := d.open(rec)
-	if err != nil {
-		return h, err
-	}
-	if h.Encoding != EncodingSeries {
-		r := reader{b: body}
-		if err := r.items(dst, h.Signal, h.Count, h.Version); err != nil {
-			return h, err
-		}
-		fn(dst)
-		return h, nil
-	}
-	r, err := d.seriesTables(dst, body, h.Count)
-	if err != nil {
-		return h, err
-	}
-	p := seriesPoints{r: r, count: h.Count, base: dst.SeriesN + 1}
-	if err := d.checkPoints(p); err != nil {
+	h, p, done, err := d.startParts(dst, rec, fn)
+	if done {
 		return h, err
 	}
 	dst.SeriesN += uint32(len(d.series))
@@ -116,6 +100,35 @@ func (d *Decoder) DecodeParts(dst *model.Batch, rec []byte, n int, fn func(*mode
 	clear(dst.Metrics[len(dst.Metrics):cap(dst.Metrics)])
 	dst.Continues, dst.More = false, false
 	return h, nil
+}
+
+// startParts begins DecodeParts and DecodeSeriesParts: a record that is
+// not series-encoded is decoded into dst and handed to fn whole (done); a
+// series-encoded one has its tables read and its points checked, and p
+// is where its points start. done with an error: rec is corrupt, and
+// nothing was handed over.
+func (d *Decoder) startParts(dst *model.Batch, rec []byte, fn func(*model.Batch)) (h Header, p seriesPoints, done bool, err error) {
+	h, body, err := d.open(rec)
+	if err != nil {
+		return h, p, true, err
+	}
+	if h.Encoding != EncodingSeries {
+		r := reader{b: body}
+		if err := r.items(dst, h.Signal, h.Count, h.Version); err != nil {
+			return h, p, true, err
+		}
+		fn(dst)
+		return h, p, true, nil
+	}
+	r, err := d.seriesTables(dst, body, h.Count)
+	if err != nil {
+		return h, p, true, err
+	}
+	p = seriesPoints{r: r, count: h.Count, base: dst.SeriesN + 1}
+	if err := d.checkPoints(p); err != nil {
+		return h, p, true, err
+	}
+	return h, p, false, nil
 }
 
 // open parses rec's header and returns its decompressed body.

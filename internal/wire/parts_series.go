@@ -48,24 +48,8 @@ type SeriesPart struct {
 // A corrupt record is found before anything is handed over: on error,
 // neither fn nor points has been called.
 func (d *Decoder) DecodeSeriesParts(dst *model.Batch, rec []byte, n int, fn func(*model.Batch), points func(*SeriesPart)) (Header, error) {
-	h, body, err := d.open(rec)
-	if err != nil {
-		return h, err
-	}
-	if h.Encoding != EncodingSeries {
-		r := reader{b: body}
-		if err := r.items(dst, h.Signal, h.Count, h.Version); err != nil {
-			return h, err
-		}
-		fn(dst)
-		return h, nil
-	}
-	r, err := d.seriesTables(dst, body, h.Count)
-	if err != nil {
-		return h, err
-	}
-	p := seriesPoints{r: r, count: h.Count, base: dst.SeriesN + 1}
-	if err := d.checkPoints(p); err != nil {
+	h, p, done, err := d.startParts(dst, rec, fn)
+	if done {
 		return h, err
 	}
 	start := len(dst.Metrics) // 0: dst is empty
