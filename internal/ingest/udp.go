@@ -315,7 +315,7 @@ func (u *UDP) readUDP(uc *net.UDPConn, dec Decoder, batch *model.Batch) {
 }
 
 func (u *UDP) countDrops(oob []byte) {
-	for _, total := range dropCounts(oob) {
+	if total, ok := dropCount(oob); ok {
 		u.mu.Lock()
 		u.noteDropsLocked(total)
 		u.mu.Unlock()

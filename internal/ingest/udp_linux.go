@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"syscall"
+	"unsafe"
 )
 
 // setSocketOptions asks Linux for the socket's drop count on every
@@ -27,19 +28,27 @@ func socketReadBuffer(fd uintptr) int {
 	return n
 }
 
-// dropCounts returns the cumulative drop counts (SO_RXQ_OVFL) in the
-// control messages oob.
-func dropCounts(oob []byte) []uint32 {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var out []uint32
-	for _, m := range msgs {
-		if m.Header.Level != syscall.SOL_SOCKET || m.Header.Type != soRxqOvfl || len(m.Data) < 4 {
-			continue
+// dropCount returns the cumulative drop count (SO_RXQ_OVFL) in the
+// control messages oob, the last if there are several; ok is false if
+// there is none. It reads the messages in place: once the socket has
+// dropped, the kernel attaches the count to every datagram, and
+// syscall.ParseSocketControlMessage allocated for each read.
+func dropCount(oob []byte) (total uint32, ok bool) {
+	hdr := syscall.CmsgLen(0) // the header, aligned: where the data starts
+	for len(oob) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			break
 		}
-		out = append(out, binary.NativeEndian.Uint32(m.Data))
+		if h.Level == syscall.SOL_SOCKET && h.Type == soRxqOvfl && l-hdr >= 4 {
+			total, ok = binary.NativeEndian.Uint32(oob[hdr:]), true
+		}
+		next := syscall.CmsgSpace(l - hdr)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
-	return out
+	return total, ok
 }

@@ -11,5 +11,5 @@ func setSocketOptions(fd uintptr, network string, readBuffer int) error { return
 // compare it with what it asked for).
 func socketReadBuffer(fd uintptr) int { return 0 }
 
-// dropCounts: outside Linux the kernel reports no drop counts.
-func dropCounts(oob []byte) []uint32 { return nil }
+// dropCount: outside Linux the kernel reports no drop counts.
+func dropCount(oob []byte) (total uint32, ok bool) { return 0, false }
