@@ -445,7 +445,11 @@ func (a *App) bind(l ListenerConfig, b *ingest.Batcher) (runner, string, error) 
 		return bind(a, l, b)
 	}
 	if l.Transport == "tcp" {
-		l.seriesBudget = wavefront.NewCacheBudget(tcpSeriesCacheBudget)
+		// The connections' series caches share one budget: a
+		// connection whose cache would go past it begins its cache
+		// anew and, while there is no room, decodes without caching
+		// (slower, never wrong).
+		l.seriesBudget = wavefront.NewCacheBudget(wavefront.DefaultCacheBudget)
 	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, a.reg)

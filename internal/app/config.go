@@ -132,7 +132,7 @@ type ListenerConfig struct {
 	Source string `yaml:"source"`
 
 	// seriesBudget is set by bind for a tcp listener: the series caches
-	// of its connections' decoders share it (tcpSeriesCacheBudget).
+	// of its connections' decoders share it (wavefront.DefaultCacheBudget).
 	seriesBudget *wavefront.CacheBudget
 }
 

@@ -37,14 +37,6 @@ func wavefrontDecoder(mode wavefront.Mode, w model.Window) func(ListenerConfig) 
 	}
 }
 
-// tcpSeriesCacheBudget is the series-cache memory the connections of one
-// tcp listener share (wavefront.CacheBudget): up to eight connections
-// with a full cache (wavefront.DefaultSeriesCacheBytes each), instead of
-// 8 MiB for each of max_connections (8 GiB at the default 1024). A
-// connection whose cache would go past it begins its cache anew and,
-// while there is no room, decodes without caching: slower, never wrong.
-const tcpSeriesCacheBudget = 64 << 20
-
 // formats is the explicit table of listener formats; adding a format is one
 // line here plus its package under internal/format.
 var formats = map[string]formatSpec{

@@ -53,6 +53,11 @@ type CacheBudget struct {
 	used atomic.Int64
 }
 
+// DefaultCacheBudget is the budget les gives the connections of one TCP
+// listener: eight full caches (DefaultSeriesCacheBytes each) instead of
+// 8 MiB for each of up to max_connections (8 GiB at the default 1024).
+const DefaultCacheBudget = 8 * DefaultSeriesCacheBytes
+
 // NewCacheBudget returns a budget of bytes.
 func NewCacheBudget(bytes int) *CacheBudget { return &CacheBudget{max: int64(bytes)} }
 

@@ -41,11 +41,6 @@ type ListenerConfig struct {
 	seriesBudget *wavefront.CacheBudget
 }
 
-// tcpSeriesCacheBudget is the series-cache memory the connections of one
-// tcp listener share, as in les up (internal/app/listeners.go): a
-// sandbox's few connections never come near it.
-const tcpSeriesCacheBudget = 64 << 20
-
 // formatSpec is one listener format: its transports and a decoder
 // factory given the default source (the function name).
 type formatSpec struct {
@@ -167,7 +162,7 @@ func bind(l ListenerConfig, source string, b *ingest.Batcher, reg *selfmetric.Re
 		source = l.Source
 	}
 	if l.Transport == "tcp" {
-		l.seriesBudget = wavefront.NewCacheBudget(tcpSeriesCacheBudget)
+		l.seriesBudget = wavefront.NewCacheBudget(wavefront.DefaultCacheBudget)
 	}
 	newDec := func() ingest.Decoder { return spec.newDecoder(l, source) }
 	in := ingest.NewIntake(l.Format, l.Transport, b, reg)
