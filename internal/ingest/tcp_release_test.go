@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/les-streams/les/internal/model"
-	"github.com/les-streams/les/internal/selfmetric"
 )
 
 // releasingDecoder counts Release calls (ingest.releaser) and says when
@@ -32,12 +31,7 @@ var _ releaser = releasingDecoder{}
 // when the connection ends (its series cache gives its bytes back to the
 // listener's budget), also when it ends with the shutdown.
 func TestTCPReleasesDecoders(t *testing.T) {
-	st := openStream(t)
-	reg := selfmetric.New()
-	b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, _ := tcpIntake(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +42,6 @@ func TestTCPReleasesDecoders(t *testing.T) {
 		made.Add(1)
 		return releasingDecoder{decoded: decoded, released: &released}
 	}
-	in := NewIntake("x", "tcp", b, reg)
 	tcp := NewTCP(ln, TCPConfig{}, in, newDec, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

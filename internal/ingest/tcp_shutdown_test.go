@@ -35,13 +35,8 @@ func (c *racingConn) SetReadDeadline(t time.Time) error {
 // handler blocked in Read for the whole idle timeout (which would hold the
 // shutdown of les for up to 5 minutes).
 func TestTCPShutdownDuringDeadlineReset(t *testing.T) {
-	st := openStream(t)
-	reg := selfmetric.New()
-	b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := &TCP{cfg: TCPConfig{MaxLine: 1024, IdleTimeout: 5 * time.Second}, in: NewIntake("x", "tcp", b, reg),
+	in, _ := tcpIntake(t)
+	tcp := &TCP{cfg: TCPConfig{MaxLine: 1024, IdleTimeout: 5 * time.Second}, in: in,
 		newDecoder: func() Decoder { return fakeDecoder{} }, log: slog.New(slog.DiscardHandler)}
 	client, server := net.Pipe()
 	defer client.Close()
@@ -67,13 +62,7 @@ func TestTCPShutdownDuringDeadlineReset(t *testing.T) {
 func TestTCPShutdownReadsWhatWasSent(t *testing.T) {
 	for _, sniffing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sniffing=%v", sniffing), func(t *testing.T) {
-			st := openStream(t)
-			reg := selfmetric.New()
-			b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := NewIntake("x", "tcp", b, reg)
+			in, reg := tcpIntake(t)
 			tcp := &TCP{cfg: TCPConfig{MaxLine: 1024, IdleTimeout: 5 * time.Second, LineTimeout: 5 * time.Second}, in: in,
 				newDecoder: func() Decoder { return fakeDecoder{} }, log: slog.New(slog.DiscardHandler)}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,18 +132,13 @@ func (l *gatedListener) SetDeadline(t time.Time) error {
 // writes succeeded) are taken, not reset with the listener (CI saw
 // TestRestartResumes lose 50 of 50 lines this way).
 func TestTCPShutdownAcceptsBacklog(t *testing.T) {
-	st := openStream(t)
-	reg := selfmetric.New()
-	b, err := NewBatcher(BatchConfig{}, st, reg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, reg := tcpIntake(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gl := &gatedListener{TCPListener: ln.(*net.TCPListener), gate: make(chan struct{})}
-	tcp := NewTCP(gl, TCPConfig{}, NewIntake("x", "tcp", b, reg), func() Decoder { return fakeDecoder{} }, slog.New(slog.DiscardHandler))
+	tcp := NewTCP(gl, TCPConfig{}, in, func() Decoder { return fakeDecoder{} }, slog.New(slog.DiscardHandler))
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -176,4 +160,16 @@ func TestTCPShutdownAcceptsBacklog(t *testing.T) {
 	if got := reg.Counter("les_ingest_received_total", "format", "x", "transport", "tcp").Get(); got != lines {
 		t.Fatalf("%d of %d lines from a connection in the listen backlog were taken", got, lines)
 	}
+}
+
+// tcpIntake is the intake of a TCP listener under test ("x" over tcp),
+// publishing to an in-memory stream, and its registry.
+func tcpIntake(t *testing.T) (*Intake, *selfmetric.Registry) {
+	t.Helper()
+	reg := selfmetric.New()
+	b, err := NewBatcher(BatchConfig{}, openStream(t), reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewIntake("x", "tcp", b, reg), reg
 }
